@@ -1,0 +1,3 @@
+from digitd.cli import main
+
+raise SystemExit(main())

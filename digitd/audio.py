@@ -1,0 +1,179 @@
+"""Reading WAV files of any common kind, downmixing and resampling to the model rate.
+
+Every failure becomes an `AudioError` whose message names the file and the reason, so the
+CLI can print one line and exit non-zero instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from math import gcd
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from scipy.io import wavfile
+from scipy.signal import resample_poly
+
+from digitd import SAMPLE_RATE
+
+
+class AudioError(Exception):
+    """A WAV that cannot be used, with a one-line reason."""
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not a WAV file")
+    if not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+
+
+def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.ndarray]:
+    """(rate, samples) as stored: shape (n,) or (n, channels), native dtype.
+
+    `mmap=True` maps the data instead of reading it, so hours-long files cost no memory
+    (scipy cannot map 24-bit data; those are read whole).
+    """
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            try:
+                rate, data = wavfile.read(path, mmap=mmap)
+            except ValueError as e:
+                if mmap and "24" in str(e):
+                    rate, data = wavfile.read(path, mmap=False)
+                else:
+                    raise
+    except (ValueError, EOFError, OSError) as e:
+        raise AudioError(f"{path}: not a readable WAV file ({_reason(e)})") from None
+    if rate <= 0:
+        raise AudioError(f"{path}: invalid sample rate {rate}")
+    if data.size == 0 or len(data) == 0:
+        raise AudioError(f"{path}: no audio samples")
+    if data.dtype.kind not in "iuf":
+        raise AudioError(f"{path}: unsupported sample type {data.dtype}")
+    return int(rate), data
+
+
+def _reason(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg.rstrip(".")
+
+
+def to_mono_float(data: np.ndarray) -> np.ndarray:
+    """Any stored sample type -> float32 mono in [-1, 1] (channel mean)."""
+    x = np.asarray(data)
+    if x.dtype == np.uint8:  # 8-bit WAV is unsigned, centred on 128
+        x = (x.astype(np.float32) - 128.0) / 128.0
+    elif x.dtype.kind == "i":
+        x = x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
+    else:
+        x = x.astype(np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float32)
+    return x
+
+
+def resample(x: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling (scipy.signal.resample_poly); identity when rates match."""
+    if from_rate == to_rate:
+        return np.asarray(x, dtype=np.float32)
+    g = gcd(int(from_rate), int(to_rate))
+    return resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    if not np.all(np.isfinite(x)):
+        raise AudioError(f"{name}: audio has NaN or infinite samples")
+
+
+def load_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole WAV as float32 mono at `rate`: for clips (training, predict)."""
+    src_rate, data = read_wav(path)
+    x = to_mono_float(data)
+    check_finite(x, str(path))
+    return resample(x, src_rate, rate)
+
+
+def write_wav(path: str | os.PathLike, x: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """float [-1, 1] (clipped) or int16 -> 16-bit PCM WAV."""
+    x = np.asarray(x)
+    if x.dtype != np.int16:
+        x = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    wavfile.write(path, rate, x)
+
+
+def float_to_int16(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+class StreamResampler:
+    """Block-by-block polyphase resampling whose output equals one-shot `resample`.
+
+    Keeps `ctx` input samples of past and future around each processed span (at least the
+    filter's half length), so block edges add no clicks. Adds `ctx` samples of delay
+    (10 ms for 44.1 kHz, 7.5 ms for 48 kHz).
+    """
+
+    def __init__(self, from_rate: int, to_rate: int = SAMPLE_RATE) -> None:
+        g = gcd(int(from_rate), int(to_rate))
+        self.up, self.down = to_rate // g, from_rate // g
+        self.identity = self.up == self.down
+        half = 10 * max(self.up, self.down) // self.up + 1  # resample_poly's filter half-length
+        self.ctx = -(-half // self.down) * self.down
+        self._buf = np.zeros(self.ctx, dtype=np.float32)  # past context starts as silence
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        block = np.asarray(block, dtype=np.float32)
+        if self.identity:
+            return block
+        self._buf = np.concatenate([self._buf, block])
+        return self._drain()
+
+    def flush(self) -> np.ndarray:
+        """Emit what is still held back, padding the future with silence."""
+        if self.identity:
+            return np.zeros(0, dtype=np.float32)
+        pending = len(self._buf) - self.ctx
+        if pending <= 0:
+            return np.zeros(0, dtype=np.float32)
+        pad = (-pending) % self.down + self.ctx
+        self._buf = np.concatenate([self._buf, np.zeros(pad, dtype=np.float32)])
+        out = self._drain()
+        n_out = -(-pending * self.up // self.down)
+        return out[:n_out]
+
+    def _drain(self) -> np.ndarray:
+        k = (len(self._buf) - 2 * self.ctx) // self.down
+        if k <= 0:
+            return np.zeros(0, dtype=np.float32)
+        seg = self._buf[: 2 * self.ctx + k * self.down]
+        y = resample_poly(seg, self.up, self.down)
+        o = self.ctx * self.up // self.down
+        out = y[o : o + k * self.up].astype(np.float32)
+        self._buf = self._buf[k * self.down :]
+        return out
+
+
+def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Stream a WAV (memory-mapped) as float32 mono blocks at `rate`, without loading it whole."""
+    src_rate, data = read_wav(path, mmap=True)
+    rs = StreamResampler(src_rate, rate)
+    step = max(1, int(round(block_s * src_rate)))
+    for i in range(0, len(data), step):
+        x = to_mono_float(np.array(data[i : i + step]))
+        check_finite(x, str(path))
+        out = rs.process(x)
+        if len(out):
+            yield out
+    tail = rs.flush()
+    if len(tail):
+        yield tail

@@ -1,0 +1,170 @@
+"""`digitd` command line: parses arguments, loads config, dispatches, turns errors into one line.
+
+Each subcommand's work lives in its own module, imported only when that command runs, so
+`digitd run` never imports the trainer and `digitd train` never opens the microphone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+# On 2 cores a multi-threaded BLAS makes small MFCC matrix products several times slower.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from digitd import __version__  # noqa: E402
+
+
+class DigitdError(Exception):
+    """Any failure the user can act on: printed as one line, exit status 2."""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml, then ~/.config/digitd/config.toml)")
+    p.add_argument(
+        "--set", metavar="SECTION.KEY=VALUE", action="append", default=[], dest="overrides",
+        help="override any config knob, e.g. --set vad.aggressiveness=2 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="digitd", description="Hands-free spoken-digit recognizer.")
+    parser.add_argument("--version", action="version", version=f"digitd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="listen continuously and print digits as they are spoken")
+    _common(p)
+    p.add_argument("--input", metavar="WAV", help="stream a WAV file through the pipeline instead of the microphone")
+    p.add_argument("--demo", action="store_true", help="stream the bundled demo recording in real time")
+    p.add_argument("--speed", help="file pacing: 1 = real time, max = as fast as possible, or a factor [run.speed]")
+    p.add_argument("--device", help="input device index or name substring [audio.device]")
+    p.add_argument("--model", help="model file [classify.model]")
+    p.add_argument("--vad", type=int, dest="vad_aggressiveness", metavar="0-3", help="VAD aggressiveness [vad.aggressiveness]")
+    p.add_argument("--hangover-ms", type=int, help="end-of-speech silence [endpoint.hangover_ms]")
+    p.add_argument("--reject-threshold", type=float, help="confidence below which a digit is rejected [classify.reject_threshold]")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--jsonl", action="store_const", const="jsonl", dest="output", help="JSON Lines events on stdout")
+    out.add_argument("--ui", action="store_const", const="ui", dest="output", help="Rich live terminal UI")
+    out.add_argument("--plain", action="store_const", const="plain", dest="output", help="plain text lines")
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    _common(p)
+
+    p = sub.add_parser("predict", help="classify whole WAV clips; one JSON line per file")
+    _common(p)
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("--model", help="model file [classify.model]")
+
+    p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
+    _common(p)
+    p.add_argument("--speed", help="max (compute-bound) or 1 (paced like live audio) [run.speed]")
+    p.add_argument("--input", metavar="WAV", help="benchmark this recorded stream instead of a generated one")
+    p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...]")
+    p.add_argument("--model", help="model file [classify.model]")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here")
+
+    p = sub.add_parser("train", help="train a model from FSDD (and optional extra data)")
+    _common(p)
+    p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
+    p.add_argument("--hf", action="store_true", help="load mteb/free-spoken-digit-dataset from the Hugging Face hub")
+    p.add_argument("--classifier", choices=("lr", "svm"), help="[train.classifier]")
+    p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
+    p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
+    p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--strict", action="store_true", help="abort on the first bad training file instead of skipping it")
+    p.add_argument("--loso", action="store_true", help="also measure leave-one-speaker-out accuracy for the card")
+
+    p = sub.add_parser("eval", help="evaluate a model on the official test split")
+    _common(p)
+    p.add_argument("--model", help="model file [classify.model]")
+    p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
+    p.add_argument("--hf", action="store_true", help="load the data from the Hugging Face hub")
+    p.add_argument("--loso", action="store_true", help="leave-one-speaker-out accuracy (retrains per speaker)")
+    p.add_argument("--plots", metavar="DIR", help="write confusion-matrix PNGs here")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--strict", action="store_true", help="abort on the first bad file instead of skipping it")
+    return parser
+
+
+# flag attribute -> config "section.key" it overrides
+FLAG_KNOBS = {
+    "speed": "run.speed",
+    "device": "audio.device",
+    "model": "classify.model",
+    "vad_aggressiveness": "vad.aggressiveness",
+    "hangover_ms": "endpoint.hangover_ms",
+    "reject_threshold": "classify.reject_threshold",
+    "output": "output.mode",
+    "data": "train.data_dir",
+    "classifier": "train.classifier",
+    "jobs": "train.jobs",
+}
+
+
+def load_config(args: argparse.Namespace):
+    """Config file, then --set overrides, then the named flags (most specific wins)."""
+    from digitd import config
+
+    overrides = list(getattr(args, "overrides", []))
+    for attr, knob in FLAG_KNOBS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            section, key = knob.split(".")
+            config_value = value if not isinstance(value, str) else value
+            overrides.append(f"{section}.{key}={_toml_literal(config_value)}")
+    return config.load(args.config, overrides)
+
+
+def _toml_literal(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    if args.command == "run":
+        from digitd.daemon import run_command
+        return run_command(args, cfg)
+    if args.command == "devices":
+        from digitd.capture import devices_command
+        return devices_command(args, cfg)
+    if args.command == "predict":
+        from digitd.predict import predict_command
+        return predict_command(args, cfg)
+    if args.command == "bench":
+        from digitd.bench import bench_command
+        return bench_command(args, cfg)
+    if args.command in ("train", "eval"):
+        try:
+            from train.cli import eval_command, train_command
+        except ImportError as e:
+            raise DigitdError(f"the trainer is not installed ({e}); install digitd from a source checkout") from None
+        return (train_command if args.command == "train" else eval_command)(args, cfg)
+    raise DigitdError(f"unknown command {args.command}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from digitd.audio import AudioError
+    from digitd.config import ConfigError
+    from digitd.model import ModelError
+
+    args = build_parser().parse_args(argv)
+    # A closed stdout (`digitd run --jsonl | head -1`) ends the program quietly.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return dispatch(args)
+    except (DigitdError, AudioError, ConfigError, ModelError) as e:
+        print(f"digitd: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

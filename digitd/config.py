@@ -1,0 +1,208 @@
+"""Configuration: plain dataclasses, read from TOML, overridable from the command line.
+
+Lookup order: `--config PATH`, then `./config.toml`, then `~/.config/digitd/config.toml`,
+else the built-in defaults (which match the shipped config.toml; a test checks that).
+Unknown keys, wrong types and out-of-range values are rejected with the key's name and
+what is allowed, as a `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A config file or override that cannot be used, with a one-line reason."""
+
+
+def knob(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None):
+    """A dataclass field with its allowed range, checked by `validate`."""
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass
+class AudioConfig:
+    device: str = knob("")  # index or name substring; "" = system default input
+    capture_rate: int = knob(0, lo=0, hi=384000)  # 0 = 8000 Hz if the device takes it, else its default
+    block_ms: int = knob(30, lo=5, hi=500)
+    ring_seconds: float = knob(5.0, lo=0.1, hi=600.0)
+    frame_ms: int = knob(30, choices=(10, 20, 30))
+    reconnect_max_s: float = knob(5.0, lo=0.1, hi=300.0)
+
+
+@dataclass
+class VadConfig:
+    aggressiveness: int = knob(3, lo=0, hi=3)
+
+
+@dataclass
+class EndpointConfig:
+    preroll_ms: int = knob(90, lo=0, hi=1000)
+    start_frames: int = knob(2, lo=1, hi=50)
+    start_window: int = knob(3, lo=1, hi=50)
+    hangover_ms: int = knob(150, lo=0, hi=3000)
+    min_speech_ms: int = knob(90, lo=0, hi=5000)
+    max_utterance_ms: int = knob(2000, lo=100, hi=30000)
+    split_dips: bool = knob(True)
+    min_level_dbfs: float = knob(-55.0, lo=-120.0, hi=0.0)
+
+
+@dataclass
+class ClassifyConfig:
+    model: str = knob("")  # path to a .joblib model; "" = the shipped default
+    reject_threshold: float = knob(0.5, lo=0.0, hi=1.0)
+    queue_size: int = knob(32, lo=1, hi=10000)
+
+
+@dataclass
+class OutputConfig:
+    mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain"))
+    transcript_len: int = knob(24, lo=1, hi=1000)
+
+
+@dataclass
+class RunConfig:
+    speed: str = knob("1")  # file input pacing: "1" real time, "max" as fast as possible, or a factor
+
+
+@dataclass
+class BenchConfig:
+    seed: int = knob(0, lo=0)
+    digits: int = knob(120, lo=1, hi=100000)
+    gap_min_s: float = knob(0.15, lo=0.0, hi=60.0)
+    gap_max_s: float = knob(2.0, lo=0.0, hi=60.0)
+    noise: str = knob("none", choices=("none", "white", "pink"))
+    snr_db: float = knob(20.0, lo=-20.0, hi=80.0)
+    level_min_db: float = knob(-20.0, lo=-80.0, hi=0.0)
+    level_max_db: float = knob(-3.0, lo=-80.0, hi=0.0)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = knob("")  # "" = $DIGITD_FSDD_DIR, else ../shared/fsdd/recordings
+    classifier: str = knob("lr", choices=("lr", "svm"))
+    jobs: int = knob(2, lo=1, hi=256)
+    seed: int = knob(0, lo=0)
+
+
+@dataclass
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
+    key = f"{section}.{f.name}"
+    typ = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif typ is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # e.g. run.speed = 1
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        allowed = ", ".join(str(c) for c in meta["choices"])
+        raise ConfigError(f"{key}: {value!r} is not allowed (choose one of {allowed})")
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+        raise ConfigError(f"{key}: {value!r} is out of range (allowed {rng})")
+    return value
+
+
+def apply(cfg: Config, data: dict[str, Any], origin: str = "config") -> Config:
+    """Overlay a parsed TOML table onto `cfg`, checking every key, type and range."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for sec_name, table in data.items():
+        if sec_name not in sections:
+            raise ConfigError(f"{origin}: unknown section [{sec_name}] (known: {', '.join(sections)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: [{sec_name}] must be a table")
+        sec = getattr(cfg, sec_name)
+        fields = {f.name: f for f in dataclasses.fields(sec)}
+        for key, value in table.items():
+            if key not in fields:
+                raise ConfigError(f"{origin}: unknown key {sec_name}.{key} (known: {', '.join(fields)})")
+            setattr(sec, key, _coerce(sec_name, fields[key], value))
+    _check_cross(cfg)
+    return cfg
+
+
+def _check_cross(cfg: Config) -> None:
+    if cfg.endpoint.start_frames > cfg.endpoint.start_window:
+        raise ConfigError("endpoint.start_frames: must be <= endpoint.start_window")
+    if cfg.bench.gap_min_s > cfg.bench.gap_max_s:
+        raise ConfigError("bench.gap_min_s: must be <= bench.gap_max_s")
+    if cfg.bench.level_min_db > cfg.bench.level_max_db:
+        raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
+    speed = cfg.run.speed
+    if speed != "max":
+        try:
+            ok = float(speed) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"run.speed: {speed!r} is not allowed (a positive factor such as 1, or max)")
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """'section.key=value' -> (section, key, value); value parsed as TOML, else a bare string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    path, raw = text.split("=", 1)
+    section, key = path.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return section, key, value
+
+
+def default_paths() -> list[Path]:
+    return [Path("config.toml"), Path.home() / ".config" / "digitd" / "config.toml"]
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Config from `path` (or the first default location that exists), then `overrides`."""
+    cfg = Config()
+    candidates = [Path(path)] if path else default_paths()
+    for p in candidates:
+        if p.is_file() or path:
+            try:
+                data = tomllib.loads(p.read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"{p}: no such config file") from None
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError(f"{p}: cannot read config ({e})") from None
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(f"{p}: invalid TOML ({e})") from None
+            apply(cfg, data, origin=str(p))
+            break
+    for text in overrides or []:
+        section, key, value = parse_override(text)
+        apply(cfg, {section: {key: value}}, origin="--set")
+    return cfg
+
+
+def as_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,158 @@
+"""The one feature function: 8 kHz waveform -> fixed-length vector.
+
+Training, evaluation, batch prediction and the daemon all call `extract`, so a model only
+ever sees features computed the same way. Every parameter lives in `FeatureParams`, is
+stored in the model file, and a model whose parameters differ is refused at load time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import python_speech_features as psf
+
+from digitd import SAMPLE_RATE
+
+FEATURE_VERSION = 1  # bump when `extract` changes in a way the params below do not capture
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Everything that shapes the feature vector. Saved in the model; compared on load."""
+
+    sample_rate: int = SAMPLE_RATE
+    # energy trim: keep frames louder than max(peak - trim_range_db, p10 + trim_floor_db)
+    trim_frame_ms: float = 10.0
+    trim_range_db: float = 30.0
+    trim_floor_db: float = 6.0
+    trim_margin_ms: float = 30.0
+    # MFCC (python_speech_features.mfcc); samplerate and window are always passed explicitly
+    winlen: float = 0.025
+    winstep: float = 0.01
+    numcep: int = 13
+    nfilt: int = 26
+    nfft: int = 256
+    preemph: float = 0.97
+    ceplifter: int = 22
+    delta_n: int = 2
+    segments: int = 3  # equal time segments, each mean-pooled, keep coarse word order
+    version: int = FEATURE_VERSION
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureParams":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown feature parameters: {sorted(unknown)}")
+        return cls(**d)
+
+    @property
+    def dim(self) -> int:
+        per_frame = 2 * self.numcep  # cepstra + deltas
+        return per_frame * (4 + self.segments)
+
+
+DEFAULT_PARAMS = FeatureParams()
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """int16/int32/float input -> float64 in [-1, 1] (ints are scaled by their full range)."""
+    x = np.asarray(x)
+    if x.ndim != 1:
+        raise ValueError(f"expected a mono 1-D waveform, got shape {x.shape}")
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(np.float64) / float(-np.iinfo(x.dtype).min)
+    return x.astype(np.float64)
+
+
+def frame_db(x: np.ndarray, frame_len: int) -> np.ndarray:
+    """Mean-square level in dB of consecutive non-overlapping frames (last partial frame kept)."""
+    n = max(1, int(np.ceil(len(x) / frame_len)))
+    padded = np.zeros(n * frame_len)
+    padded[: len(x)] = x
+    power = np.mean(padded.reshape(n, frame_len) ** 2, axis=1)
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def trim_bounds(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> tuple[int, int]:
+    """Sample range [start, end) of the word: frames above an adaptive energy threshold.
+
+    The threshold is relative (peak - 30 dB, or 6 dB over the 10th-percentile noise floor,
+    whichever is higher), so it works at any level and any steady background.
+    """
+    x = to_float(x)
+    if len(x) == 0:
+        return 0, 0
+    flen = max(1, int(round(params.sample_rate * params.trim_frame_ms / 1000)))
+    db = frame_db(x, flen)
+    thresh = max(db.max() - params.trim_range_db, np.percentile(db, 10) + params.trim_floor_db)
+    loud = np.flatnonzero(db >= thresh)
+    if len(loud) == 0:  # flat signal: nothing stands out, keep it all
+        return 0, len(x)
+    margin = int(round(params.sample_rate * params.trim_margin_ms / 1000))
+    start = max(0, loud[0] * flen - margin)
+    end = min(len(x), (loud[-1] + 1) * flen + margin)
+    return int(start), int(end)
+
+
+def trim(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """The word without leading/trailing low-energy audio (same trim in training and live)."""
+    s, e = trim_bounds(x, params)
+    return np.asarray(x)[s:e]
+
+
+def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep)."""
+    x = to_float(x)
+    winlen_samples = int(round(params.winlen * params.sample_rate))
+    if params.nfft < winlen_samples:
+        raise ValueError(f"nfft {params.nfft} < frame length {winlen_samples} samples")
+    if len(x) < winlen_samples:  # too short for one frame: zero-pad (clicks land here)
+        x = np.pad(x, (0, winlen_samples - len(x)))
+    # A whisper of dither keeps log() finite on digital silence without changing real audio.
+    x = x + np.random.default_rng(0).standard_normal(len(x)) * 1e-7
+    ceps = psf.mfcc(
+        x,
+        samplerate=params.sample_rate,
+        winlen=params.winlen,
+        winstep=params.winstep,
+        numcep=params.numcep,
+        nfilt=params.nfilt,
+        nfft=params.nfft,
+        preemph=params.preemph,
+        ceplifter=params.ceplifter,
+        appendEnergy=True,
+        winfunc=np.hamming,
+    )
+    ceps[:, 0] -= ceps[:, 0].max()  # level invariance: loudness only moves c0
+    deltas = psf.delta(ceps, params.delta_n)
+    return np.hstack([ceps, deltas])
+
+
+def pool(frames: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Global mean/std/min/max plus the mean of `segments` equal time slices."""
+    if len(frames) < params.segments:
+        frames = np.vstack([frames, np.repeat(frames[-1:], params.segments - len(frames), axis=0)])
+    parts = [frames.mean(0), frames.std(0), frames.min(0), frames.max(0)]
+    parts += [seg.mean(0) for seg in np.array_split(frames, params.segments)]
+    return np.concatenate(parts)
+
+
+def extract(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: bool = False) -> np.ndarray:
+    """Waveform at `params.sample_rate` -> float32 vector of length `params.dim`.
+
+    Pass `trimmed=True` when the caller already cut the word with `trim` (the daemon does).
+    """
+    x = to_float(x)
+    if len(x) == 0:
+        raise ValueError("empty waveform")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("waveform has NaN or infinite samples")
+    if not trimmed:
+        x = trim(x, params)
+    return pool(frame_features(x, params), params).astype(np.float32)

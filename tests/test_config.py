@@ -1,0 +1,66 @@
+"""Config: the shipped config.toml equals the built-in defaults; bad values are named."""
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from digitd import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_matches_builtin_defaults():
+    data = tomllib.loads((ROOT / "config.toml").read_text())
+    defaults = config.as_dict(config.Config())
+    assert set(data) == set(defaults)
+    for section, table in defaults.items():
+        assert set(data[section]) == set(table), section
+        for key, value in table.items():
+            assert data[section][key] == value, f"{section}.{key}"
+
+
+def test_override_wins_and_is_typed(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[vad]\naggressiveness = 1\n")
+    cfg = config.load(p, ["endpoint.hangover_ms=200", "run.speed=max", "audio.device=pulse"])
+    assert cfg.vad.aggressiveness == 1
+    assert cfg.endpoint.hangover_ms == 200
+    assert cfg.run.speed == "max"
+    assert cfg.audio.device == "pulse"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[vad]\naggressiveness = 5\n", "vad.aggressiveness"),
+        ("[audio]\nframe_ms = 25\n", "audio.frame_ms"),
+        ("[endpoint]\nhangover_ms = -10\n", "endpoint.hangover_ms"),
+        ("[endpoint]\nhangover = 10\n", "endpoint.hangover"),
+        ("[nope]\nx = 1\n", "[nope]"),
+        ("[vad]\naggressiveness = \"high\"\n", "vad.aggressiveness"),
+        ("[endpoint]\nsplit_dips = 1\n", "endpoint.split_dips"),
+        ("[run]\nspeed = \"fast\"\n", "run.speed"),
+        ("[vad\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_rejected_with_key_name(tmp_path, text, needle):
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    with pytest.raises(config.ConfigError) as e:
+        config.load(p)
+    assert needle in str(e.value)
+
+
+def test_bad_override_rejected():
+    with pytest.raises(config.ConfigError, match="vad.aggressiveness"):
+        config.load(None, ["vad.aggressiveness=9"])
+    with pytest.raises(config.ConfigError, match="section.key=value"):
+        config.load(None, ["novalue"])
+
+
+def test_every_knob_has_a_range_or_is_free_text():
+    for sec in dataclasses.fields(config.Config):
+        for f in dataclasses.fields(sec.default_factory()):
+            assert f.metadata is not None and "lo" in f.metadata, f"{sec.name}.{f.name}"
