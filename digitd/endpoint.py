@@ -24,6 +24,7 @@ from digitd.config import EndpointConfig
 from digitd.features import trim_bounds
 from digitd.vad import FrameInfo
 
+DITHER_DB = 50.0
 NOISE_WINDOW_S = 3.0  # noise floor = low percentile of frame levels over this window
 
 
@@ -60,6 +61,7 @@ class Endpointer:
         self.dropped_short = 0
         self.dropped_quiet = 0
         self.forced_cuts = 0
+        self._rng = np.random.default_rng(0)
         self._reset_state()
 
     # -- public -----------------------------------------------------------------------
@@ -163,6 +165,9 @@ class Endpointer:
             self.dropped_quiet += 1
             return None
         x = np.concatenate(self._frames)
+        # Digital silence (exact zeros, e.g. a muted or virtual source) has no counterpart in
+        # training clips and wrecks MFCC minima: add a faint fixed-seed hiss DITHER_DB under peak.
+        x = x + self._rng.standard_normal(len(x)).astype(np.float32) * np.float32(10 ** ((self._peak - DITHER_DB) / 20))
         s, e = trim_bounds(x)
         if e - s < self.rate * self.cfg.min_speech_ms // 1000:
             self.dropped_short += 1

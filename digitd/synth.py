@@ -73,36 +73,45 @@ def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_max_s: float = 2.0,
                 level_min_db: float = -20.0, level_max_db: float = -3.0, noise: str = "none",
-                snr_db: float = 20.0, lead_s: float = 0.5, tail_s: float = 1.0,
+                snr_db: float = 20.0, room_snr_db: float | None = 40.0, lead_s: float = 0.5, tail_s: float = 1.0,
                 data_dir: str | None = None) -> tuple[np.ndarray, list[Truth]]:
-    """(float32 8 kHz audio, truth). Each word is the trimmed clip, peak-normalised to a
-    random level in [level_min_db, level_max_db] dBFS; pauses between words (trimmed
-    boundary to boundary) are uniform in [gap_min_s, gap_max_s]. Noise (white|pink) is
+    """(float32 8 kHz audio, truth). Each word is a whole clip (with its own background),
+    scaled so the word's peak is at a random level in [level_min_db, level_max_db] dBFS;
+    pauses between words (trimmed boundary to boundary) are uniform in [gap_min_s,
+    gap_max_s]; where pauses are shorter than the clips' own silences these overlap-add.
+    A faint pink room tone (`room_snr_db` under the mean speech power; None = off) is
+    always added, since a real input is never digital silence. Noise (white|pink) is
     added at `snr_db` relative to the mean power of the speech."""
     rng = np.random.default_rng(seed)
     clips = test_clips(data_dir)
-    pieces: list[np.ndarray] = [np.zeros(int(lead_s * SAMPLE_RATE), np.float32)]
+    placed: list[tuple[int, np.ndarray]] = []  # (offset of the whole clip, scaled clip)
     truth: list[Truth] = []
-    pos = len(pieces[0])
     speech_power = []
+    pos = int(lead_s * SAMPLE_RATE)  # where the next word (trimmed) starts
     for i in range(n_digits):
         digit, path = clips[rng.integers(len(clips))]
         x = load_wav(path)
         s, e = trim_bounds(x)
-        w = x[s:e].astype(np.float32)
-        w = w / (np.abs(w).max() + 1e-9) * 10 ** (rng.uniform(level_min_db, level_max_db) / 20)
-        speech_power.append(float(np.mean(w.astype(np.float64) ** 2)))
-        truth.append(Truth(digit, pos / SAMPLE_RATE, (pos + len(w)) / SAMPLE_RATE))
-        pieces.append(w)
-        pos += len(w)
+        # the whole clip (its own room noise around the word), peak-normalised to a random level
+        x = (x / (np.abs(x[s:e]).max() + 1e-9) * 10 ** (rng.uniform(level_min_db, level_max_db) / 20)).astype(np.float32)
+        speech_power.append(float(np.mean(x[s:e].astype(np.float64) ** 2)))
+        truth.append(Truth(digit, pos / SAMPLE_RATE, (pos + e - s) / SAMPLE_RATE))
+        placed.append((pos - s, x))
+        pos += e - s
         gap = tail_s if i == n_digits - 1 else rng.uniform(gap_min_s, gap_max_s)
-        g = np.zeros(int(round(gap * SAMPLE_RATE)), np.float32)
-        pieces.append(g)
-        pos += len(g)
-    audio = np.concatenate(pieces)
+        pos += int(round(gap * SAMPLE_RATE))
+    shift = max(0, -min(o for o, _ in placed))  # a long clip lead could start before 0
+    total = max(pos, max(o + len(x) for o, x in placed)) + shift
+    audio = np.zeros(total, np.float64)
+    for o, x in placed:
+        audio[o + shift : o + shift + len(x)] += x  # neighbours' silences overlap-add (no speech overlaps)
+    if shift:
+        truth = [Truth(t.digit, t.start + shift / SAMPLE_RATE, t.end + shift / SAMPLE_RATE) for t in truth]
+    p_speech = float(np.mean(speech_power))
+    if room_snr_db is not None:  # a quiet room: real inputs are never digital silence
+        audio = audio + colored_noise(len(audio), "pink", rng) * np.sqrt(p_speech / 10 ** (room_snr_db / 10))
     if noise != "none":
-        p = float(np.mean(speech_power)) / 10 ** (snr_db / 10)
-        audio = audio + colored_noise(len(audio), noise, rng) * np.float32(np.sqrt(p))
+        audio = audio + colored_noise(len(audio), noise, rng) * np.sqrt(p_speech / 10 ** (snr_db / 10))
     return np.clip(audio, -1.0, 1.0).astype(np.float32), truth
 
 
