@@ -59,13 +59,14 @@ class Truth:
 
 
 def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS white or pink (1/f power) noise."""
+    """Unit-RMS white or pink (1/f power from 20 Hz up, flat below, no DC) noise."""
     w = rng.standard_normal(n)
     if kind == "pink":
         spec = np.fft.rfft(w)
-        f = np.arange(len(spec), dtype=np.float64)
-        f[0] = 1.0
-        w = np.fft.irfft(spec / np.sqrt(f), n)
+        f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+        spec = spec / np.sqrt(np.maximum(f, 20.0))
+        spec[0] = 0.0
+        w = np.fft.irfft(spec, n)
     elif kind != "white":
         raise ValueError(f"noise must be white or pink, got {kind!r}")
     return (w / (np.sqrt(np.mean(w**2)) + 1e-12)).astype(np.float32)
