@@ -118,6 +118,7 @@ class FileSource:
         self._iter: Iterator[np.ndarray] | None = None
         self._done = False
         self._stop = threading.Event()
+        self.t0: float | None = None  # monotonic time of the first paced block (bench: wall latency)
         self._thread: threading.Thread | None = None
         self._events: list[Event] = []
 
@@ -139,7 +140,7 @@ class FileSource:
             self._thread.start()
 
     def _feed(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.t0 = time.monotonic()
         sent = 0
         try:
             for b in self._iter:  # type: ignore[union-attr]
