@@ -42,8 +42,8 @@ def load(cfg: Config) -> DigitModel:
 
 
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
     model = load(cfg)
-    source = make_source(args, cfg)
     mode = output_mode(cfg)
     pipeline = Pipeline(cfg, model)
     if mode == "ui":
