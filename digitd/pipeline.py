@@ -26,6 +26,7 @@ from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, Summa
 from digitd.model import DigitModel
 from digitd.sources import Source
 from digitd.vad import Vad
+from digitd.voicing import longest_voiced_ms
 
 
 class Sink(Protocol):
@@ -204,6 +205,8 @@ class Pipeline:
 
     def _classify(self, job: _Job) -> None:
         t0 = time.perf_counter()
+        min_voiced = self.cfg.classify.min_voiced_ms
+        unvoiced = min_voiced > 0 and longest_voiced_ms(job.utt.audio) < min_voiced
         feats = self.model.features(job.utt.audio, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
@@ -219,9 +222,10 @@ class Pipeline:
         start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
         # emitted: the stream position now (live), or where the end was decided (inline)
         emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
-        if pred.confidence < self.cfg.classify.reject_threshold:
+        if unvoiced or pred.confidence < self.cfg.classify.reject_threshold:
             self.counts["rejected"] += 1
-            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat))
+            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat,
+                                    "unvoiced" if unvoiced else "low_confidence"))
         else:
             self.counts["digits"] += 1
             tm.eos_s.append(emitted - end)
