@@ -94,12 +94,12 @@ class Daemon:
     def stop(self) -> tuple[int, str]:
         self.p.terminate()
         try:
-            _, err = self.p.communicate(timeout=5)
+            self.p.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.p.kill()
-            _, err = self.p.communicate()
-        self._t.join(2)
-        return self.p.returncode, err
+            self.p.wait()
+        self._t.join(5)  # the reader owns stdout: let it take the last lines (summary)
+        return self.p.returncode, self.p.stderr.read()  # type: ignore[union-attr]
 
     def digits(self) -> list[str]:
         return [e["digit"] for e in self.events if e["event"] == "digit"]
