@@ -143,8 +143,7 @@ class Pipeline:
             source.stop()
             self._drain(source)
             t = time.perf_counter()
-            utt = self.endpointer.flush()
-            if utt is not None:
+            for utt in self.endpointer.flush():
                 self._submit(_Job(utt, t, 0.0, 0.0), threaded)
             if worker is not None:
                 self._queue.put(_STOP)
@@ -173,7 +172,7 @@ class Pipeline:
         t0 = time.perf_counter()
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()
-        utt = self.endpointer.push(frame, info)
+        utts = self.endpointer.push(frame, info)
         t2 = time.perf_counter()
         self._pos = self.endpointer.pos
         self.timings.vad_us.append((t1 - t0) * 1e6)
@@ -182,7 +181,7 @@ class Pipeline:
         st["level_db"] = info.level_db
         st["state"] = self.endpointer.state
         st["floor_db"] = self.endpointer.noise_floor_db
-        if utt is not None:
+        for utt in utts:
             self._submit(_Job(utt, t0, (t1 - t0) * 1e3, (t2 - t1) * 1e3), threaded)
 
     def _submit(self, job: _Job, threaded: bool) -> None:
