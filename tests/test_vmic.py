@@ -50,6 +50,7 @@ def test_mic_capture_recognises_played_digits(vmic, model, model_path, short_str
     finally:
         rc, err = d.stop()
     assert rc == 0, err
+    assert d.stop_s < 0.5, f"SIGTERM -> exit took {d.stop_s:.3f} s (stream closed, threads joined)"
     got = d.digits()
     want = [t.digit for t in truth]
     # The capture is bit-exact at 8 kHz, so the mic must give what the file source gives;

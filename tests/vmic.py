@@ -92,12 +92,14 @@ class Daemon:
         raise TimeoutError(f"no matching event within {timeout} s; got {self.events}")
 
     def stop(self) -> tuple[int, str]:
+        t0 = time.monotonic()
         self.p.terminate()
         try:
             self.p.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
+        self.stop_s = time.monotonic() - t0
         self._t.join(5)  # the reader owns stdout: let it take the last lines (summary)
         return self.p.returncode, self.p.stderr.read()  # type: ignore[union-attr]
 
