@@ -7,6 +7,7 @@ CLI can print one line and exit non-zero instead of a traceback.
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from math import gcd
 from pathlib import Path
@@ -43,17 +44,23 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     path = Path(path)
     _check_readable(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
             try:
                 rate, data = wavfile.read(path, mmap=mmap)
-            except ValueError as e:
-                if mmap and "24" in str(e):
-                    rate, data = wavfile.read(path, mmap=False)
-                else:
+            except ValueError:
+                if not mmap:
                     raise
-    except (ValueError, EOFError, OSError) as e:
+                # scipy cannot map 24-bit data, and a truncated file fails to map:
+                # a plain read handles the first and diagnoses the second.
+                rate, data = wavfile.read(path, mmap=False)
+    except struct.error:
+        raise AudioError(f"{path}: not a readable WAV file (incomplete header)") from None
+    except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
         raise AudioError(f"{path}: not a readable WAV file ({_reason(e)})") from None
+    for w in caught:
+        if "EOF" in str(w.message) or "prematurely" in str(w.message):
+            raise AudioError(f"{path}: truncated WAV data (the file is shorter than its header says)")
     if rate <= 0:
         raise AudioError(f"{path}: invalid sample rate {rate}")
     if data.size == 0 or len(data) == 0:
@@ -100,6 +107,7 @@ def load_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
     src_rate, data = read_wav(path)
     x = to_mono_float(data)
     check_finite(x, str(path))
+    x = x - x.mean(dtype=np.float64)  # a DC offset would hide the word from the energy trim
     return resample(x, src_rate, rate)
 
 
@@ -164,12 +172,24 @@ class StreamResampler:
 
 
 def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Stream a WAV (memory-mapped) as float32 mono blocks at `rate`, without loading it whole."""
+    """Stream a WAV as float32 mono blocks at `rate`, reading it piece by piece.
+
+    scipy parses the header (via a memory map, which also tells where the samples start);
+    the samples are then read with plain file reads, so an hours-long file keeps neither
+    its samples nor its mapped pages resident.
+    """
     src_rate, data = read_wav(path, mmap=True)
     rs = StreamResampler(src_rate, rate)
     step = max(1, int(round(block_s * src_rate)))
-    for i in range(0, len(data), step):
-        x = to_mono_float(np.array(data[i : i + step]))
+    chunks: Iterator[np.ndarray]
+    if isinstance(data, np.memmap):
+        dtype, shape, offset = data.dtype, data.shape, data.offset
+        del data
+        chunks = _read_chunks(Path(path), dtype, shape, offset, step)
+    else:  # 24-bit: scipy had to read it whole
+        chunks = (data[i : i + step] for i in range(0, len(data), step))
+    for chunk in chunks:
+        x = to_mono_float(chunk)
         check_finite(x, str(path))
         out = rs.process(x)
         if len(out):
@@ -177,3 +197,16 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
     tail = rs.flush()
     if len(tail):
         yield tail
+
+
+def _read_chunks(path: Path, dtype: np.dtype, shape: tuple, offset: int, step: int) -> Iterator[np.ndarray]:
+    frames = shape[0]
+    width = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for i in range(0, frames, step):
+            n = min(step, frames - i)
+            chunk = np.fromfile(f, dtype=dtype, count=n * width)
+            if len(chunk) < n * width:
+                raise AudioError(f"{path}: truncated WAV data (the file is shorter than its header says)")
+            yield chunk.reshape((n,) + tuple(shape[1:])) if width > 1 else chunk
