@@ -15,7 +15,6 @@ from typing import Iterator
 
 import numpy as np
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from digitd import SAMPLE_RATE
 
@@ -93,6 +92,8 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.nd
     """Polyphase resampling (scipy.signal.resample_poly); identity when rates match."""
     if from_rate == to_rate:
         return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly  # lazy: scipy.signal costs ~50 MB and ~0.8 s to import
+
     g = gcd(int(from_rate), int(to_rate))
     return resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
 
@@ -163,6 +164,8 @@ class StreamResampler:
         k = (len(self._buf) - 2 * self.ctx) // self.down
         if k <= 0:
             return np.zeros(0, dtype=np.float32)
+        from scipy.signal import resample_poly
+
         seg = self._buf[: 2 * self.ctx + k * self.down]
         y = resample_poly(seg, self.up, self.down)
         o = self.ctx * self.up // self.down
