@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
     _common(p)
-    p.add_argument("--speed", help="max (compute-bound) or 1 (paced like live audio) [run.speed]")
+    p.add_argument("--speed", dest="bench_speed", help="max (compute-bound) or 1 (paced like live audio) [bench.speed]")
     p.add_argument("--input", metavar="WAV", help="benchmark this recorded stream instead of a generated one")
     p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...]")
     p.add_argument("--model", help="model file [classify.model]")
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 # flag attribute -> config "section.key" it overrides
 FLAG_KNOBS = {
     "speed": "run.speed",
+    "bench_speed": "bench.speed",
     "device": "audio.device",
     "model": "classify.model",
     "vad_aggressiveness": "vad.aggressiveness",
