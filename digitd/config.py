@@ -44,10 +44,12 @@ class EndpointConfig:
     preroll_ms: int = knob(90, lo=0, hi=1000)
     start_frames: int = knob(2, lo=1, hi=50)
     start_window: int = knob(3, lo=1, hi=50)
-    hangover_ms: int = knob(150, lo=0, hi=3000)
+    hangover_ms: int = knob(120, lo=0, hi=3000)
     min_speech_ms: int = knob(90, lo=0, hi=5000)
     max_utterance_ms: int = knob(2000, lo=100, hi=30000)
     split_dips: bool = knob(True)
+    dip_db: float = knob(20.0, lo=3.0, hi=90.0)  # with split_dips: frames this far under the utterance peak count as a pause
+    floor_snr_db: float = knob(4.0, lo=0.0, hi=60.0)  # frames must be this far over the noise floor to count as speech
     min_level_dbfs: float = knob(-55.0, lo=-120.0, hi=0.0)
 
 

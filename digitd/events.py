@@ -1,0 +1,98 @@
+"""Events: what the pipeline reports. Plain dataclasses; `to_dict` is the JSON Lines contract.
+
+Times (`start`, `end`, `emitted`) are seconds of stream time counted from the stream's
+first sample (dropped audio still advances the clock, so times stay aligned with the
+real world). `latency_ms` holds wall-clock compute times per stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return round(float(x), nd)
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"event": self.kind}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float):
+                v = _r(v)
+            elif isinstance(v, dict):
+                v = {k: (_r(x, 3) if isinstance(x, float) else x) for k, x in v.items()}
+            d[f.name] = v
+        return d
+
+
+@dataclass
+class DigitEvent(Event):
+    """A recognised digit."""
+
+    kind: ClassVar[str] = "digit"
+    digit: str
+    confidence: float
+    start: float
+    end: float
+    emitted: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RejectedEvent(Event):
+    """An utterance whose best guess was below `classify.reject_threshold`."""
+
+    kind: ClassVar[str] = "rejected"
+    start: float
+    end: float
+    emitted: float
+    best: str
+    confidence: float
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class OverflowEvent(Event):
+    """Audio was lost (capture ring full, or the utterance queue full)."""
+
+    kind: ClassVar[str] = "overflow"
+    dropped_ms: float
+    where: str = "capture"  # capture | queue
+    at: float = 0.0  # stream time when the loss was noticed
+
+
+@dataclass
+class DeviceEvent(Event):
+    """The input device changed state: open, lost, retrying, reopened."""
+
+    kind: ClassVar[str] = "device"
+    state: str
+    name: str = ""
+    rate: int = 0
+    message: str = ""
+    at: float = 0.0
+
+
+@dataclass
+class SummaryEvent(Event):
+    """Counts at the end of a stream."""
+
+    kind: ClassVar[str] = "summary"
+    utterances: int = 0
+    digits: int = 0
+    rejected: int = 0
+    dropped_short: int = 0  # utterances dropped as clicks (too short) or too quiet
+    forced_cuts: int = 0
+    overflows: int = 0
+    dropped_ms: float = 0.0
+    queue_dropped: int = 0
+    audio_s: float = 0.0
+    wall_s: float = 0.0
+    transcript: str = ""

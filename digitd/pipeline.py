@@ -1,0 +1,223 @@
+"""The streaming core: source -> frames -> VAD -> endpointer -> classifier -> events -> sinks.
+
+`Pipeline(cfg, model, sinks).run(source) -> SummaryEvent` is shared by the daemon and the
+benchmark. Live sources (microphone, paced file) classify in a worker thread, so the
+stream keeps being read while a word is classified; `emitted` is then the stream position
+when the result was ready (compute-aware). Unpaced sources (`--speed max`) classify inline:
+`emitted` is the stream position of the end decision (compute-unaware lower bound), and the
+wall-clock compute times are in `latency_ms` / `Timings`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from digitd import SAMPLE_RATE
+from digitd.audio import float_to_int16
+from digitd.config import Config
+from digitd.endpoint import Endpointer, Utterance
+from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.model import DigitModel
+from digitd.sources import Source
+from digitd.vad import Vad
+
+
+class Sink(Protocol):
+    def handle(self, event: Event) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Timings:
+    """Wall-clock stage timings, plain lists (np.percentile-ready)."""
+
+    vad_us: list[float] = field(default_factory=list)  # per frame
+    endpoint_us: list[float] = field(default_factory=list)  # per frame
+    features_ms: list[float] = field(default_factory=list)  # per utterance
+    classify_ms: list[float] = field(default_factory=list)
+    queue_ms: list[float] = field(default_factory=list)  # waiting for the worker
+    total_ms: list[float] = field(default_factory=list)  # end decided -> event out (wall)
+    eos_s: list[float] = field(default_factory=list)  # emitted - end, stream time, per digit
+
+    def stats(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for name in ("vad_us", "endpoint_us", "features_ms", "classify_ms", "queue_ms", "total_ms", "eos_s"):
+            a = np.asarray(getattr(self, name), dtype=np.float64)
+            out[name] = ({"n": int(a.size), "last": float(a[-1]), "p50": float(np.percentile(a, 50)),
+                          "p95": float(np.percentile(a, 95)), "max": float(a.max())} if a.size else {"n": 0})
+        return out
+
+
+@dataclass
+class _Job:
+    utt: Utterance
+    t_decided: float  # perf_counter when the closing frame entered the pipeline
+    vad_ms: float
+    endpoint_ms: float
+
+
+_STOP = object()
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, model: DigitModel, sinks: Sequence[Sink] = (), *,
+                 threaded: bool | None = None) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.sinks = list(sinks)
+        self.threaded = threaded
+        self.timings = Timings()
+        self.events: list[Event] = []
+        self.stop_event = threading.Event()
+        self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0}
+        self.dropped_samples = 0
+        self.transcript: list[str] = []
+        # live status for UIs (read without locks; plain values)
+        self.status: dict[str, Any] = {"state": "silence", "level_db": -120.0, "floor_db": -120.0,
+                                       "device": "", "rate": 0, "running": False}
+        self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
+        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms)
+        self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
+        self.frame_len = self.vad.frame_len
+
+    # -- events -------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+            for s in self.sinks:
+                s.handle(event)
+
+    def stop(self) -> None:
+        """Ask `run` to finish (thread- and signal-safe)."""
+        self.stop_event.set()
+
+    @property
+    def stream_time(self) -> float:
+        return self._pos / SAMPLE_RATE
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self, source: Source) -> SummaryEvent:
+        threaded = source.live if self.threaded is None else self.threaded
+        wall0 = time.monotonic()
+        worker = None
+        if threaded:
+            worker = threading.Thread(target=self._worker, name="classifier", daemon=True)
+            worker.start()
+        self.status.update(device=source.name, rate=source.rate, running=True)
+        buf = np.zeros(0, np.float32)
+        source.start()
+        try:
+            while not self.stop_event.is_set():
+                for ev in source.drain_events():
+                    self.emit(ev)
+                chunk = source.read(0.05)
+                if chunk is None:
+                    if source.finished:
+                        break
+                    continue
+                lost = chunk.dropped + chunk.gap
+                if lost:
+                    buf = np.zeros(0, np.float32)  # discontinuity: realign frames
+                    self.endpointer.skip(lost)
+                    self._pos = self.endpointer.pos
+                    if chunk.dropped:
+                        self.dropped_samples += chunk.dropped
+                        self.counts["overflows"] += 1
+                        self.emit(OverflowEvent(1000.0 * chunk.dropped / SAMPLE_RATE, "capture", self.stream_time))
+                if not len(chunk.audio):
+                    continue
+                buf = np.concatenate([buf, chunk.audio]) if len(buf) else chunk.audio
+                n = len(buf) // self.frame_len
+                for i in range(n):
+                    self._frame(buf[i * self.frame_len : (i + 1) * self.frame_len], threaded)
+                buf = buf[n * self.frame_len :]
+        finally:
+            source.stop()
+            for ev in source.drain_events():
+                self.emit(ev)
+            t = time.perf_counter()
+            utt = self.endpointer.flush()
+            if utt is not None:
+                self._submit(_Job(utt, t, 0.0, 0.0), threaded)
+            if worker is not None:
+                self._queue.put(_STOP)
+                worker.join()
+            self.status.update(running=False, state="silence")
+        ep = self.endpointer
+        summary = SummaryEvent(
+            utterances=self.counts["utterances"], digits=self.counts["digits"], rejected=self.counts["rejected"],
+            dropped_short=ep.dropped_short + ep.dropped_quiet, forced_cuts=ep.forced_cuts,
+            overflows=self.counts["overflows"], dropped_ms=1000.0 * self.dropped_samples / SAMPLE_RATE,
+            queue_dropped=self.counts["queue_dropped"], audio_s=self.stream_time,
+            wall_s=time.monotonic() - wall0, transcript="".join(self.transcript),
+        )
+        self.emit(summary)
+        return summary
+
+    def _frame(self, frame: np.ndarray, threaded: bool) -> None:
+        t0 = time.perf_counter()
+        info = self.vad(float_to_int16(frame))
+        t1 = time.perf_counter()
+        utt = self.endpointer.push(frame, info)
+        t2 = time.perf_counter()
+        self._pos = self.endpointer.pos
+        self.timings.vad_us.append((t1 - t0) * 1e6)
+        self.timings.endpoint_us.append((t2 - t1) * 1e6)
+        st = self.status
+        st["level_db"] = info.level_db
+        st["state"] = self.endpointer.state
+        st["floor_db"] = self.endpointer.noise_floor_db
+        if utt is not None:
+            self._submit(_Job(utt, t0, (t1 - t0) * 1e3, (t2 - t1) * 1e3), threaded)
+
+    def _submit(self, job: _Job, threaded: bool) -> None:
+        self.counts["utterances"] += 1
+        if not threaded:
+            self._classify(job)
+            return
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.counts["queue_dropped"] += 1
+            self.emit(OverflowEvent(1000.0 * job.utt.duration_s, "queue", self.stream_time))
+
+    def _worker(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            self._classify(job)
+
+    def _classify(self, job: _Job) -> None:
+        t0 = time.perf_counter()
+        feats = self.model.features(job.utt.audio, trimmed=True)
+        t1 = time.perf_counter()
+        pred = self.model.classify(feats)
+        t2 = time.perf_counter()
+        tm = self.timings
+        tm.queue_ms.append((t0 - job.t_decided) * 1e3 - job.vad_ms - job.endpoint_ms)
+        tm.features_ms.append((t1 - t0) * 1e3)
+        tm.classify_ms.append((t2 - t1) * 1e3)
+        tm.total_ms.append((t2 - job.t_decided) * 1e3)
+        lat = {"vad": job.vad_ms, "endpoint": job.endpoint_ms, "features": (t1 - t0) * 1e3,
+               "classify": (t2 - t1) * 1e3, "total": (t2 - job.t_decided) * 1e3}
+        u = job.utt
+        start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
+        # emitted: the stream position now (live), or where the end was decided (inline)
+        emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
+        if pred.confidence < self.cfg.classify.reject_threshold:
+            self.counts["rejected"] += 1
+            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat))
+        else:
+            self.counts["digits"] += 1
+            tm.eos_s.append(emitted - end)
+            self.transcript.append(pred.label)
+            self.emit(DigitEvent(pred.label, pred.confidence, start, end, emitted, lat))

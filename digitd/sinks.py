@@ -1,0 +1,67 @@
+"""Event sinks: JSON Lines (machines), plain lines (logs). The Rich live UI is in `ui.py`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Callable, TextIO
+
+from digitd.events import DeviceEvent, DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
+
+
+class _StreamSink:
+    def __init__(self, stream: TextIO | None = None, on_closed: Callable[[], None] | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.on_closed = on_closed
+        self.closed = False
+
+    def _write(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            # the reader went away (`| head -1`): stop quietly, and keep Python's exit-time
+            # flush of stdout from printing "Exception ignored ... BrokenPipeError"
+            self.closed = True
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stream.fileno())
+            except (OSError, ValueError):
+                pass
+            if self.on_closed:
+                self.on_closed()
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlSink(_StreamSink):
+    """One JSON object per event, flushed at once (stable field names: see events.py)."""
+
+    def handle(self, event: Event) -> None:
+        self._write(json.dumps(event.to_dict(), separators=(", ", ": ")))
+
+
+class PlainSink(_StreamSink):
+    """Human-readable lines for logs and pipes."""
+
+    def handle(self, event: Event) -> None:
+        self._write(format_plain(event))
+
+
+def format_plain(e: Event) -> str:
+    if isinstance(e, DigitEvent):
+        return f"{e.digit}  conf {e.confidence:.2f}  {e.start:8.2f}-{e.end:.2f} s  latency {1000 * (e.emitted - e.end):.0f} ms"
+    if isinstance(e, RejectedEvent):
+        return f"?  rejected (best {e.best}, conf {e.confidence:.2f})  {e.start:8.2f}-{e.end:.2f} s"
+    if isinstance(e, OverflowEvent):
+        return f"!  overflow ({e.where}): {e.dropped_ms:.0f} ms of audio lost at {e.at:.2f} s"
+    if isinstance(e, DeviceEvent):
+        return f"#  device {e.state}: {e.name} {e.rate or ''} {e.message}".rstrip()
+    if isinstance(e, SummaryEvent):
+        return (f"=  {e.digits} digits, {e.rejected} rejected, {e.utterances} utterances, "
+                f"{e.overflows} overflows ({e.dropped_ms:.0f} ms lost), {e.audio_s:.1f} s audio: {e.transcript}")
+    return json.dumps(e.to_dict())

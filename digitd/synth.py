@@ -1,0 +1,123 @@
+"""Deterministic test streams: FSDD TEST-split digits with random pauses, levels and noise.
+
+Used by tests, tuning scripts and `digitd bench`. Truth times are the trimmed word
+boundaries (`features.trim_bounds`, the same trim the daemon applies), in seconds.
+Audio derived from the Free Spoken Digit Dataset, Zohar Jackson and contributors, CC BY-SA 4.0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from digitd import SAMPLE_RATE
+from digitd.audio import load_wav
+from digitd.features import trim_bounds
+
+TEST_TAKES = range(0, 5)  # FSDD's official test split: takes 0-4
+_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+
+
+def fsdd_dir() -> Path:
+    """$DIGITD_FSDD_DIR, else the shared copy next to the checkout."""
+    env = os.environ.get("DIGITD_FSDD_DIR")
+    if env:
+        return Path(env)
+    for p in (Path(__file__).resolve().parents[2] / "shared/fsdd/recordings", Path("/work/shared/fsdd/recordings")):
+        if p.is_dir():
+            return p
+    return Path("/work/shared/fsdd/recordings")
+
+
+@lru_cache(maxsize=4)
+def test_split_clips(data_dir: str | None = None) -> tuple[tuple[str, str], ...]:
+    """((digit, path), ...) of the TEST split, sorted for determinism."""
+    d = Path(data_dir) if data_dir else fsdd_dir()
+    out = []
+    for p in sorted(d.glob("*.wav")):
+        m = _NAME.match(p.name)
+        if m and int(m.group(3)) in TEST_TAKES:
+            out.append((m.group(1), str(p)))
+    if not out:
+        raise FileNotFoundError(f"{d}: no FSDD test-split clips ({{digit}}_{{speaker}}_{{0-4}}.wav)")
+    return tuple(out)
+
+
+@dataclass
+class Truth:
+    digit: str
+    start: float
+    end: float
+
+    def to_dict(self) -> dict:
+        return {"digit": self.digit, "start": round(self.start, 4), "end": round(self.end, 4)}
+
+
+def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS white or pink (1/f power from 20 Hz up, flat below, no DC) noise."""
+    w = rng.standard_normal(n)
+    if kind == "pink":
+        spec = np.fft.rfft(w)
+        f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+        spec = spec / np.sqrt(np.maximum(f, 20.0))
+        spec[0] = 0.0
+        w = np.fft.irfft(spec, n)
+    elif kind != "white":
+        raise ValueError(f"noise must be white or pink, got {kind!r}")
+    return (w / (np.sqrt(np.mean(w**2)) + 1e-12)).astype(np.float32)
+
+
+def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_max_s: float = 2.0,
+                level_min_db: float = -20.0, level_max_db: float = -3.0, noise: str = "none",
+                snr_db: float = 20.0, room_snr_db: float | None = 40.0, lead_s: float = 0.5, tail_s: float = 1.0,
+                data_dir: str | None = None) -> tuple[np.ndarray, list[Truth]]:
+    """(float32 8 kHz audio, truth). Each word is a whole clip (with its own background),
+    scaled so the word's peak is at a random level in [level_min_db, level_max_db] dBFS;
+    pauses between words (trimmed boundary to boundary) are uniform in [gap_min_s,
+    gap_max_s]; where pauses are shorter than the clips' own silences these overlap-add.
+    A faint pink room tone (`room_snr_db` under the mean speech power; None = off) is
+    always added, since a real input is never digital silence. Noise (white|pink) is
+    added at `snr_db` relative to the mean power of the speech."""
+    rng = np.random.default_rng(seed)
+    clips = test_split_clips(data_dir)
+    placed: list[tuple[int, np.ndarray]] = []  # (offset of the whole clip, scaled clip)
+    truth: list[Truth] = []
+    speech_power = []
+    pos = int(lead_s * SAMPLE_RATE)  # where the next word (trimmed) starts
+    for i in range(n_digits):
+        digit, path = clips[rng.integers(len(clips))]
+        x = load_wav(path)
+        s, e = trim_bounds(x)
+        # the whole clip (its own room noise around the word), peak-normalised to a random level
+        x = (x / (np.abs(x[s:e]).max() + 1e-9) * 10 ** (rng.uniform(level_min_db, level_max_db) / 20)).astype(np.float32)
+        speech_power.append(float(np.mean(x[s:e].astype(np.float64) ** 2)))
+        truth.append(Truth(digit, pos / SAMPLE_RATE, (pos + e - s) / SAMPLE_RATE))
+        placed.append((pos - s, x))
+        pos += e - s
+        gap = tail_s if i == n_digits - 1 else rng.uniform(gap_min_s, gap_max_s)
+        pos += int(round(gap * SAMPLE_RATE))
+    shift = max(0, -min(o for o, _ in placed))  # a long clip lead could start before 0
+    total = max(pos, max(o + len(x) for o, x in placed)) + shift
+    audio = np.zeros(total, np.float64)
+    for o, x in placed:
+        audio[o + shift : o + shift + len(x)] += x  # neighbours' silences overlap-add (no speech overlaps)
+    if shift:
+        truth = [Truth(t.digit, t.start + shift / SAMPLE_RATE, t.end + shift / SAMPLE_RATE) for t in truth]
+    p_speech = float(np.mean(speech_power))
+    if room_snr_db is not None:  # a quiet room: real inputs are never digital silence
+        audio = audio + colored_noise(len(audio), "pink", rng) * np.sqrt(p_speech / 10 ** (room_snr_db / 10))
+    if noise != "none":
+        audio = audio + colored_noise(len(audio), noise, rng) * np.sqrt(p_speech / 10 ** (snr_db / 10))
+    return np.clip(audio, -1.0, 1.0).astype(np.float32), truth
+
+
+def noise_stream(seconds: float, kind: str, level_dbfs: float, seed: int = 0) -> np.ndarray:
+    """Pure noise at an RMS level in dBFS (for false-accept tests)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    return np.clip(colored_noise(n, kind, rng) * 10 ** (level_dbfs / 20), -1, 1).astype(np.float32)

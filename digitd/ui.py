@@ -1,0 +1,125 @@
+"""Rich live terminal UI: transcript, VAD state + level meter, per-stage latency, counters.
+
+It only reads the pipeline's status/timings at 10 Hz and receives events like any sink,
+so it adds nothing to the audio path. Used only when stdout is a terminal.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from digitd.config import Config
+from digitd.events import DeviceEvent, DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.pipeline import Pipeline
+
+STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
+
+
+def _pct(a: list[float], scale: float = 1.0) -> tuple[str, str, str]:
+    if not a:
+        return "-", "-", "-"
+    x = np.asarray(a[-3000:], dtype=np.float64) * scale
+    return f"{x[-1]:.2f}", f"{np.percentile(x, 50):.2f}", f"{np.percentile(x, 95):.2f}"
+
+
+class LiveUI:
+    def __init__(self, pipeline: Pipeline, cfg: Config, console: Console | None = None) -> None:
+        self.p = pipeline
+        self.cfg = cfg
+        self.console = console or Console()
+        self.items: deque[Event] = deque(maxlen=cfg.output.transcript_len)
+        self.last_device = ""
+        self.summary: SummaryEvent | None = None
+        self._lock = threading.Lock()
+        self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=10, transient=False)
+
+    def __enter__(self) -> "LiveUI":
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._live.__exit__(*exc)
+
+    def handle(self, event: Event) -> None:
+        with self._lock:
+            if isinstance(event, (DigitEvent, RejectedEvent)):
+                self.items.append(event)
+            elif isinstance(event, DeviceEvent):
+                self.last_device = f"{event.state} {event.message}".strip()
+            elif isinstance(event, SummaryEvent):
+                self.summary = event
+
+    def close(self) -> None:
+        pass
+
+    # -- rendering ------------------------------------------------------------------------
+    def render(self) -> Group:
+        with self._lock:
+            items = list(self.items)
+        return Group(self._header(), self._transcript(items), self._stats())
+
+    def _header(self) -> Panel:
+        st = self.p.status
+        level = max(-80.0, min(0.0, float(st["level_db"])))
+        width = 30
+        filled = int(round((level + 80.0) / 80.0 * width))
+        meter = Text("█" * filled, style="green" if level < -12 else "red") + Text("░" * (width - filled), style="dim")
+        t = Text.assemble(
+            ("device ", "dim"), (f"{st['device'] or '-'}", "bold"), ("  ", ""), (f"{st['rate']} Hz", "cyan"),
+            ("   VAD ", "dim"), (f"{st['state']:<8}", STATE_STYLE.get(st["state"], "")),
+            ("  level ", "dim"), meter, (f" {level:6.1f} dBFS", ""), (f"  floor {st['floor_db']:.0f}", "dim"),
+        )
+        if self.last_device:
+            t.append(f"\n{self.last_device}", style="yellow")
+        if not st["running"]:
+            t.append("\nstopped", style="bold red")
+        return Panel(t, title="digitd", border_style="blue")
+
+    def _transcript(self, items: list[Event]) -> Panel:
+        t = Text()
+        for k, e in enumerate(items):
+            latest = k == len(items) - 1
+            if isinstance(e, DigitEvent):
+                t.append(f" {e.digit}", style="bold black on green" if latest else "bold")
+                t.append(f"{e.confidence:.2f} ", style="green" if latest else "dim")
+            elif isinstance(e, RejectedEvent):
+                t.append(f" ?{e.best}", style="grey50 strike" if not latest else "grey70 on grey23")
+                t.append(f"{e.confidence:.2f} ", style="grey42")
+        if not items:
+            t.append("say some digits...", style="dim italic")
+        return Panel(t, title="transcript (digit + confidence; rejected greyed)", border_style="green")
+
+    def _stats(self) -> Table:
+        tm = self.p.timings
+        lat = Table(title="latency", expand=False, show_edge=False)
+        lat.add_column("stage")
+        for c in ("last", "p50", "p95"):
+            lat.add_column(c, justify="right")
+        lat.add_row("VAD / frame (µs)", *_pct(tm.vad_us))
+        lat.add_row("endpoint / frame (µs)", *_pct(tm.endpoint_us))
+        lat.add_row("features (ms)", *_pct(tm.features_ms))
+        lat.add_row("classify (ms)", *_pct(tm.classify_ms))
+        lat.add_row("end decided → result (ms)", *_pct(tm.total_ms))
+        lat.add_row("end of speech → digit (ms)", *_pct(tm.eos_s, 1000.0))
+        c = self.p.counts
+        cnt = Table(title="counters", show_header=False, show_edge=False)
+        cnt.add_column("k")
+        cnt.add_column("v", justify="right")
+        cnt.add_row("utterances", str(c["utterances"]))
+        cnt.add_row("digits", str(c["digits"]))
+        cnt.add_row("rejected", str(c["rejected"]))
+        cnt.add_row("dropped (clicks)", str(self.p.endpointer.dropped_short + self.p.endpointer.dropped_quiet))
+        cnt.add_row("overflows", f"{c['overflows']} ({1000 * self.p.dropped_samples / 8000:.0f} ms)")
+        cnt.add_row("queue drops", str(c["queue_dropped"]))
+        cnt.add_row("stream time", f"{self.p.stream_time:.1f} s")
+        grid = Table.grid(padding=(0, 4))
+        grid.add_row(lat, cnt)
+        return grid

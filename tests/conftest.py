@@ -1,0 +1,80 @@
+"""Shared fixtures: a model (the shipped one, else a small one trained here), FSDD streams."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _fsdd_or_skip() -> Path:
+    from digitd.synth import fsdd_dir
+
+    d = fsdd_dir()
+    if not any(d.glob("*_0.wav")):
+        pytest.skip(f"FSDD recordings not found at {d} (set DIGITD_FSDD_DIR)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def fsdd() -> Path:
+    return _fsdd_or_skip()
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory, fsdd) -> Path:
+    """models/default.joblib if present and loadable, else a small LR model (takes 5-24)."""
+    from digitd.model import ModelError, load_model
+
+    shipped = ROOT / "models" / "default.joblib"
+    if shipped.is_file():
+        try:
+            load_model(shipped)
+            return shipped
+        except ModelError:
+            pass
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from digitd.audio import load_wav
+    from digitd.features import extract
+    from digitd.model import DigitModel, save_model
+
+    X, y = [], []
+    for p in sorted(fsdd.glob("*.wav")):
+        m = re.match(r"(\d)_\w+_(\d+)\.wav$", p.name)
+        if m and 5 <= int(m.group(2)) < 25:
+            X.append(extract(load_wav(p)))
+            y.append(m.group(1))
+    est = make_pipeline(StandardScaler(), LogisticRegression(C=1, max_iter=2000)).fit(np.array(X), y)
+    path = tmp_path_factory.mktemp("model") / "default.joblib"
+    save_model(DigitModel(est, classes=[str(d) for d in range(10)]), path, card={"note": "test fixture"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(model_path):
+    from digitd.model import load_model
+
+    m = load_model(model_path)
+    m.warm_up()
+    return m
+
+
+@pytest.fixture(scope="session")
+def short_stream(tmp_path_factory, fsdd):
+    """(wav path, audio, truth): 8 FSDD test digits, pauses 0.3-1.2 s, 1 s lead-in, ~10 s."""
+    from digitd.audio import write_wav
+    from digitd.synth import make_stream
+
+    audio, truth = make_stream(8, seed=11, gap_min_s=0.3, gap_max_s=1.2, level_min_db=-10, level_max_db=-3, lead_s=1.0)
+    path = tmp_path_factory.mktemp("streams") / "digits.wav"
+    write_wav(path, audio)
+    return path, audio, truth

@@ -1,0 +1,69 @@
+"""`digitd run` as a process: signals, closed pipes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digitd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "digitd", "run", *args]
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_within_half_a_second_and_flushes(model_path, short_stream, sig):
+    path, _, truth = short_stream
+    p = subprocess.Popen(digitd("--input", str(path), "--speed", "1", "--jsonl", "--model", str(model_path)),
+                         cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(p.stdout.readline())  # running: the first word was recognised
+        assert first["event"] in ("digit", "rejected")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=5)
+        took = time.monotonic() - t0
+    finally:
+        p.kill()
+    assert took < 0.5, f"shutdown took {took:.3f} s"
+    assert p.returncode == 0, err
+    assert err == ""
+    lines = [json.loads(x) for x in out.splitlines()]
+    assert lines[-1]["event"] == "summary"
+    assert lines[-1]["audio_s"] < truth[-1].end  # stopped early, and said so
+
+
+def test_closed_stdout_exits_quietly(model_path):
+    cmd = " ".join(digitd("--demo", "--speed", "max", "--jsonl", "--model", str(model_path)))
+    r = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd} | head -1; echo \"status=${{PIPESTATUS[0]}}\" >&2"],
+                       cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert len(r.stdout.splitlines()) == 1 and json.loads(r.stdout)["event"] == "digit"
+    lines = [x for x in r.stderr.splitlines() if not x.startswith("status=")]
+    assert lines == [], r.stderr  # no traceback, no "Broken pipe" noise
+    status = int(r.stderr.split("status=")[-1])
+    assert status in (0, 141)  # clean exit, or killed by SIGPIPE (default action) without output
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--input", "/nonexistent/x.wav"], "no such file"),
+    (["--input", "config.toml"], "not a readable WAV"),
+    (["--demo", "--model", "/nonexistent/m.joblib"], "model file not found"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    r = subprocess.run(digitd(*args, "--jsonl"), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr

@@ -1,0 +1,135 @@
+"""Pipeline, ring buffer, sources, events and scoring on real FSDD streams."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from digitd import SAMPLE_RATE
+from digitd.config import Config
+from digitd.events import DigitEvent, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.pipeline import Pipeline
+from digitd.scoring import score
+from digitd.sources import FileSource, RingBuffer
+from digitd.synth import make_stream, noise_stream
+
+DIGIT_KEYS = {"event", "digit", "confidence", "start", "end", "emitted", "latency_ms"}
+REJECTED_KEYS = {"event", "start", "end", "emitted", "best", "confidence", "latency_ms"}
+LATENCY_KEYS = {"vad", "endpoint", "features", "classify", "total"}
+
+
+class Collect:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.events, self.delay_s = [], delay_s
+
+    def handle(self, e) -> None:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        self.events.append(e)
+
+    def close(self) -> None:
+        pass
+
+
+def test_ring_buffer_drops_oldest_and_counts():
+    rb = RingBuffer(1000)
+    for k in range(5):
+        rb.push(np.full(300, k, np.float32))  # 1500 pushed into 1000
+    assert rb.dropped_total == 500 and rb.overflows == 2
+    b, dropped = rb.pop(0.01)
+    assert dropped == 500
+    assert b[0] == 1 and len(b) == 100  # oldest kept sample: block 1, sample 200
+    got = [b] + [rb.pop(0.01)[0] for _ in range(3)]
+    assert np.concatenate(got).tolist() == [1] * 100 + [2] * 300 + [3] * 300 + [4] * 300
+    assert rb.pop(0.01) == (None, 0)
+
+
+def test_file_source_max_and_pipeline_schema(model, short_stream):
+    path, audio, truth = short_stream
+    sink = Collect()
+    p = Pipeline(Config(), model, [sink])
+    summary = p.run(FileSource(path, "max"))
+    assert isinstance(summary, SummaryEvent) and sink.events[-1] is summary
+    digits = [e for e in sink.events if isinstance(e, DigitEvent)]
+    sc = score(sink.events, truth)
+    assert sc.deletions + sc.insertions + sc.substitutions <= 1, sc.to_dict()
+    assert summary.digits == len(digits) and summary.audio_s == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.03)
+    for e in sink.events:
+        d = json.loads(json.dumps(e.to_dict()))
+        if d["event"] == "digit":
+            assert set(d) == DIGIT_KEYS and set(d["latency_ms"]) == LATENCY_KEYS
+            assert d["digit"] in "0123456789" and 0 <= d["confidence"] <= 1
+            assert d["start"] < d["end"] <= d["emitted"]
+        elif d["event"] == "rejected":
+            assert set(d) == REJECTED_KEYS
+    # per-stage timings are recorded for the bench
+    assert len(p.timings.vad_us) == int(len(audio) / 240)
+    assert len(p.timings.features_ms) == summary.utterances
+    assert 0.0 <= np.median(p.timings.eos_s) < 0.3
+
+
+def test_paced_file_gives_same_digits_as_max(model, fsdd):
+    audio, truth = make_stream(4, seed=21, gap_min_s=0.3, gap_max_s=0.6, level_min_db=-8, level_max_db=-3)
+    runs = []
+    for speed in ("max", "4"):
+        sink = Collect()
+        Pipeline(Config(), model, [sink]).run(FileSource(audio, speed))
+        runs.append([(e.digit, e.start, e.end) for e in sink.events if isinstance(e, DigitEvent)])
+    assert runs[0] == runs[1] and len(runs[0]) >= 3
+
+
+def test_slow_consumer_overflows_ring_and_reports_it(model, fsdd):
+    """Inline classification with a slow sink stalls the reader; the paced feeder keeps going,
+    the ring (0.3 s) drops the oldest audio and the pipeline says how much."""
+    audio, _ = make_stream(4, seed=2, gap_min_s=0.3, gap_max_s=0.5)
+    cfg = Config()
+    sink = Collect(delay_s=1.0)
+    p = Pipeline(cfg, model, [sink], threaded=False)
+    summary = p.run(FileSource(audio, "2", ring_seconds=0.3))
+    ov = [e for e in sink.events if isinstance(e, OverflowEvent)]
+    assert ov and all(e.dropped_ms > 0 and e.where == "capture" for e in ov)
+    assert summary.dropped_ms == pytest.approx(sum(e.dropped_ms for e in ov))
+    assert summary.overflows == len(ov)
+    # stream time still covers the whole file: dropped audio advances the clock
+    assert summary.audio_s == pytest.approx(len(audio) / SAMPLE_RATE, abs=0.05)
+
+
+def test_pure_noise_gives_no_digits(model):
+    for kind in ("white", "pink"):
+        for level in (-45.0, -30.0):
+            sink = Collect()
+            summary = Pipeline(Config(), model, [sink]).run(FileSource(noise_stream(20.0, kind, level, seed=3), "max"))
+            assert summary.digits == 0, (kind, level)
+
+
+def test_reject_threshold_turns_low_confidence_into_rejected(model, short_stream):
+    path, _, _ = short_stream
+    cfg = Config()
+    cfg.classify.reject_threshold = 1.0  # nothing is that sure
+    sink = Collect()
+    summary = Pipeline(cfg, model, [sink]).run(FileSource(path, "max"))
+    assert summary.digits == 0 and summary.rejected == summary.utterances > 0
+    assert all(isinstance(e, RejectedEvent) for e in sink.events if isinstance(e, (DigitEvent, RejectedEvent)))
+
+
+def test_synth_is_deterministic_and_truth_matches_trim(fsdd):
+    a1, t1 = make_stream(5, seed=9, noise="pink", snr_db=10)
+    a2, t2 = make_stream(5, seed=9, noise="pink", snr_db=10)
+    assert np.array_equal(a1, a2) and t1 == t2
+    gaps = [b.start - a.end for a, b in zip(t1, t1[1:])]
+    assert all(0.15 - 1e-3 <= g <= 2.0 + 1e-3 for g in gaps)
+    assert a1.dtype == np.float32 and np.abs(a1).max() <= 1.0
+
+
+def test_scoring_counts_and_latency():
+    truth = [{"digit": "1", "start": 1.0, "end": 1.4}, {"digit": "2", "start": 2.0, "end": 2.4},
+             {"digit": "3", "start": 3.0, "end": 3.4}]
+    ev = [DigitEvent("1", 0.9, 1.0, 1.4, 1.6), DigitEvent("5", 0.9, 2.0, 2.4, 2.5),
+          DigitEvent("7", 0.9, 5.0, 5.2, 5.3)]
+    sc = score(ev, truth)
+    assert (sc.correct, sc.substitutions, sc.deletions, sc.insertions) == (1, 1, 1, 1)
+    assert sc.der == pytest.approx(1.0)
+    assert sorted(sc.latencies_s) == pytest.approx([0.1, 0.2])
