@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from digitd.model import ModelError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     # A closed stdout (`digitd run --jsonl | head -1`) ends the program quietly.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
