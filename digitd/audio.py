@@ -106,9 +106,15 @@ def check_finite(x: np.ndarray, name: str) -> None:
 def load_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
     """A whole WAV as float32 mono at `rate`: for clips (training, predict)."""
     src_rate, data = read_wav(path)
-    x = to_mono_float(data)
-    check_finite(x, str(path))
-    x = x - x.mean(dtype=np.float64)  # a DC offset would hide the word from the energy trim
+    return prepare_clip(to_mono_float(data), src_rate, str(path), rate)
+
+
+def prepare_clip(x: np.ndarray, src_rate: int, name: str, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A decoded mono clip -> float32 at `rate`, DC removed (a DC offset would hide the word
+    from the energy trim). Every clip loader (WAV files, the Hugging Face copy) ends here."""
+    x = np.asarray(x, dtype=np.float32)
+    check_finite(x, name)
+    x = x - np.float32(x.mean(dtype=np.float64))
     return resample(x, src_rate, rate)
 
 

@@ -25,6 +25,7 @@ from digitd.endpoint import Endpointer, Utterance
 from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.model import DigitModel
 from digitd.sources import Source
+from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
 
 
@@ -81,6 +82,7 @@ class Pipeline:
         # live status for UIs (read without locks; plain values)
         self.status: dict[str, Any] = {"state": "silence", "level_db": -120.0, "floor_db": -120.0,
                                        "device": "", "rate": 0, "running": False}
+        self.first_frame_unix: float | None = None
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
@@ -158,11 +160,14 @@ class Pipeline:
             overflows=self.counts["overflows"], dropped_ms=1000.0 * self.dropped_samples / SAMPLE_RATE,
             queue_dropped=self.counts["queue_dropped"], audio_s=self.stream_time,
             wall_s=time.monotonic() - wall0, transcript="".join(self.transcript),
+            first_frame_unix=self.first_frame_unix or 0.0, peak_rss_mb=peak_rss_mb(),
         )
         self.emit(summary)
         return summary
 
     def _frame(self, frame: np.ndarray, threaded: bool) -> None:
+        if self.first_frame_unix is None:
+            self.first_frame_unix = time.time()  # cold start ends here (bench)
         t0 = time.perf_counter()
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()

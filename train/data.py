@@ -17,7 +17,7 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.paths import fsdd_dir
-from digitd.audio import AudioError, load_wav, resample
+from digitd.audio import AudioError, load_wav, prepare_clip
 
 # FSDD's official split: takes 0-4 are the test set, 5-49 the training set.
 TEST_TAKES = range(0, 5)
@@ -157,6 +157,11 @@ def _decode(value: Any) -> tuple[np.ndarray, int]:
     return np.asarray(x, dtype=np.float32), int(samples.sample_rate)
 
 
+def ds_name(ds: Any) -> str:
+    info = getattr(ds, "info", None)
+    return str(getattr(info, "dataset_name", None) or "dataset")
+
+
 def records_from_hf(ds: Any, split_name: str | None = None) -> list[Record]:
     """Rows of a `datasets.Dataset` -> records with decoded 8 kHz audio.
 
@@ -175,7 +180,7 @@ def records_from_hf(ds: Any, split_name: str | None = None) -> list[Record]:
         raw = row[cols["label"]]
         label = names[raw] if names is not None else str(raw)
         x, rate = _decode(row[cols["audio"]])
-        x = resample(x, rate, SAMPLE_RATE)
+        x = prepare_clip(x, rate, f"{ds_name(ds)} row {i}")
         fname = str(row[cols["file"]]) if cols["file"] and isinstance(row[cols["file"]], str) else ""
         m = NAME_RE.match(Path(fname).name) if fname else None
         speaker = str(row[cols["speaker"]]) if cols["speaker"] else (m["speaker"] if m else "unknown")
