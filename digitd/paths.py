@@ -12,10 +12,10 @@ def fsdd_dir(configured: str = "") -> Path:
     """`configured`, else $DIGITD_FSDD_DIR, else ../shared/fsdd/recordings beside the checkout,
     else data/fsdd/recordings (where scripts/get-data.sh puts a fresh clone)."""
     if configured:
-        return Path(configured)
+        return Path(configured).expanduser().resolve()
     env = os.environ.get("DIGITD_FSDD_DIR")
     if env:
-        return Path(env)
+        return Path(env).expanduser().resolve()
     cands = [ROOT.parent / "shared" / "fsdd" / "recordings", ROOT / "data" / "fsdd" / "recordings",
              Path.cwd() / "data" / "fsdd" / "recordings"]
     for c in cands:
