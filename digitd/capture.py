@@ -47,6 +47,7 @@ def resolve_device(sd, spec: str) -> tuple[int, dict[str, Any]]:
     inputs = input_devices(sd)
     if not inputs:
         raise AudioError("no audio input device found (is a microphone or sound server available? see `digitd devices`)")
+    names = ", ".join(f"{i} {d['name']}" for i, d in inputs)
     spec = str(spec).strip()
     if spec == "":
         default = sd.default.device[0] if isinstance(sd.default.device, (list, tuple)) else sd.default.device
@@ -59,10 +60,10 @@ def resolve_device(sd, spec: str) -> tuple[int, dict[str, Any]]:
         for i, d in inputs:
             if i == idx:
                 return i, d
-        raise AudioError(f"input device {idx} not found (inputs: {', '.join(f'{i} {d['name']}' for i, d in inputs)})")
+        raise AudioError(f"input device {idx} not found (inputs: {names})")
     matches = [(i, d) for i, d in inputs if spec.lower() in d["name"].lower()]
     if not matches:
-        raise AudioError(f"no input device matches {spec!r} (inputs: {', '.join(f'{i} {d['name']}' for i, d in inputs)})")
+        raise AudioError(f"no input device matches {spec!r} (inputs: {names})")
     exact = [(i, d) for i, d in matches if d["name"].lower() == spec.lower()]
     return (exact or matches)[0]
 
@@ -206,6 +207,11 @@ def _one_line(e: Exception) -> str:
 
 def devices_command(args, cfg: Config) -> int:
     """`digitd devices`: input devices, the default marked, and whether 8 kHz opens directly."""
+    if getattr(args, "check", False):  # `make run`: microphone or demo?
+        try:
+            return 0 if input_devices(import_sounddevice()) else 1
+        except AudioError:
+            return 1
     sd = import_sounddevice()
     inputs = input_devices(sd)
     if not inputs:

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("devices", help="list audio input devices")
     _common(p)
+    p.add_argument("--check", action="store_true", help="print nothing; exit 0 if an input device exists, else 1")
 
     p = sub.add_parser("predict", help="classify whole WAV clips; one JSON line per file")
     _common(p)

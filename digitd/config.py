@@ -48,6 +48,7 @@ class EndpointConfig:
     min_speech_ms: int = knob(90, lo=0, hi=5000)
     max_utterance_ms: int = knob(2000, lo=100, hi=30000)
     split_dips: bool = knob(True)
+    valley_db: float = knob(15.0, lo=0.0, hi=90.0)  # with split_dips: >=90 ms pauses this far under the utterance peak split it at the end; 0 = off
     dip_db: float = knob(20.0, lo=3.0, hi=90.0)  # with split_dips: frames this far under the utterance peak count as a pause
     floor_snr_db: float = knob(4.0, lo=0.0, hi=60.0)  # frames must be this far over the noise floor to count as speech
     min_level_dbfs: float = knob(-55.0, lo=-120.0, hi=0.0)
@@ -57,6 +58,7 @@ class EndpointConfig:
 class ClassifyConfig:
     model: str = knob("")  # path to a .joblib model; "" = the shipped default
     reject_threshold: float = knob(0.5, lo=0.0, hi=1.0)
+    min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     queue_size: int = knob(32, lo=1, hi=10000)
 
 

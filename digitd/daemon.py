@@ -19,6 +19,8 @@ def output_mode(cfg: Config) -> str:
     mode = cfg.output.mode
     if mode == "auto":
         return "ui" if sys.stdout.isatty() else "jsonl"
+    if mode == "ui" and not sys.stdout.isatty():
+        return "plain"  # a live UI needs a terminal; degrade to plain lines
     return mode
 
 
@@ -30,9 +32,11 @@ def make_source(args: argparse.Namespace, cfg: Config):
         read_wav(path, mmap=True)  # fail now, with one line, on a missing or broken file
         return FileSource(path, cfg.run.speed, cfg.audio.block_ms, cfg.audio.ring_seconds,
                           name="demo.wav" if getattr(args, "demo", False) else path)
-    from digitd.capture import MicSource
+    from digitd.capture import MicSource, resolve_device
 
-    return MicSource(cfg.audio)
+    mic = MicSource(cfg.audio)
+    resolve_device(mic.sd, cfg.audio.device)  # no device / no match: fail before loading the model
+    return mic
 
 
 def load(cfg: Config) -> DigitModel:

@@ -27,6 +27,7 @@ from digitd.model import DigitModel
 from digitd.sources import Source
 from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
+from digitd.voicing import longest_voiced_ms
 
 
 class Sink(Protocol):
@@ -113,13 +114,12 @@ class Pipeline:
         if threaded:
             worker = threading.Thread(target=self._worker, name="classifier", daemon=True)
             worker.start()
-        self.status.update(device=source.name, rate=source.rate, running=True)
         buf = np.zeros(0, np.float32)
         source.start()
+        self.status.update(device=source.name, rate=source.rate, running=True)
         try:
             while not self.stop_event.is_set():
-                for ev in source.drain_events():
-                    self.emit(ev)
+                self._drain(source)
                 chunk = source.read(0.05)
                 if chunk is None:
                     if source.finished:
@@ -143,11 +143,9 @@ class Pipeline:
                 buf = buf[n * self.frame_len :]
         finally:
             source.stop()
-            for ev in source.drain_events():
-                self.emit(ev)
+            self._drain(source)
             t = time.perf_counter()
-            utt = self.endpointer.flush()
-            if utt is not None:
+            for utt in self.endpointer.flush():
                 self._submit(_Job(utt, t, 0.0, 0.0), threaded)
             if worker is not None:
                 self._queue.put(_STOP)
@@ -165,13 +163,21 @@ class Pipeline:
         self.emit(summary)
         return summary
 
+    def _drain(self, source: Source) -> None:
+        for ev in source.drain_events():
+            if hasattr(ev, "at") and not ev.at:
+                ev.at = self.stream_time
+            if getattr(ev, "kind", "") == "device" and ev.state in ("open", "reopened"):
+                self.status.update(device=source.name, rate=source.rate)
+            self.emit(ev)
+
     def _frame(self, frame: np.ndarray, threaded: bool) -> None:
         if self.first_frame_unix is None:
             self.first_frame_unix = time.time()  # cold start ends here (bench)
         t0 = time.perf_counter()
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()
-        utt = self.endpointer.push(frame, info)
+        utts = self.endpointer.push(frame, info)
         t2 = time.perf_counter()
         self._pos = self.endpointer.pos
         self.timings.vad_us.append((t1 - t0) * 1e6)
@@ -180,7 +186,7 @@ class Pipeline:
         st["level_db"] = info.level_db
         st["state"] = self.endpointer.state
         st["floor_db"] = self.endpointer.noise_floor_db
-        if utt is not None:
+        for utt in utts:
             self._submit(_Job(utt, t0, (t1 - t0) * 1e3, (t2 - t1) * 1e3), threaded)
 
     def _submit(self, job: _Job, threaded: bool) -> None:
@@ -203,6 +209,8 @@ class Pipeline:
 
     def _classify(self, job: _Job) -> None:
         t0 = time.perf_counter()
+        min_voiced = self.cfg.classify.min_voiced_ms
+        unvoiced = min_voiced > 0 and longest_voiced_ms(job.utt.audio) < min_voiced
         feats = self.model.features(job.utt.audio, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
@@ -218,9 +226,10 @@ class Pipeline:
         start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
         # emitted: the stream position now (live), or where the end was decided (inline)
         emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
-        if pred.confidence < self.cfg.classify.reject_threshold:
+        if unvoiced or pred.confidence < self.cfg.classify.reject_threshold:
             self.counts["rejected"] += 1
-            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat))
+            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat,
+                                    "unvoiced" if unvoiced else "low_confidence"))
         else:
             self.counts["digits"] += 1
             tm.eos_s.append(emitted - end)

@@ -78,7 +78,7 @@ class LiveUI:
             ("  level ", "dim"), meter, (f" {level:6.1f} dBFS", ""), (f"  floor {st['floor_db']:.0f}", "dim"),
         )
         if self.last_device:
-            t.append(f"\n{self.last_device}", style="yellow")
+            t.append(f"\ndevice {self.last_device}", style="yellow" if not self.last_device.startswith(("open", "reopened")) else "dim")
         if not st["running"]:
             t.append("\nstopped", style="bold red")
         return Panel(t, title="digitd", border_style="blue")
@@ -88,11 +88,12 @@ class LiveUI:
         for k, e in enumerate(items):
             latest = k == len(items) - 1
             if isinstance(e, DigitEvent):
-                t.append(f" {e.digit}", style="bold black on green" if latest else "bold")
-                t.append(f"{e.confidence:.2f} ", style="green" if latest else "dim")
+                t.append(f" {e.digit} ", style="bold black on green" if latest else "bold")
+                t.append(f"{e.confidence:.2f}", style="green" if latest else "dim")
             elif isinstance(e, RejectedEvent):
-                t.append(f" ?{e.best}", style="grey50 strike" if not latest else "grey70 on grey23")
-                t.append(f"{e.confidence:.2f} ", style="grey42")
+                t.append(f" ?{e.best}", style="grey50" if not latest else "grey70 on grey23")
+                t.append(f" {e.confidence:.2f}", style="grey42")
+            t.append("  ")
         if not items:
             t.append("say some digits...", style="dim italic")
         return Panel(t, title="transcript (digit + confidence; rejected greyed)", border_style="green")

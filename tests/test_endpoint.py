@@ -21,13 +21,9 @@ def segment(audio: np.ndarray, ep_cfg: EndpointConfig | None = None, aggressiven
     out, states = [], []
     for i in range(0, len(audio) - FRAME + 1, FRAME):
         f = audio[i : i + FRAME]
-        u = ep.push(f, vad(float_to_int16(f)))
+        out += ep.push(f, vad(float_to_int16(f)))
         states.append(ep.state)
-        if u is not None:
-            out.append(u)
-    u = ep.flush()
-    if u is not None:
-        out.append(u)
+    out += ep.flush()
     return out, ep, states
 
 

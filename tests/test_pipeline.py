@@ -17,7 +17,7 @@ from digitd.sources import FileSource, RingBuffer
 from digitd.synth import make_stream, noise_stream
 
 DIGIT_KEYS = {"event", "digit", "confidence", "start", "end", "emitted", "latency_ms"}
-REJECTED_KEYS = {"event", "start", "end", "emitted", "best", "confidence", "latency_ms"}
+REJECTED_KEYS = {"event", "start", "end", "emitted", "best", "confidence", "latency_ms", "reason"}
 LATENCY_KEYS = {"vad", "endpoint", "features", "classify", "total"}
 
 
@@ -133,3 +133,39 @@ def test_scoring_counts_and_latency():
     assert (sc.correct, sc.substitutions, sc.deletions, sc.insertions) == (1, 1, 1, 1)
     assert sc.der == pytest.approx(1.0)
     assert sorted(sc.latencies_s) == pytest.approx([0.1, 0.2])
+
+
+def coughs(n: int = 12, seed: int = 1) -> np.ndarray:
+    """Band-passed noise bursts (150-300 ms, fast attack, decay) at speech levels in a quiet room."""
+    from scipy.signal import butter, sosfilt
+
+    from digitd.synth import colored_noise
+
+    rng = np.random.default_rng(seed)
+    x = colored_noise(int(SAMPLE_RATE * 1.4 * (n + 1)), "pink", rng) * 1e-3
+    sos = butter(4, [300, 2500], btype="band", fs=SAMPLE_RATE, output="sos")
+    for k in range(n):
+        m = int(rng.uniform(0.15, 0.3) * SAMPLE_RATE)
+        env = np.exp(-np.arange(m) / (m / 4))
+        env[:80] *= np.linspace(0, 1, 80)
+        b = sosfilt(sos, rng.standard_normal(m)) * env
+        i = int((k + 0.5) * 1.4 * SAMPLE_RATE)
+        x[i : i + m] += (b / np.abs(b).max() * 10 ** (rng.uniform(-12, -3) / 20)).astype(np.float32)
+    return x.astype(np.float32)
+
+
+def test_coughs_are_rejected_not_digits(model):
+    sink = Collect()
+    summary = Pipeline(Config(), model, [sink]).run(FileSource(coughs(), "max"))
+    assert summary.digits == 0
+    assert all(e.reason == "unvoiced" for e in sink.events if isinstance(e, RejectedEvent))
+
+
+def test_voicing_gate_passes_every_test_split_digit(fsdd):
+    from digitd.audio import load_wav
+    from digitd.features import trim
+    from digitd.synth import test_split_clips
+    from digitd.voicing import longest_voiced_ms
+
+    worst = min(longest_voiced_ms(trim(load_wav(p))) for _, p in test_split_clips())
+    assert worst >= Config().classify.min_voiced_ms
