@@ -90,7 +90,7 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
     rec = Recorder()
     source = FileSource(audio, speed=speed, block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds,
                         name="bench-stream")
-    pipe = Pipeline(cfg, model, [rec])
+    pipe = Pipeline(cfg, model, [rec], history=None)
     reset_peak_rss()  # measure the pipeline, not the stream generator
     cpu0, wall0 = time.process_time(), time.perf_counter()
     summary = pipe.run(source)

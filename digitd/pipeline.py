@@ -11,6 +11,7 @@ wall-clock compute times are in `latency_ms` / `Timings`.
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,21 +36,27 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
 class Timings:
-    """Wall-clock stage timings, plain lists (np.percentile-ready)."""
+    """Wall-clock stage timings, newest last (np.percentile-ready).
 
-    vad_us: list[float] = field(default_factory=list)  # per frame
-    endpoint_us: list[float] = field(default_factory=list)  # per frame
-    features_ms: list[float] = field(default_factory=list)  # per utterance
-    classify_ms: list[float] = field(default_factory=list)
-    queue_ms: list[float] = field(default_factory=list)  # waiting for the worker
-    total_ms: list[float] = field(default_factory=list)  # end decided -> event out (wall)
-    eos_s: list[float] = field(default_factory=list)  # emitted - end, stream time, per digit
+    Bounded to the last `maxlen` values so a daemon running for days keeps flat memory;
+    the benchmark passes maxlen=None to keep every value.
+    """
+
+    NAMES = ("vad_us", "endpoint_us", "features_ms", "classify_ms", "queue_ms", "total_ms", "eos_s")
+
+    def __init__(self, maxlen: int | None = 20000) -> None:
+        self.vad_us: deque[float] = deque(maxlen=maxlen)  # per frame
+        self.endpoint_us: deque[float] = deque(maxlen=maxlen)  # per frame
+        self.features_ms: deque[float] = deque(maxlen=maxlen)  # per utterance
+        self.classify_ms: deque[float] = deque(maxlen=maxlen)
+        self.queue_ms: deque[float] = deque(maxlen=maxlen)  # waiting for the worker
+        self.total_ms: deque[float] = deque(maxlen=maxlen)  # end decided -> event out (wall)
+        self.eos_s: deque[float] = deque(maxlen=maxlen)  # emitted - end, stream time, per digit
 
     def stats(self) -> dict[str, dict[str, float]]:
         out = {}
-        for name in ("vad_us", "endpoint_us", "features_ms", "classify_ms", "queue_ms", "total_ms", "eos_s"):
+        for name in self.NAMES:
             a = np.asarray(getattr(self, name), dtype=np.float64)
             out[name] = ({"n": int(a.size), "last": float(a[-1]), "p50": float(np.percentile(a, 50)),
                           "p95": float(np.percentile(a, 95)), "max": float(a.max())} if a.size else {"n": 0})
@@ -69,13 +76,13 @@ _STOP = object()
 
 class Pipeline:
     def __init__(self, cfg: Config, model: DigitModel, sinks: Sequence[Sink] = (), *,
-                 threaded: bool | None = None) -> None:
+                 threaded: bool | None = None, history: int | None = 20000) -> None:
+        """`history`: how many recent stage timings to keep (None = all, for benchmarks)."""
         self.cfg = cfg
         self.model = model
         self.sinks = list(sinks)
         self.threaded = threaded
-        self.timings = Timings()
-        self.events: list[Event] = []
+        self.timings = Timings(history)
         self.stop_event = threading.Event()
         self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0}
         self.dropped_samples = 0
@@ -94,7 +101,6 @@ class Pipeline:
     # -- events -------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         with self._lock:
-            self.events.append(event)
             for s in self.sinks:
                 s.handle(event)
 

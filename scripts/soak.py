@@ -84,6 +84,7 @@ def main() -> int:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rss: list[tuple[float, float]] = []
     done = threading.Event()
+    first_event: list[float] = []  # monotonic time of the first event: the pipeline is running
 
     def sample() -> None:
         t0 = time.monotonic()
@@ -91,14 +92,17 @@ def main() -> int:
             r = rss_mb(proc.pid)
             if r is not None:
                 rss.append((time.monotonic() - t0, r))
-            done.wait(0.5)
+            done.wait(0.1)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     bad: list[str] = []
     events: list[dict] = []
     assert proc.stdout is not None
+    t_start = time.monotonic()
     for line in proc.stdout:
+        if not first_event:
+            first_event.append(time.monotonic() - t_start)
         try:
             ev = json.loads(line)
         except json.JSONDecodeError:
@@ -131,9 +135,10 @@ def main() -> int:
         print(f"{f'{k * args.window_min:.0f}-{(k + 1) * args.window_min:.0f}':>20} {len(sel):>7} "
               f"{np.percentile(tot, 50):>13.2f} {np.percentile(tot, 95):>13.2f} "
               f"{np.percentile(eos, 50):>11.0f} {np.percentile(eos, 95):>11.0f}")
-    # RSS after warm-up (first 10% of the run) vs the end
+    # RSS once the pipeline runs (first event out) vs the end
     t_end = rss[-1][0] if rss else 0
-    warm = [r for t_, r in rss if t_ >= 0.1 * t_end] or [r for _, r in rss]
+    t_warm = first_event[0] if first_event else 0.0
+    warm = [r for t_, r in rss if t_ >= t_warm] or [r for _, r in rss]
     rss_start, rss_end, rss_peak = warm[0], warm[-1], max(r for _, r in rss)
     growth = rss_end - rss_start
     print(f"RSS after warm-up {rss_start:.1f} MB, at end {rss_end:.1f} MB (growth {growth:+.1f} MB), peak {rss_peak:.1f} MB; "
