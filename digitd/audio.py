@@ -7,6 +7,7 @@ CLI can print one line and exit non-zero instead of a traceback.
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from math import gcd
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Iterator
 
 import numpy as np
 from scipy.io import wavfile
-from scipy.signal import resample_poly
 
 from digitd import SAMPLE_RATE
 
@@ -43,17 +43,23 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     path = Path(path)
     _check_readable(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", wavfile.WavFileWarning)
             try:
                 rate, data = wavfile.read(path, mmap=mmap)
-            except ValueError as e:
-                if mmap and "24" in str(e):
-                    rate, data = wavfile.read(path, mmap=False)
-                else:
+            except ValueError:
+                if not mmap:
                     raise
-    except (ValueError, EOFError, OSError) as e:
+                # scipy cannot map 24-bit data, and a truncated file fails to map:
+                # a plain read handles the first and diagnoses the second.
+                rate, data = wavfile.read(path, mmap=False)
+    except struct.error:
+        raise AudioError(f"{path}: not a readable WAV file (incomplete header)") from None
+    except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
         raise AudioError(f"{path}: not a readable WAV file ({_reason(e)})") from None
+    for w in caught:
+        if "EOF" in str(w.message) or "prematurely" in str(w.message):
+            raise AudioError(f"{path}: truncated WAV data (the file is shorter than its header says)")
     if rate <= 0:
         raise AudioError(f"{path}: invalid sample rate {rate}")
     if data.size == 0 or len(data) == 0:
@@ -86,6 +92,8 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int = SAMPLE_RATE) -> np.nd
     """Polyphase resampling (scipy.signal.resample_poly); identity when rates match."""
     if from_rate == to_rate:
         return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly  # lazy: scipy.signal costs ~50 MB and ~0.8 s to import
+
     g = gcd(int(from_rate), int(to_rate))
     return resample_poly(x, to_rate // g, from_rate // g).astype(np.float32)
 
@@ -98,8 +106,15 @@ def check_finite(x: np.ndarray, name: str) -> None:
 def load_wav(path: str | os.PathLike, rate: int = SAMPLE_RATE) -> np.ndarray:
     """A whole WAV as float32 mono at `rate`: for clips (training, predict)."""
     src_rate, data = read_wav(path)
-    x = to_mono_float(data)
-    check_finite(x, str(path))
+    return prepare_clip(to_mono_float(data), src_rate, str(path), rate)
+
+
+def prepare_clip(x: np.ndarray, src_rate: int, name: str, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A decoded mono clip -> float32 at `rate`, DC removed (a DC offset would hide the word
+    from the energy trim). Every clip loader (WAV files, the Hugging Face copy) ends here."""
+    x = np.asarray(x, dtype=np.float32)
+    check_finite(x, name)
+    x = x - np.float32(x.mean(dtype=np.float64))
     return resample(x, src_rate, rate)
 
 
@@ -155,6 +170,8 @@ class StreamResampler:
         k = (len(self._buf) - 2 * self.ctx) // self.down
         if k <= 0:
             return np.zeros(0, dtype=np.float32)
+        from scipy.signal import resample_poly
+
         seg = self._buf[: 2 * self.ctx + k * self.down]
         y = resample_poly(seg, self.up, self.down)
         o = self.ctx * self.up // self.down
@@ -164,12 +181,24 @@ class StreamResampler:
 
 
 def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Stream a WAV (memory-mapped) as float32 mono blocks at `rate`, without loading it whole."""
+    """Stream a WAV as float32 mono blocks at `rate`, reading it piece by piece.
+
+    scipy parses the header (via a memory map, which also tells where the samples start);
+    the samples are then read with plain file reads, so an hours-long file keeps neither
+    its samples nor its mapped pages resident.
+    """
     src_rate, data = read_wav(path, mmap=True)
     rs = StreamResampler(src_rate, rate)
     step = max(1, int(round(block_s * src_rate)))
-    for i in range(0, len(data), step):
-        x = to_mono_float(np.array(data[i : i + step]))
+    chunks: Iterator[np.ndarray]
+    if isinstance(data, np.memmap):
+        dtype, shape, offset = data.dtype, data.shape, data.offset
+        del data
+        chunks = _read_chunks(Path(path), dtype, shape, offset, step)
+    else:  # 24-bit: scipy had to read it whole
+        chunks = (data[i : i + step] for i in range(0, len(data), step))
+    for chunk in chunks:
+        x = to_mono_float(chunk)
         check_finite(x, str(path))
         out = rs.process(x)
         if len(out):
@@ -177,3 +206,16 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
     tail = rs.flush()
     if len(tail):
         yield tail
+
+
+def _read_chunks(path: Path, dtype: np.dtype, shape: tuple, offset: int, step: int) -> Iterator[np.ndarray]:
+    frames = shape[0]
+    width = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    with open(path, "rb") as f:
+        f.seek(offset)
+        for i in range(0, frames, step):
+            n = min(step, frames - i)
+            chunk = np.fromfile(f, dtype=dtype, count=n * width)
+            if len(chunk) < n * width:
+                raise AudioError(f"{path}: truncated WAV data (the file is shorter than its header says)")
+            yield chunk.reshape((n,) + tuple(shape[1:])) if width > 1 else chunk

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
     _common(p)
-    p.add_argument("--speed", help="max (compute-bound) or 1 (paced like live audio) [run.speed]")
+    p.add_argument("--speed", dest="bench_speed", help="max (compute-bound) or 1 (paced like live audio) [bench.speed]")
     p.add_argument("--input", metavar="WAV", help="benchmark this recorded stream instead of a generated one")
     p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...]")
     p.add_argument("--model", help="model file [classify.model]")
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 # flag attribute -> config "section.key" it overrides
 FLAG_KNOBS = {
     "speed": "run.speed",
+    "bench_speed": "bench.speed",
     "device": "audio.device",
     "model": "classify.model",
     "vad_aggressiveness": "vad.aggressiveness",
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from digitd.model import ModelError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     # A closed stdout (`digitd run --jsonl | head -1`) ends the program quietly.
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -75,6 +75,7 @@ class RunConfig:
 
 @dataclass
 class BenchConfig:
+    speed: str = knob("max")  # "max" = compute-bound, "1" = paced like live audio (or another factor)
     seed: int = knob(0, lo=0)
     digits: int = knob(120, lo=1, hi=100000)
     gap_min_s: float = knob(0.15, lo=0.0, hi=60.0)
@@ -159,14 +160,14 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("bench.gap_min_s: must be <= bench.gap_max_s")
     if cfg.bench.level_min_db > cfg.bench.level_max_db:
         raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
-    speed = cfg.run.speed
-    if speed != "max":
-        try:
-            ok = float(speed) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise ConfigError(f"run.speed: {speed!r} is not allowed (a positive factor such as 1, or max)")
+    for key, speed in (("run.speed", cfg.run.speed), ("bench.speed", cfg.bench.speed)):
+        if speed != "max":
+            try:
+                ok = float(speed) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"{key}: {speed!r} is not allowed (a positive factor such as 1, or max)")
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:

@@ -97,3 +97,5 @@ class SummaryEvent(Event):
     audio_s: float = 0.0
     wall_s: float = 0.0
     transcript: str = ""
+    first_frame_unix: float = 0.0  # wall clock (Unix time) when the first frame was processed
+    peak_rss_mb: float = 0.0  # peak resident memory of the process so far

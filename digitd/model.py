@@ -23,6 +23,7 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract
+from digitd.runtime import NotCompilable, Runtime, compile_estimator, score, sklearn_scores
 
 FORMAT = "digitd-model/1"
 DEFAULT_NAME = "default"
@@ -65,14 +66,27 @@ class Prediction:
     probs: dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
 class DigitModel:
-    """A fitted scikit-learn estimator with the feature parameters it was trained on."""
+    """A fitted classifier with the feature parameters it was trained on.
 
-    estimator: Any
-    classes: list[str]
-    params: FeatureParams = DEFAULT_PARAMS
-    meta: dict[str, Any] = field(default_factory=dict)
+    Scoring uses the numpy `runtime` (see digitd.runtime) when the model has one, so the
+    daemon never imports scikit-learn; `estimator` is unpickled only when asked for.
+    """
+
+    def __init__(self, estimator: Any = None, classes: list[str] | None = None, params: FeatureParams = DEFAULT_PARAMS,
+                 meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None, estimator_blob: bytes | None = None):
+        self._estimator = estimator
+        self._blob = estimator_blob
+        self.classes = [str(c) for c in (classes or [])]
+        self.params = params
+        self.meta = dict(meta or {})
+        self.runtime = runtime
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None and self._blob is not None:
+            self._estimator = pickle.loads(self._blob)
+        return self._estimator
 
     def features(self, x: np.ndarray, *, trimmed: bool = False) -> np.ndarray:
         return extract(x, self.params, trimmed=trimmed)
@@ -80,11 +94,9 @@ class DigitModel:
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes): predict_proba, else softmax of the decision function."""
         feats = np.atleast_2d(feats)
-        if hasattr(self.estimator, "predict_proba"):
-            return self.estimator.predict_proba(feats)
-        d = np.atleast_2d(self.estimator.decision_function(feats))
-        e = np.exp(d - d.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        if self.runtime is not None:
+            return score(self.runtime, feats)
+        return sklearn_scores(self.estimator, feats)
 
     def classify(self, feats: np.ndarray) -> Prediction:
         p = self.scores(feats)[0]
@@ -100,16 +112,32 @@ class DigitModel:
         self.predict_wave((rng.standard_normal(SAMPLE_RATE // 2) * 0.1).astype(np.float32))
 
 
-def save_model(model: DigitModel, path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
-    """Write the bundle and its card (with the bundle's SHA-256); returns the card written."""
+def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
+               check_x: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the bundle and its card (with the bundle's SHA-256); returns the card written.
+
+    The estimator is compiled to a numpy runtime when possible; `check_x` (some feature
+    rows) is used to prove the runtime scores equal scikit-learn's before anything is saved.
+    """
     import joblib
     import sklearn
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    est = model.estimator
+    try:
+        runtime = compile_estimator(est)
+    except NotCompilable:
+        runtime = None
+    if runtime is not None:
+        probe = check_x if check_x is not None else np.random.default_rng(0).standard_normal((20, model.params.dim))
+        want, got = sklearn_scores(est, probe), score(runtime, probe)
+        if not np.allclose(want, got, atol=1e-5):
+            raise ModelError(f"numpy runtime disagrees with scikit-learn (max diff {np.abs(want - got).max():.2e})")
     bundle = {
         "format": FORMAT,
-        "estimator": model.estimator,
+        "runtime": runtime,
+        "estimator_blob": pickle.dumps(est, protocol=pickle.HIGHEST_PROTOCOL),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
         "sklearn_version": sklearn.__version__,
@@ -126,6 +154,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any]) -> dic
             "classes": list(model.classes),
             "feature_params": model.params.to_dict(),
             "sklearn_version": sklearn.__version__,
+            "numpy_runtime": runtime is not None,
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
@@ -146,7 +175,6 @@ def read_card(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS) -> DigitModel:
     """Verify and load a model; refuse one whose features differ from `params`."""
     import joblib
-    import sklearn
 
     path = Path(path) if path else default_model_path()
     if not path.exists():
@@ -167,19 +195,45 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         raise ModelError(f"{path}: not a digitd model (expected format {FORMAT})")
     saved = str(bundle.get("sklearn_version", "0"))
-    if saved.split(".")[0] != sklearn.__version__.split(".")[0]:
-        raise ModelError(
-            f"{path}: trained with scikit-learn {saved}, this is {sklearn.__version__} (major versions differ); retrain it"
-        )
+    mine = _sklearn_version()
+    if mine is not None and saved.split(".")[0] != mine.split(".")[0]:
+        raise ModelError(f"{path}: trained with scikit-learn {saved}, this is {mine} (major versions differ); retrain it")
     try:
         model_params = FeatureParams.from_dict(bundle["feature_params"])
     except (ValueError, TypeError, KeyError) as e:
         raise ModelError(f"{path}: bad feature parameters ({e})") from None
     if model_params != params:
-        diff = {k: (v, params.to_dict()[k]) for k, v in model_params.to_dict().items() if params.to_dict()[k] != v}
-        shown = ", ".join(f"{k}: model {a} vs digitd {b}" for k, (a, b) in diff.items())
+        mine_p = params.to_dict()
+        shown = ", ".join(f"{k}: model {v} vs digitd {mine_p[k]}" for k, v in model_params.to_dict().items() if mine_p[k] != v)
         raise ModelError(f"{path}: feature parameters differ from this digitd ({shown})")
-    est = bundle.get("estimator")
-    if not (hasattr(est, "predict_proba") or hasattr(est, "decision_function")):
-        raise ModelError(f"{path}: the estimator cannot score samples")
-    return DigitModel(est, [str(c) for c in bundle["classes"]], model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card})
+    classes = [str(c) for c in bundle.get("classes", [])]
+    runtime = bundle.get("runtime")
+    blob = bundle.get("estimator_blob")
+    if runtime is None and not isinstance(blob, bytes):
+        raise ModelError(f"{path}: holds no classifier")
+    model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
+                       runtime=runtime, estimator_blob=blob)
+    if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit
+        try:
+            est = model.estimator
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad model file
+            raise ModelError(f"{path}: corrupt classifier ({type(e).__name__})") from None
+        if not (hasattr(est, "predict_proba") or hasattr(est, "decision_function")):
+            raise ModelError(f"{path}: the estimator cannot score samples")
+    try:
+        probs = model.scores(np.zeros((1, model_params.dim), dtype=np.float32))
+    except Exception as e:  # noqa: BLE001 - shapes or arrays that do not fit
+        raise ModelError(f"{path}: classifier does not fit the feature vector ({type(e).__name__}: {e})") from None
+    if probs.shape != (1, len(classes)):
+        raise ModelError(f"{path}: classifier gives {probs.shape[1]} scores for {len(classes)} classes")
+    return model
+
+
+def _sklearn_version() -> str | None:
+    """The installed scikit-learn version, read from metadata so the daemon need not import it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:
+        return None

@@ -11,6 +11,7 @@ wall-clock compute times are in `latency_ms` / `Timings`.
 from __future__ import annotations
 
 import queue
+from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from digitd.endpoint import Endpointer, Utterance
 from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.model import DigitModel
 from digitd.sources import Source
+from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
 from digitd.voicing import longest_voiced_ms
 
@@ -34,21 +36,27 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass
 class Timings:
-    """Wall-clock stage timings, plain lists (np.percentile-ready)."""
+    """Wall-clock stage timings, newest last (np.percentile-ready).
 
-    vad_us: list[float] = field(default_factory=list)  # per frame
-    endpoint_us: list[float] = field(default_factory=list)  # per frame
-    features_ms: list[float] = field(default_factory=list)  # per utterance
-    classify_ms: list[float] = field(default_factory=list)
-    queue_ms: list[float] = field(default_factory=list)  # waiting for the worker
-    total_ms: list[float] = field(default_factory=list)  # end decided -> event out (wall)
-    eos_s: list[float] = field(default_factory=list)  # emitted - end, stream time, per digit
+    Bounded to the last `maxlen` values so a daemon running for days keeps flat memory;
+    the benchmark passes maxlen=None to keep every value.
+    """
+
+    NAMES = ("vad_us", "endpoint_us", "features_ms", "classify_ms", "queue_ms", "total_ms", "eos_s")
+
+    def __init__(self, maxlen: int | None = 20000) -> None:
+        self.vad_us: deque[float] = deque(maxlen=maxlen)  # per frame
+        self.endpoint_us: deque[float] = deque(maxlen=maxlen)  # per frame
+        self.features_ms: deque[float] = deque(maxlen=maxlen)  # per utterance
+        self.classify_ms: deque[float] = deque(maxlen=maxlen)
+        self.queue_ms: deque[float] = deque(maxlen=maxlen)  # waiting for the worker
+        self.total_ms: deque[float] = deque(maxlen=maxlen)  # end decided -> event out (wall)
+        self.eos_s: deque[float] = deque(maxlen=maxlen)  # emitted - end, stream time, per digit
 
     def stats(self) -> dict[str, dict[str, float]]:
         out = {}
-        for name in ("vad_us", "endpoint_us", "features_ms", "classify_ms", "queue_ms", "total_ms", "eos_s"):
+        for name in self.NAMES:
             a = np.asarray(getattr(self, name), dtype=np.float64)
             out[name] = ({"n": int(a.size), "last": float(a[-1]), "p50": float(np.percentile(a, 50)),
                           "p95": float(np.percentile(a, 95)), "max": float(a.max())} if a.size else {"n": 0})
@@ -68,13 +76,13 @@ _STOP = object()
 
 class Pipeline:
     def __init__(self, cfg: Config, model: DigitModel, sinks: Sequence[Sink] = (), *,
-                 threaded: bool | None = None) -> None:
+                 threaded: bool | None = None, history: int | None = 20000) -> None:
+        """`history`: how many recent stage timings to keep (None = all, for benchmarks)."""
         self.cfg = cfg
         self.model = model
         self.sinks = list(sinks)
         self.threaded = threaded
-        self.timings = Timings()
-        self.events: list[Event] = []
+        self.timings = Timings(history)
         self.stop_event = threading.Event()
         self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0}
         self.dropped_samples = 0
@@ -82,6 +90,7 @@ class Pipeline:
         # live status for UIs (read without locks; plain values)
         self.status: dict[str, Any] = {"state": "silence", "level_db": -120.0, "floor_db": -120.0,
                                        "device": "", "rate": 0, "running": False}
+        self.first_frame_unix: float | None = None
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
@@ -92,7 +101,6 @@ class Pipeline:
     # -- events -------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
         with self._lock:
-            self.events.append(event)
             for s in self.sinks:
                 s.handle(event)
 
@@ -156,6 +164,7 @@ class Pipeline:
             overflows=self.counts["overflows"], dropped_ms=1000.0 * self.dropped_samples / SAMPLE_RATE,
             queue_dropped=self.counts["queue_dropped"], audio_s=self.stream_time,
             wall_s=time.monotonic() - wall0, transcript="".join(self.transcript),
+            first_frame_unix=self.first_frame_unix or 0.0, peak_rss_mb=peak_rss_mb(),
         )
         self.emit(summary)
         return summary
@@ -169,6 +178,8 @@ class Pipeline:
             self.emit(ev)
 
     def _frame(self, frame: np.ndarray, threaded: bool) -> None:
+        if self.first_frame_unix is None:
+            self.first_frame_unix = time.time()  # cold start ends here (bench)
         t0 = time.perf_counter()
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()

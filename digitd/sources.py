@@ -144,7 +144,7 @@ class FileSource:
         sent = 0
         try:
             for b in self._iter:  # type: ignore[union-attr]
-                # like a capture callback: a block is delivered once its LAST sample was "recorded"
+                # like a capture callback: a block arrives once its last sample has been "recorded"
                 due = t0 + (sent + len(b)) / SAMPLE_RATE / self.speed
                 while not self._stop.is_set():
                     d = due - time.monotonic()

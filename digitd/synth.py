@@ -18,20 +18,10 @@ import numpy as np
 from digitd import SAMPLE_RATE
 from digitd.audio import load_wav
 from digitd.features import trim_bounds
+from digitd.paths import fsdd_dir
 
 TEST_TAKES = range(0, 5)  # FSDD's official test split: takes 0-4
 _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
-
-
-def fsdd_dir() -> Path:
-    """$DIGITD_FSDD_DIR, else the shared copy next to the checkout."""
-    env = os.environ.get("DIGITD_FSDD_DIR")
-    if env:
-        return Path(env)
-    for p in (Path(__file__).resolve().parents[2] / "shared/fsdd/recordings", Path("/work/shared/fsdd/recordings")):
-        if p.is_dir():
-            return p
-    return Path("/work/shared/fsdd/recordings")
 
 
 @lru_cache(maxsize=4)

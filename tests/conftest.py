@@ -1,4 +1,5 @@
-"""Shared fixtures: a model (the shipped one, else a small one trained here), FSDD streams."""
+"""Shared fixtures: the real FSDD folder (skip cleanly when absent), a model (the shipped one,
+else a small one trained here), FSDD streams."""
 
 from __future__ import annotations
 
@@ -14,17 +15,34 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _fsdd_or_skip() -> Path:
-    from digitd.synth import fsdd_dir
+    from digitd.paths import fsdd_dir
 
     d = fsdd_dir()
     if not any(d.glob("*_0.wav")):
-        pytest.skip(f"FSDD recordings not found at {d} (set DIGITD_FSDD_DIR)")
+        pytest.skip(f"FSDD recordings not found at {d} (set DIGITD_FSDD_DIR or run scripts/get-data.sh)")
     return d
 
 
 @pytest.fixture(scope="session")
 def fsdd() -> Path:
     return _fsdd_or_skip()
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    return _fsdd_or_skip()
+
+
+@pytest.fixture(scope="session")
+def small_subset(fsdd_dir: Path, tmp_path_factory) -> Path:
+    """2 speakers x 10 digits x takes {0,1,5..12}: a real but tiny FSDD-shaped folder (symlinks)."""
+    out = tmp_path_factory.mktemp("fsdd_small")
+    for spk in ("george", "jackson"):
+        for d in range(10):
+            for take in (0, 1, *range(5, 13)):
+                src = fsdd_dir / f"{d}_{spk}_{take}.wav"
+                (out / src.name).symlink_to(src)
+    return out
 
 
 @pytest.fixture(scope="session")

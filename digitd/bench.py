@@ -1,0 +1,302 @@
+"""`digitd bench`: how fast and how light the whole `digitd run` pipeline is.
+
+Runs the exact pipeline (same FileSource, framer, VAD, endpointer, worker) on a seeded
+stream of FSDD test-split digits, in whisper_streaming's two simulation modes:
+- `--speed max`: compute-bound. Real-time factor, throughput, per-stage cost; `emitted`
+  is the compute-unaware (lower-bound) end-of-speech latency in stream time.
+- `--speed 1`: paced like live audio through the same ring buffer as the microphone.
+  Wall-clock end-of-speech -> digit latency, CPU percent of one core, queueing.
+Cold start is measured on a fresh `digitd run` process. Benchmarks print numbers; tests
+check this module's arithmetic, never the machine's speed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from digitd import SAMPLE_RATE
+from digitd.config import Config, ConfigError, apply, as_dict, parse_override
+from digitd.sysinfo import peak_rss_mb, reset_peak_rss
+
+STAGES = ("vad", "endpoint", "features", "classify", "total")
+
+
+def percentiles_ms(values_ms: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max/mean of a list of milliseconds (NaN when empty)."""
+    a = np.asarray(values_ms, dtype=np.float64)
+    if a.size == 0:
+        return {"n": 0, "p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan"),
+                "max_ms": float("nan"), "mean_ms": float("nan")}
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {"n": int(a.size), "p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99),
+            "max_ms": float(a.max()), "mean_ms": float(a.mean())}
+
+
+def stage_samples_ms(timings: Any) -> dict[str, list[float]]:
+    """The pipeline's Timings as per-stage lists of milliseconds."""
+    return {
+        "vad": [v / 1000.0 for v in timings.vad_us],
+        "endpoint": [v / 1000.0 for v in timings.endpoint_us],
+        "features": list(timings.features_ms),
+        "classify": list(timings.classify_ms),
+        "total": list(timings.total_ms),
+    }
+
+
+def stage_report(samples_ms: dict[str, list[float]], audio_s: float) -> tuple[dict[str, dict], dict[str, float]]:
+    """Per-stage percentiles, and per-stage real-time factor (stage compute time / audio time)."""
+    stages = {k: percentiles_ms(samples_ms.get(k, [])) for k in STAGES}
+    rtf = {k: float(np.sum(samples_ms.get(k, [])) / 1000.0 / audio_s) if audio_s > 0 else float("nan")
+           for k in ("vad", "endpoint", "features", "classify")}
+    return stages, rtf
+
+
+def wall_latencies_ms(recv_s: Sequence[float], true_end_s: Sequence[float], t0: float, speed: float) -> list[float]:
+    """Paced mode: wall time an event arrived minus the wall time its word's last sample was
+    played (t0 + end / speed)."""
+    return [1000.0 * (r - (t0 + e / speed)) for r, e in zip(recv_s, true_end_s)]
+
+
+@dataclass
+class Recorder:
+    """A sink that keeps every event with the monotonic time it arrived."""
+
+    events: list[Any] = field(default_factory=list)
+    recv: list[float] = field(default_factory=list)
+
+    def handle(self, event: Any) -> None:
+        self.recv.append(time.monotonic())
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> dict[str, Any]:
+    """One pass of the real pipeline over `audio`; every number of the report but cold start."""
+    from digitd.pipeline import Pipeline
+    from digitd.scoring import score
+    from digitd.sources import FileSource
+
+    rec = Recorder()
+    source = FileSource(audio, speed=speed, block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds,
+                        name="bench-stream")
+    pipe = Pipeline(cfg, model, [rec], history=None)
+    reset_peak_rss()  # measure the pipeline, not the stream generator
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    summary = pipe.run(source)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    audio_s = len(audio) / SAMPLE_RATE
+    sc = score(rec.events, truth)
+    stages, stage_rtf = stage_report(stage_samples_ms(pipe.timings), audio_s)
+    digit_events = [e for e in rec.events if getattr(e, "kind", "") == "digit"]
+    out: dict[str, Any] = {
+        "mode": "max" if speed == "max" else "realtime",
+        "speed": speed,
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "rtf": wall / audio_s,
+        "rtf_cpu": cpu / audio_s,
+        "audio_s_per_cpu_s": audio_s / cpu if cpu > 0 else float("inf"),
+        "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
+        "peak_rss_mb": peak_rss_mb(),
+        "eos_latency_ms": {k.replace("_ms", ""): v for k, v in percentiles_ms([1000 * x for x in sc.latencies_s]).items()},
+        "der": sc.der,
+        "n_truth": sc.n,
+        "correct": sc.correct,
+        "substitutions": sc.substitutions,
+        "deletions": sc.deletions,
+        "insertions": sc.insertions,
+        "digits": summary.digits,
+        "rejected": summary.rejected,
+        "utterances": summary.utterances,
+        "dropped_ms": summary.dropped_ms,
+        "stages": stages,
+        "stage_rtf": stage_rtf,
+    }
+    if speed != "max" and getattr(source, "t0", None) is not None:
+        ev_index = {id(e): i for i, e in enumerate(rec.events)}
+        recv = [rec.recv[ev_index[id(digit_events[j])]] for _, j in sc.pairs]
+        ends = [truth[i].end if hasattr(truth[i], "end") else truth[i]["end"] for i, _ in sc.pairs]
+        wl = wall_latencies_ms(recv, ends, source.t0, float(speed))
+        out["eos_wall_latency_ms"] = {k.replace("_ms", ""): v for k, v in percentiles_ms(wl).items()}
+    return out
+
+
+def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | None) -> dict[str, float]:
+    """Spawn a fresh `digitd run` on a short file: process start -> first frame processed."""
+    from digitd.audio import write_wav
+
+    with tempfile.TemporaryDirectory() as d:
+        wav = Path(d) / "cold.wav"
+        write_wav(wav, np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
+        cmd = [sys.executable, "-m", "digitd", "run", "--input", str(wav), "--speed", "max", "--jsonl"]
+        if cfg_path:
+            cmd += ["--config", cfg_path]
+        for o in overrides:
+            cmd += ["--set", o]
+        if model_path:
+            cmd += ["--model", model_path]
+        t_spawn = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cold-start probe failed: {proc.stderr.strip().splitlines()[-1:]}")
+        summary = [json.loads(line) for line in proc.stdout.splitlines() if '"summary"' in line][-1]
+    return {
+        "cold_start_s": float(summary["first_frame_unix"]) - t_spawn,
+        "daemon_peak_rss_mb": float(summary["peak_rss_mb"]),
+    }
+
+
+def parse_sweep(spec: str) -> tuple[str, list[str]]:
+    """'vad.aggressiveness=1,2,3' -> ('vad.aggressiveness', ['1', '2', '3'])."""
+    if "=" not in spec:
+        raise ConfigError(f"--sweep {spec!r}: expected section.key=v1,v2,...")
+    key, values = spec.split("=", 1)
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not vals:
+        raise ConfigError(f"--sweep {spec!r}: no values")
+    return key.strip(), vals
+
+
+def with_override(cfg: Config, key: str, value: str) -> Config:
+    section, k, v = parse_override(f"{key}={value}")
+    fresh = Config()
+    apply(fresh, as_dict(cfg), origin="config")
+    return apply(fresh, {section: {k: v}}, origin="--sweep")
+
+
+def load_truth(path: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable truth file ({e})") from None
+    items = data.get("words", data) if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(t, dict) and {"digit", "start", "end"} <= set(t) for t in items):
+        raise ConfigError(f"{path}: truth must be a list of {{digit, start, end}} objects")
+    return items
+
+
+def build_stream(args: Any, cfg: Config) -> tuple[np.ndarray, list[Any]]:
+    from digitd.synth import make_stream
+
+    if args.input:
+        from digitd.audio import load_wav
+
+        if not args.truth:
+            raise ConfigError("--input needs --truth JSON ([{digit, start, end}, ...])")
+        return load_wav(args.input), load_truth(args.truth)
+    b = cfg.bench
+    return make_stream(n_digits=b.digits, seed=b.seed, gap_min_s=b.gap_min_s, gap_max_s=b.gap_max_s,
+                       level_min_db=b.level_min_db, level_max_db=b.level_max_db, noise=b.noise, snr_db=b.snr_db)
+
+
+def bench_command(args: Any, cfg: Config) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from digitd.model import load_model
+
+    err = Console(stderr=True)
+    speed = cfg.bench.speed
+    t = time.perf_counter()
+    model = load_model(cfg.classify.model or None)
+    model_load_s = time.perf_counter() - t
+    model.warm_up()
+    audio, truth = build_stream(args, cfg)
+    if args.save_stream:
+        from digitd.audio import write_wav
+
+        out = Path(args.save_stream)
+        out.mkdir(parents=True, exist_ok=True)
+        write_wav(out / "stream.wav", audio)
+        (out / "truth.json").write_text(json.dumps([t.to_dict() if hasattr(t, "to_dict") else t for t in truth], indent=1))
+    sweeps = [parse_sweep(s) for s in args.sweep]
+    runs: list[tuple[str, Config]] = [("default", cfg)]
+    if sweeps:
+        runs = [(f"{key}={v}", with_override(cfg, key, v)) for key, vals in sweeps for v in vals]
+    results = []
+    with Progress(console=err, transient=True, disable=args.json and not err.is_terminal) as prog:
+        task = prog.add_task(f"bench ({'max' if speed == 'max' else 'paced x' + speed})", total=len(runs) + 1)
+        for label, c in runs:
+            r = run_once(c, model, audio, truth, speed)
+            r["label"] = label
+            results.append(r)
+            prog.advance(task)
+        cs = cold_start(args.config, list(args.overrides), cfg.classify.model or None)
+        prog.advance(task)
+    for r in results:
+        r.update(cs)
+        r["model_load_s"] = model_load_s
+        r["model"] = str(model.meta.get("path", ""))
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else {"sweep": results}, indent=None))
+    else:
+        print_tables(results)
+    return 0
+
+
+def _f(x: float, nd: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{nd}f}"
+
+
+def print_tables(results: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    r0 = results[0]
+    if len(results) == 1:
+        t = Table(title=f"digitd bench: {r0['mode']} mode, {r0['audio_s']:.1f} s of audio, {r0['n_truth']} digits")
+        t.add_column("stage")
+        for c in ("p50 ms", "p95 ms", "p99 ms", "max ms", "RTF"):
+            t.add_column(c, justify="right")
+        for k in STAGES:
+            s = r0["stages"][k]
+            t.add_row(k, _f(s["p50_ms"], 3), _f(s["p95_ms"], 3), _f(s["p99_ms"], 3), _f(s["max_ms"], 3),
+                      _f(r0["stage_rtf"].get(k, float("nan")), 5) if k != "total" else "")
+        con.print(t)
+        s = Table(title="whole pipeline", show_header=False)
+        s.add_column("metric")
+        s.add_column("value", justify="right")
+        rows = [
+            ("real-time factor (wall / audio)", _f(r0["rtf"], 5)),
+            ("audio seconds per CPU second", _f(r0["audio_s_per_cpu_s"], 0)),
+            ("CPU % of one core", _f(r0["cpu_percent"], 1)),
+            ("end-of-speech -> digit p50 / p95 (stream)", f"{_f(r0['eos_latency_ms']['p50'], 0)} / {_f(r0['eos_latency_ms']['p95'], 0)} ms"),
+        ]
+        if "eos_wall_latency_ms" in r0:
+            w = r0["eos_wall_latency_ms"]
+            rows.append(("end-of-speech -> digit p50 / p95 (wall)", f"{_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms"))
+        rows += [
+            ("digit error rate (S+D+I)/N", f"{100 * r0['der']:.1f}% ({r0['substitutions']}S {r0['deletions']}D {r0['insertions']}I of {r0['n_truth']})"),
+            ("rejected utterances", str(r0["rejected"])),
+            ("audio dropped", f"{r0['dropped_ms']:.0f} ms"),
+            ("peak RSS (pipeline in the bench process)", f"{r0['peak_rss_mb']:.0f} MB"),
+            ("peak RSS (fresh digitd run)", f"{r0['daemon_peak_rss_mb']:.0f} MB"),
+            ("cold start (process start -> first frame)", f"{r0['cold_start_s']:.2f} s"),
+            ("model load", f"{1000 * r0['model_load_s']:.0f} ms"),
+        ]
+        for a, b in rows:
+            s.add_row(a, b)
+        con.print(s)
+        return
+    t = Table(title=f"digitd bench sweep ({r0['mode']} mode, {r0['audio_s']:.0f} s, {r0['n_truth']} digits)")
+    for c in ("setting", "DER %", "S/D/I", "rejected", "EOS p50 ms", "EOS p95 ms", "RTF", "CPU %"):
+        t.add_column(c, justify="right" if c != "setting" else "left")
+    for r in results:
+        t.add_row(r["label"], f"{100 * r['der']:.1f}", f"{r['substitutions']}/{r['deletions']}/{r['insertions']}",
+                  str(r["rejected"]), _f(r["eos_latency_ms"]["p50"], 0), _f(r["eos_latency_ms"]["p95"], 0),
+                  _f(r["rtf"], 5), _f(r["cpu_percent"], 1))
+    con.print(t)
+

@@ -1,0 +1,87 @@
+"""WAV input of every common kind loads as the same 8 kHz audio; bad input fails in one line."""
+
+import os
+
+import numpy as np
+import pytest
+
+from digitd.audio import AudioError, StreamResampler, iter_wav_blocks, load_wav, read_wav, resample
+from tests.wavkinds import GOOD_KINDS, make_bad_inputs, tone, write_kind
+
+
+@pytest.mark.parametrize("name, rate, dtype, channels", GOOD_KINDS)
+def test_every_common_kind_loads_as_the_same_8k_signal(tmp_path, name, rate, dtype, channels):
+    x = tone(rate, seconds=0.5, freq=440.0)
+    y = load_wav(write_kind(tmp_path / f"{name}.wav", rate, dtype, channels, x))
+    ref = tone(8000, seconds=0.5, freq=440.0)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - len(ref)) <= 1
+    n = min(len(y), len(ref))
+    core = slice(200, n - 200)  # resampler edges aside
+    tol = 0.02 if dtype != "uint8" else 0.03  # 8-bit quantization
+    assert np.max(np.abs(y[core] - ref[core])) < tol
+
+
+def test_streamed_blocks_equal_whole_file_load(tmp_path):
+    p = write_kind(tmp_path / "s.wav", 44100, "int16", 2, tone(44100, 2.0, 300.0))
+    whole = resample(load_wav(p, 44100), 44100, 8000)
+    streamed = np.concatenate(list(iter_wav_blocks(p, block_s=0.03)))
+    assert len(streamed) == len(whole)
+    assert np.max(np.abs(streamed - whole)) < 1e-4
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("block", [1, 37, 480, 4096])
+def test_stream_resampler_matches_one_shot(rate, block):
+    x = np.random.default_rng(rate + block).standard_normal(rate).astype(np.float32)
+    rs = StreamResampler(rate, 8000)
+    out = np.concatenate([rs.process(x[i : i + block]) for i in range(0, len(x), block)] + [rs.flush()])
+    ref = resample(x, rate, 8000)
+    assert len(out) == len(ref)
+    assert np.max(np.abs(out - ref)) < 1e-5
+
+
+def test_dc_offset_and_clipping_are_handled(tmp_path):
+    x = np.clip(tone(8000) * 4 + 0.3, -1, 1)  # clipped and offset
+    y = load_wav(write_kind(tmp_path / "dc.wav", 8000, "float32", 1, x))
+    assert abs(float(np.mean(y))) < 1e-3
+    assert np.all(np.isfinite(y))
+
+
+def test_bad_inputs_give_one_line_errors_naming_the_file(tmp_path):
+    bad = make_bad_inputs(tmp_path)
+    assert len(bad) >= 14
+    for name, (path, phrase) in bad.items():
+        for loader in (load_wav, lambda p: list(iter_wav_blocks(p))):
+            with pytest.raises(AudioError) as e:
+                loader(path)
+            msg = str(e.value)
+            assert "\n" not in msg, name
+            assert str(path) in msg, name
+            assert phrase in msg, f"{name}: {msg}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of permissions")
+def test_unreadable_file(tmp_path):
+    p = write_kind(tmp_path / "locked.wav", 8000, "int16")
+    p.chmod(0)
+    with pytest.raises(AudioError, match="permission denied"):
+        read_wav(p)
+
+
+def test_hours_long_file_is_streamed_not_loaded(tmp_path):
+    """A 1-hour 8 kHz int16 file (57.6 MB) streams through memory-mapped reads."""
+    import resource
+
+    p = tmp_path / "long.wav"
+    n = 8000 * 3600
+    from scipy.io import wavfile
+
+    wavfile.write(p, 8000, np.zeros(n, dtype=np.int16))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    total = 0
+    for b in iter_wav_blocks(p, block_s=0.5):
+        total += len(b)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert total == n
+    assert (after - before) * 1024 < 40e6  # far less than the file's 57.6 MB (+ float32 copy 115 MB)

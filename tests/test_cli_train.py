@@ -1,0 +1,86 @@
+"""End to end through the CLI on a tiny real subset: train -> eval -> predict agree."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from digitd.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(small_subset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    rc = main(["train", "--data", str(small_subset), "--classifier", "lr", "--out-dir", str(out), "--name", "tiny", "--jobs", "1"])
+    assert rc == 0
+    return out / "tiny.joblib"
+
+
+def test_train_writes_model_and_card(trained):
+    card = json.loads(trained.with_suffix(".json").read_text())
+    assert card["command"].startswith("digitd train --data")
+    assert card["data"]["n_train_clips"] == 2 * 10 * 8
+    assert card["data"]["speakers"] == ["george", "jackson"]
+    assert card["classifier"]["kind"] == "lr" and "C" in card["classifier"]["hyper_params"]
+    assert card["metrics"]["test"]["n"] == 40
+    assert trained.stat().st_size < 200_000  # an LR model stays small
+
+
+def test_eval_and_predict_agree(trained, small_subset, capsys):
+    capsys.readouterr()
+    assert main(["eval", "--model", str(trained), "--data", str(small_subset), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    test = res["test"]
+    assert res["model"] == str(trained) and test["n"] == 40
+    test_files = sorted(str(p) for p in small_subset.glob("*_[01].wav"))
+    assert len(test_files) == 40
+    assert main(["predict", "--model", str(trained), *test_files]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["file"] for d in lines] == test_files
+    wrong = {d["file"] for d in lines if d["digit"] != Path(d["file"]).name[0]}
+    acc = 1 - len(wrong) / len(lines)
+    assert acc > 0.6  # chance is 0.1; held-out takes of the two training speakers
+    assert wrong == {e["file"] for e in test["errors"]}
+    assert test["accuracy"] == pytest.approx(acc)
+    assert sum(map(sum, test["confusion"])) == 40
+    card = json.loads(trained.with_suffix(".json").read_text())
+    assert card["metrics"]["test"]["accuracy"] == pytest.approx(acc)
+
+
+def test_predict_bad_files_continue(trained, small_subset, tmp_path, capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    good = small_subset / "3_george_0.wav"
+    rc = main(["predict", "--model", str(trained), str(bad), str(tmp_path / "missing.wav"), str(good)])
+    cap = capsys.readouterr()
+    assert rc != 0
+    out = [json.loads(line) for line in cap.out.splitlines()]
+    assert [d["file"] for d in out] == [str(good)]
+    errs = cap.err.strip().splitlines()
+    assert len(errs) == 2 and "bad.wav" in errs[0] and "missing.wav" in errs[1]
+
+
+def test_predict_resamples_stereo_44k(trained, small_subset, tmp_path, capsys):
+    import numpy as np
+    from scipy.io import wavfile
+
+    from digitd.audio import load_wav, resample
+
+    src = small_subset / "8_jackson_1.wav"
+    x = load_wav(src)
+    hi = resample(x, 8000, 44100)
+    stereo = (np.stack([hi, hi], axis=1) * 32767).astype(np.int16)
+    p = tmp_path / "stereo44k.wav"
+    wavfile.write(p, 44100, stereo)
+    capsys.readouterr()
+    assert main(["predict", "--model", str(trained), str(src), str(p)]) == 0
+    a, b = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert a["digit"] == b["digit"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("digitd: error:") and "\n" not in err
+    assert main(["eval", "--model", str(tmp_path / "none.joblib")]) == 2
+    assert "model file not found" in capsys.readouterr().err

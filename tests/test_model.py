@@ -1,0 +1,94 @@
+"""Model bundle + card: round trip, and every kind of bad file refused with a one-line ModelError."""
+
+import json
+
+import joblib
+import numpy as np
+import pytest
+
+from digitd.features import FeatureParams
+from digitd.model import DigitModel, ModelError, card_path, load_model, save_model, sha256_file
+from train.data import load_folder
+from train.trainer import Recipe, extract_all, fit, stack
+
+
+@pytest.fixture(scope="module")
+def tiny(small_subset):
+    recs, _ = load_folder(small_subset, check_audio=False)
+    feats = extract_all(recs, jobs=1, progress=False)
+    X, y, g = stack(feats, recs, augmented=False)
+    res = fit(X, y, g, Recipe(classifier="lr", grid={"clf__C": [0.1]}, jobs=1))
+    model = DigitModel(res.estimator, [str(c) for c in res.estimator.classes_])
+    return model, X
+
+
+def _save(model, tmp_path, name="m"):
+    path = tmp_path / f"{name}.joblib"
+    save_model(model, path, {"command": "test"})
+    return path
+
+
+def test_round_trip_same_predictions(tiny, tmp_path):
+    model, X = tiny
+    path = _save(model, tmp_path)
+    card = json.loads(card_path(path).read_text())
+    assert card["sha256"] == sha256_file(path) and card["command"] == "test"
+    loaded = load_model(path)
+    # the loaded model scores with the numpy runtime (float64); sklearn scores float32 input in float32
+    np.testing.assert_allclose(loaded.scores(X), model.scores(X), atol=1e-6)
+    p = loaded.classify(X[0])
+    assert p.label in loaded.classes and 0.0 < p.confidence <= 1.0
+    assert abs(sum(p.probs.values()) - 1.0) < 1e-6
+
+
+def test_sha_mismatch_refused(tiny, tmp_path):
+    path = _save(tiny[0], tmp_path)
+    card = json.loads(card_path(path).read_text())
+    card["sha256"] = "0" * 64
+    card_path(path).write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_model(path)
+
+
+def _resign(path):
+    card = json.loads(card_path(path).read_text())
+    card["sha256"] = sha256_file(path)
+    card_path(path).write_text(json.dumps(card))
+
+
+def test_feature_param_mismatch_refused(tiny, tmp_path):
+    model = DigitModel(tiny[0].estimator, tiny[0].classes, FeatureParams(nfilt=20))
+    path = _save(model, tmp_path)
+    with pytest.raises(ModelError, match="nfilt"):
+        load_model(path)
+
+
+def test_sklearn_major_mismatch_refused(tiny, tmp_path):
+    path = _save(tiny[0], tmp_path)
+    bundle = joblib.load(path)
+    bundle["sklearn_version"] = "0.24.2"
+    joblib.dump(bundle, path)
+    _resign(path)
+    with pytest.raises(ModelError, match="scikit-learn 0.24.2"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_type", "no_card", "missing"])
+def test_damaged_files_refused(tiny, tmp_path, damage):
+    path = _save(tiny[0], tmp_path)
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        _resign(path)
+    elif damage == "garbage":
+        path.write_bytes(b"this is not a pickle at all" * 10)
+        _resign(path)
+    elif damage == "wrong_type":
+        joblib.dump({"format": "something-else/1"}, path)
+        _resign(path)
+    elif damage == "no_card":
+        card_path(path).unlink()
+    elif damage == "missing":
+        path.unlink()
+    with pytest.raises(ModelError) as e:
+        load_model(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)

@@ -1,0 +1,77 @@
+"""The numpy runtime scores exactly like scikit-learn, and the daemon side never imports sklearn."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC, LinearSVC
+
+from digitd.model import DigitModel, ModelError, load_model, save_model
+from digitd.runtime import compile_estimator, score, sklearn_scores
+
+
+def _blobs(n_classes=10, n=400, dim=182, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_classes, dim)) * 2
+    y = rng.integers(0, n_classes, n)
+    x = centers[y] + rng.standard_normal((n, dim)) * 3
+    return x.astype(np.float32), np.array([str(v) for v in y])
+
+
+@pytest.mark.parametrize(
+    "est",
+    [
+        make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000)),
+        make_pipeline(StandardScaler(), SVC(C=3, gamma="scale")),
+        make_pipeline(StandardScaler(), SVC(C=1, gamma=0.001)),
+        make_pipeline(StandardScaler(), SVC(kernel="linear", C=0.1)),
+        make_pipeline(StandardScaler(), LinearSVC(C=0.1)),
+    ],
+    ids=["lr", "svc-rbf-scale", "svc-rbf-small-gamma", "svc-linear", "linearsvc"],
+)
+def test_compiled_runtime_equals_sklearn(est):
+    x, y = _blobs()
+    est.fit(x[:300], y[:300])
+    rt = compile_estimator(est)
+    want, got = sklearn_scores(est, x[300:]), score(rt, x[300:])
+    assert want.shape == got.shape == (100, 10)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (got.argmax(1) == est.predict(x[300:]).astype(int)).all()
+
+
+def test_daemon_side_loads_and_scores_without_importing_sklearn(tmp_path):
+    x, y = _blobs()
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    path = tmp_path / "m.joblib"
+    save_model(DigitModel(est, sorted(set(y))), path, {"note": "test"}, check_x=x[:50])
+    code = (
+        "import sys, json, numpy as np\n"
+        "from digitd.model import load_model\n"
+        f"m = load_model({str(path)!r})\n"
+        "p = m.predict_wave((np.random.default_rng(1).standard_normal(4000) * 0.1).astype(np.float32))\n"
+        "print(json.dumps({'label': p.label, 'sklearn': 'sklearn' in sys.modules, 'signal': 'scipy.signal' in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout)
+    assert res["label"] in set(y)
+    assert res["sklearn"] is False
+    assert res["signal"] is False
+    # and the loaded model scores like the estimator it was made from
+    m = load_model(path)
+    np.testing.assert_allclose(m.scores(x[:20]), est.predict_proba(x[:20]), atol=1e-5)
+
+
+def test_runtime_that_disagrees_is_refused(tmp_path, monkeypatch):
+    x, y = _blobs()
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    import digitd.model as dm
+
+    monkeypatch.setattr(dm, "score", lambda rt, f: score(rt, f) + 0.01)
+    with pytest.raises(ModelError, match="disagrees"):
+        save_model(DigitModel(est, sorted(set(y))), tmp_path / "m.joblib", {}, check_x=x[:10])
+    assert not (tmp_path / "m.joblib").exists()
