@@ -25,7 +25,7 @@ _NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 
 
 @lru_cache(maxsize=4)
-def test_split_clips(data_dir: str | None = None) -> tuple[tuple[str, str], ...]:
+def fsdd_test_clips(data_dir: str | None = None) -> tuple[tuple[str, str], ...]:
     """((digit, path), ...) of the TEST split, sorted for determinism."""
     d = Path(data_dir) if data_dir else fsdd_dir()
     out = []
@@ -74,7 +74,7 @@ def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_
     always added, since a real input is never digital silence. Noise (white|pink) is
     added at `snr_db` relative to the mean power of the speech."""
     rng = np.random.default_rng(seed)
-    clips = test_split_clips(data_dir)
+    clips = fsdd_test_clips(data_dir)
     placed: list[tuple[int, np.ndarray]] = []  # (offset of the whole clip, scaled clip)
     truth: list[Truth] = []
     speech_power = []

@@ -39,9 +39,22 @@ def oracle_der(model, audio, truth) -> float:
     return wrong / len(truth)
 
 
+class Collect:
+    def __init__(self) -> None:
+        self.events = []
+
+    def handle(self, e) -> None:
+        self.events.append(e)
+
+    def close(self) -> None:
+        pass
+
+
 def run_once(cfg, model, audio):
-    p = Pipeline(cfg, model, threaded=False)
+    sink = Collect()
+    p = Pipeline(cfg, model, [sink], threaded=False)
     p.run(FileSource(audio, "max"))
+    p.events = sink.events  # the pipeline keeps no event log; attach this run's
     return p
 
 

@@ -8,7 +8,7 @@ from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16, load_wav
 from digitd.config import Config, EndpointConfig
 from digitd.endpoint import Endpointer
-from digitd.synth import make_stream, test_split_clips
+from digitd.synth import make_stream, fsdd_test_clips
 from digitd.vad import Vad
 
 FRAME = 240
@@ -29,7 +29,7 @@ def segment(audio: np.ndarray, ep_cfg: EndpointConfig | None = None, aggressiven
 
 def test_vad_wrapper_on_real_speech_and_silence(fsdd):
     vad = Vad(3, 30)
-    x = load_wav(test_split_clips()[0][1])
+    x = load_wav(fsdd_test_clips()[0][1])
     voiced = [vad(float_to_int16(x[i : i + FRAME])).voiced for i in range(0, len(x) - FRAME + 1, FRAME)]
     assert any(voiced)
     vad = Vad(3, 30)

@@ -164,8 +164,8 @@ def test_coughs_are_rejected_not_digits(model):
 def test_voicing_gate_passes_every_test_split_digit(fsdd):
     from digitd.audio import load_wav
     from digitd.features import trim
-    from digitd.synth import test_split_clips
+    from digitd.synth import fsdd_test_clips
     from digitd.voicing import longest_voiced_ms
 
-    worst = min(longest_voiced_ms(trim(load_wav(p))) for _, p in test_split_clips())
+    worst = min(longest_voiced_ms(trim(load_wav(p))) for _, p in fsdd_test_clips())
     assert worst >= Config().classify.min_voiced_ms
