@@ -6,6 +6,7 @@ so it adds nothing to the audio path. Used only when stdout is a terminal.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import deque
 
@@ -23,10 +24,12 @@ from digitd.pipeline import Pipeline
 STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
 
 
-def _pct(a: list[float], scale: float = 1.0) -> tuple[str, str, str]:
+def _pct(a, scale: float = 1.0) -> tuple[str, str, str]:
+    """last/p50/p95 of the newest 3000 values of a list or deque."""
     if not a:
         return "-", "-", "-"
-    x = np.asarray(a[-3000:], dtype=np.float64) * scale
+    n = len(a)
+    x = np.fromiter(itertools.islice(a, max(0, n - 3000), n), dtype=np.float64, count=min(n, 3000)) * scale
     return f"{x[-1]:.2f}", f"{np.percentile(x, 50):.2f}", f"{np.percentile(x, 95):.2f}"
 
 

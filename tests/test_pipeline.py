@@ -169,3 +169,48 @@ def test_voicing_gate_passes_every_test_split_digit(fsdd):
 
     worst = min(longest_voiced_ms(trim(load_wav(p))) for _, p in fsdd_test_clips())
     assert worst >= Config().classify.min_voiced_ms
+
+
+def test_full_classifier_queue_drops_and_reports(model, fsdd):
+    """A classifier slower than speech: the bounded utterance queue overflows, counted and reported."""
+
+    class Slow:
+        def __init__(self, m):
+            self.m = m
+
+        def features(self, x, trimmed=False):
+            time.sleep(0.3)
+            return self.m.features(x, trimmed=trimmed)
+
+        def classify(self, f):
+            return self.m.classify(f)
+
+    audio, truth = make_stream(8, seed=4, gap_min_s=0.3, gap_max_s=0.5)
+    cfg = Config()
+    cfg.classify.queue_size = 1
+    sink = Collect()
+    summary = Pipeline(cfg, Slow(model), [sink], threaded=True).run(FileSource(audio, "max"))
+    ov = [e for e in sink.events if isinstance(e, OverflowEvent) and e.where == "queue"]
+    assert summary.queue_dropped == len(ov) > 0
+    assert summary.digits + summary.rejected + summary.queue_dropped == summary.utterances
+
+
+def test_live_ui_renders_state_transcript_latency_and_counters(model, short_stream):
+    import io
+
+    from rich.console import Console
+
+    from digitd.ui import LiveUI
+
+    path, _, _ = short_stream
+    p = Pipeline(Config(), model)
+    ui = LiveUI(p, Config(), console=Console(file=io.StringIO(), width=120, force_terminal=False))
+    p.sinks.append(ui)
+    p.run(FileSource(path, "max"))
+    out = io.StringIO()
+    Console(file=out, width=120).print(ui.render())
+    text = out.getvalue()
+    for needle in ("VAD", "dBFS", "transcript", "end of speech", "utterances", "overflows", "8000 Hz"):
+        assert needle in text, needle
+    digits = [e.digit for e in ui.items if isinstance(e, DigitEvent)]
+    assert digits and all(f" {d} " in text for d in digits[-3:])
