@@ -42,6 +42,18 @@ def input_devices(sd) -> list[tuple[int, dict[str, Any]]]:
     return [(i, d) for i, d in enumerate(devs) if d["max_input_channels"] > 0]
 
 
+def default_input(sd) -> int:
+    """PortAudio's default input device index (-1 if none); sd.default.device is a pair."""
+    try:
+        dev = sd.default.device[0]
+        return int(dev) if dev is not None else -1
+    except (TypeError, ValueError, IndexError):
+        try:
+            return int(sd.query_devices(kind="input")["index"])
+        except Exception:
+            return -1
+
+
 def resolve_device(sd, spec: str) -> tuple[int, dict[str, Any]]:
     """Device index/name substring ('' = system default) -> (index, info); AudioError if absent."""
     inputs = input_devices(sd)
@@ -50,7 +62,7 @@ def resolve_device(sd, spec: str) -> tuple[int, dict[str, Any]]:
     names = ", ".join(f"{i} {d['name']}" for i, d in inputs)
     spec = str(spec).strip()
     if spec == "":
-        default = sd.default.device[0] if isinstance(sd.default.device, (list, tuple)) else sd.default.device
+        default = default_input(sd)
         for i, d in inputs:
             if i == default:
                 return i, d
@@ -216,7 +228,7 @@ def devices_command(args, cfg: Config) -> int:
     inputs = input_devices(sd)
     if not inputs:
         raise AudioError("no audio input device found (is a microphone or sound server available?)")
-    default = sd.default.device[0] if isinstance(sd.default.device, (list, tuple)) else sd.default.device
+    default = default_input(sd)
     for i, d in inputs:
         rate = pick_rate(sd, i, d, 0)
         mark = "*" if i == default else " "
