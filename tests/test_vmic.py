@@ -90,7 +90,8 @@ def test_missing_or_absent_device_is_one_line_exit_2(vmic, model_path):
     base = [sys.executable, "-m", "digitd", "run", "--jsonl", "--model", str(model_path)]
     cases = [(["--device", "no-such-mic"], vmic.env, "no input device matches 'no-such-mic'"),
              (["--device", "99"], vmic.env, "input device 99 not found"),
-             ([], dict(vmic.env, PULSE_SERVER="unix:/nonexistent/native"), "no audio input device found")]
+             ([], dict(vmic.env, PULSE_SERVER="unix:/nonexistent/native"), "no audio input device found"),
+             (["--set", "audio.capture_rate=3"], vmic.env, "cannot open input device")]  # exists, fails to open
     for args, env, needle in cases:
         r = subprocess.run(base + args, cwd=ROOT, env=dict(env, PYTHONPATH=str(ROOT)), capture_output=True,
                            text=True, timeout=60)
