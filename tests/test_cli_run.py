@@ -67,3 +67,13 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert r.returncode == 2
     assert r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+def test_ui_without_a_terminal_degrades_to_plain_lines(model_path):
+    r = subprocess.run(digitd("--demo", "--speed", "max", "--ui", "--model", str(model_path)), cwd=ROOT, env=env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[-1].startswith("=") and "digits" in lines[-1]
+    assert any("conf" in x for x in lines) and not any(x.startswith("{") for x in lines)
+    assert "\x1b[" not in r.stdout  # no terminal control codes
