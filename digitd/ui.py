@@ -6,7 +6,9 @@ so it adds nothing to the audio path. Used only when stdout is a terminal.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from typing import Sequence
 from collections import deque
 
 import numpy as np
@@ -23,10 +25,11 @@ from digitd.pipeline import Pipeline
 STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
 
 
-def _pct(a: list[float], scale: float = 1.0) -> tuple[str, str, str]:
+def _pct(a: Sequence[float], scale: float = 1.0) -> tuple[str, str, str]:
+    """last / p50 / p95 over the most recent 3000 values (the pipeline keeps a bounded deque)."""
     if not a:
         return "-", "-", "-"
-    x = np.asarray(a[-3000:], dtype=np.float64) * scale
+    x = np.fromiter(itertools.islice(reversed(a), 3000), dtype=np.float64)[::-1] * scale
     return f"{x[-1]:.2f}", f"{np.percentile(x, 50):.2f}", f"{np.percentile(x, 95):.2f}"
 
 
