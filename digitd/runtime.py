@@ -6,7 +6,8 @@ arrays (`compile_estimator`); the daemon scores with `score` and never imports s
 `save_model` checks that the compiled scores equal sklearn's before writing the file.
 
 Supported: Pipeline(StandardScaler..., LogisticRegression | SVC(rbf/linear) | LinearSVC),
-and a soft VotingClassifier / list of such pipelines (probabilities averaged).
+a soft VotingClassifier of such pipelines, and digitd.estimators.DigitEnsemble (member
+probabilities averaged, times a speech detector's P(speech)).
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def compile_estimator(est: Any) -> Runtime:
             pre.append({"mean": np.asarray(mean, np.float64), "scale": np.asarray(scale, np.float64)})
         out = compile_estimator(steps[-1])
         out["pre"] = pre + out.get("pre", [])
+        return out
+    if name == "DigitEnsemble":
+        members = []
+        for m, t in zip(est.members, est.temperatures):
+            c = compile_estimator(m)
+            c["temperature"] = float(t)
+            members.append(c)
+        out = {"kind": "ensemble", "members": members}
+        if est.detector is not None:
+            out["detector"] = compile_estimator(est.detector)
+            out["speech_index"] = int(list(est.detector.classes_).index(1))
         return out
     if name == "VotingClassifier":
         if est.voting != "soft":
@@ -107,22 +119,32 @@ def score(rt: Runtime, x: np.ndarray) -> np.ndarray:
     for step in rt.get("pre", []):
         x = (x - step["mean"]) / step["scale"]
     kind = rt["kind"]
+    if kind == "ensemble":
+        p = np.mean([score(m, x) for m in rt["members"]], axis=0)
+        if "detector" in rt:
+            p = p * score(rt["detector"], x)[:, rt["speech_index"]][:, None]
+        return p
+    t = rt.get("temperature", 1.0)
+    if kind == "lr" and rt["coef"].shape[0] == 1:  # binary: sklearn's predict_proba is a sigmoid
+        z = x @ rt["coef"][0] + rt["intercept"][0]
+        p1 = 1.0 / (1.0 + np.exp(-z))
+        return np.stack([1.0 - p1, p1], axis=1)
     if kind == "average":
         w = np.asarray(rt["weights"], dtype=np.float64)
         return sum(wi * score(m, x) for wi, m in zip(w, rt["members"])) / w.sum()
-    if kind in ("lr", "linear_softmax"):
+    if kind == "lr":
         return _softmax(x @ rt["coef"].T + rt["intercept"])
+    if kind == "linear_softmax":
+        return _softmax((x @ rt["coef"].T + rt["intercept"]) * t)
     if kind == "svc":
-        return _softmax(_svc_decision(rt, x))
+        return _softmax(_svc_decision(rt, x) * t)
     raise ValueError(f"unknown runtime kind {kind!r}")
 
 
 def sklearn_scores(est: Any, x: np.ndarray) -> np.ndarray:
     """The same quantity computed by scikit-learn, for checking a compiled runtime."""
     x = np.atleast_2d(x)
-    name = type(est).__name__
-    final = est.steps[-1][1] if name == "Pipeline" else est
-    if type(final).__name__ in ("LogisticRegression", "VotingClassifier") and hasattr(est, "predict_proba"):
+    if hasattr(est, "predict_proba"):  # SVC without probability=True does not have it
         return est.predict_proba(x)
     d = np.atleast_2d(est.decision_function(x))
     return _softmax(d)

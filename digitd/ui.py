@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from typing import Sequence
 from collections import deque
 
 import numpy as np
@@ -24,12 +25,11 @@ from digitd.pipeline import Pipeline
 STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
 
 
-def _pct(a, scale: float = 1.0) -> tuple[str, str, str]:
-    """last/p50/p95 of the newest 3000 values of a list or deque."""
+def _pct(a: Sequence[float], scale: float = 1.0) -> tuple[str, str, str]:
+    """last / p50 / p95 over the most recent 3000 values (the pipeline keeps a bounded deque)."""
     if not a:
         return "-", "-", "-"
-    n = len(a)
-    x = np.fromiter(itertools.islice(a, max(0, n - 3000), n), dtype=np.float64, count=min(n, 3000)) * scale
+    x = np.fromiter(itertools.islice(reversed(a), 3000), dtype=np.float64)[::-1] * scale
     return f"{x[-1]:.2f}", f"{np.percentile(x, 50):.2f}", f"{np.percentile(x, 95):.2f}"
 
 

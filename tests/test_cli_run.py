@@ -77,3 +77,40 @@ def test_ui_without_a_terminal_degrades_to_plain_lines(model_path):
     assert lines[-1].startswith("=") and "digits" in lines[-1]
     assert any("conf" in x for x in lines) and not any(x.startswith("{") for x in lines)
     assert "\x1b[" not in r.stdout  # no terminal control codes
+
+
+def test_live_ui_renders_in_a_terminal(model_path, short_stream):
+    """The Rich live UI on a real pseudo-terminal: it renders, shows the digits, exits cleanly."""
+    import pty
+    import re
+
+    path, _, truth = short_stream
+    master, slave = pty.openpty()
+    os.set_blocking(master, True)
+    p = subprocess.Popen(digitd("--input", str(path), "--speed", "4", "--model", str(model_path)),
+                         cwd=ROOT, env=dict(env(), COLUMNS="110", LINES="40", TERM="xterm-256color"),
+                         stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(timeout=30)
+    os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert p.returncode == 0, screen[-1500:]
+    assert "Traceback" not in screen
+    for needle in ("transcript", "VAD", "latency", "utterances", "end of speech", "level"):
+        assert needle in screen, needle
+    last = screen[screen.rfind("transcript"):]
+    shown = "".join(re.findall(r"\b(\d) 0\.\d\d\b", last))  # "7 0.97": digit and its confidence
+    ref = subprocess.run(digitd("--input", str(path), "--speed", "max", "--jsonl", "--model", str(model_path)),
+                         cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    digits = "".join(json.loads(x)["digit"] for x in ref.stdout.splitlines() if '"digit"' in x and '"event": "digit"' in x)
+    assert len(digits) >= len(truth) - 1
+    assert shown == digits  # the screen shows exactly what the JSON Lines sink reports

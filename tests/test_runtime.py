@@ -75,3 +75,9 @@ def test_runtime_that_disagrees_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="disagrees"):
         save_model(DigitModel(est, sorted(set(y))), tmp_path / "m.joblib", {}, check_x=x[:10])
     assert not (tmp_path / "m.joblib").exists()
+
+
+def test_binary_logistic_regression_detector_matches_sklearn():
+    x, y = _blobs(n_classes=2)
+    est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[:300], y[:300])
+    np.testing.assert_allclose(score(compile_estimator(est), x[300:]), est.predict_proba(x[300:]), atol=1e-6)
