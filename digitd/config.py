@@ -84,7 +84,9 @@ class BenchConfig:
 @dataclass
 class TrainConfig:
     data_dir: str = knob("")  # "" = $DIGITD_FSDD_DIR, else ../shared/fsdd/recordings
-    classifier: str = knob("lr", choices=("lr", "svm"))
+    classifier: str = knob("lr", choices=("lr", "svm", "ens"))
+    extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpus (split by speaker); "" = none
+    aug_copies: int = knob(0, lo=0, hi=50)
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

@@ -84,3 +84,30 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("digitd: error:") and "\n" not in err
     assert main(["eval", "--model", str(tmp_path / "none.joblib")]) == 2
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_eval_robustness_reports(trained, small_subset, capsys):
+    capsys.readouterr()
+    rc = main(["eval", "--model", str(trained), "--data", str(small_subset), "--json", "--conditions", "--open-set",
+               "--reject-threshold", "0.4", "--jobs", "1"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    cond = res["conditions"]
+    assert cond["clean"] == pytest.approx(res["test"]["accuracy"])  # same clips, same path, no change
+    assert {"white 10 dB", "babble 5 dB", "gain x10", "pad 300 ms", "speed x0.9"} <= set(cond)
+    assert all(0.0 <= v <= 1.0 for v in cond.values())
+    # heavy noise cannot help a model trained on clean audio
+    assert cond["white 5 dB"] <= cond["clean"]
+    o = res["open_set"]
+    assert o["threshold"] == 0.4 and o["n_digits"] == 40
+    assert set(o["rejected"]) == {"noise", "click", "cough", "non-digit words"}
+    assert o["rejected"]["non-digit words"]["n"] == 32
+    # a higher threshold never rejects fewer clips
+    rates = [s["digits_rejected"] for s in o["sweep"]]
+    assert rates == sorted(rates)
+
+
+def test_train_card_has_reject_threshold(trained):
+    card = json.loads(trained.with_suffix(".json").read_text())
+    assert 0.0 <= card["reject_threshold"] <= 1.0
+    assert card["data"]["n_garbage_clips"] >= 200
