@@ -54,7 +54,7 @@ class EndpointConfig:
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .joblib model; "" = the shipped default
-    reject_threshold: float = knob(0.5, lo=0.0, hi=1.0)
+    reject_threshold: float = knob(0.3, lo=0.0, hi=1.0)
     queue_size: int = knob(32, lo=1, hi=10000)
 
 

@@ -203,6 +203,10 @@ def load_hf(name: str = HF_NAME) -> list[Record]:
         import datasets
     except ImportError as e:
         raise DataError(f"--hf needs the optional 'datasets' package ({e}); pip install 'digitd[hf]'") from None
+    import logging
+
+    datasets.logging.set_verbosity_error()  # retries and warnings would break the one-line error
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         dd = datasets.load_dataset(name)
     except Exception as e:  # noqa: BLE001 - network/hub errors come in many types
