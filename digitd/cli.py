@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=("lr", "svm", "ens"), help="lr, RBF svm, or ens = both, probabilities averaged [train.classifier]")
     p.add_argument("--extra", metavar="DIR", help="extra {digit}_{speaker}_{n}.wav corpus; ~30%% of its speakers held out [train.extra_dir]")
     p.add_argument("--aug", type=int, dest="aug_copies", metavar="N", help="augmented copies per training clip [train.aug_copies]")
+    p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed [train.aug_kinds]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
@@ -112,6 +113,7 @@ FLAG_KNOBS = {
     "classifier": "train.classifier",
     "extra": "train.extra_dir",
     "aug_copies": "train.aug_copies",
+    "aug_kinds": "train.aug_kinds",
     "jobs": "train.jobs",
 }
 

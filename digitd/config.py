@@ -87,6 +87,7 @@ class TrainConfig:
     classifier: str = knob("lr", choices=("lr", "svm", "ens"))
     extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpus (split by speaker); "" = none
     aug_copies: int = knob(0, lo=0, hi=50)
+    aug_kinds: str = knob("noise,pad,gain,speed")  # effects augmented copies may get (comma list)
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

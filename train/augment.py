@@ -27,6 +27,7 @@ class AugmentSpec:
     """
 
     copies: int = 0
+    kinds: list[str] = field(default_factory=lambda: ["noise", "pad", "gain", "speed"])  # which effects copies may get
     snr_db: list[float] = field(default_factory=lambda: [5.0, 10.0, 20.0, 30.0])
     noise_prob: float = 0.8
     # Measured (LOSO, SVM): speed changes and +20 dB clipping gains cost the held-out speaker
@@ -117,15 +118,16 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
     warps = [1.0] + [w for w in spec.warps if w != 1.0]
     for _ in range(spec.copies):
         y = x
-        if spec.speed and rng.random() < 0.3:
+        if "speed" in spec.kinds and spec.speed and rng.random() < 0.3:
             y = change_speed(y, float(rng.uniform(*spec.speed)))
         p = speech_power(y)
-        if spec.pad_ms and spec.pad_ms[1] > 0:
+        if "pad" in spec.kinds and spec.pad_ms and spec.pad_ms[1] > 0:
             y = pad(y, float(rng.uniform(*spec.pad_ms)), float(rng.uniform(*spec.pad_ms)), float(rng.uniform(35, 60)), rng)
-        if rng.random() < spec.noise_prob:
+        if "noise" in spec.kinds and rng.random() < spec.noise_prob:
             kinds = [k for k in NOISE_KINDS if k != "babble" or babble is not None]
             y = add_noise(y, str(rng.choice(kinds)), float(rng.choice(spec.snr_db)), rng, babble, ref_power=p)
-        g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)
-        y = apply_gain(y / max(1e-9, np.max(np.abs(x))) * 0.5, g)
+        if "gain" in spec.kinds:
+            g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)
+            y = apply_gain(y / max(1e-9, np.max(np.abs(x))) * 0.5, g)
         out.append((y, float(rng.choice(warps))))
     return out

@@ -55,7 +55,11 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
 
 def recipe_from(cfg: Any) -> Recipe:
     t = cfg.train
-    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies), seed=t.seed, jobs=t.jobs)
+    kinds = [k.strip() for k in t.aug_kinds.split(",") if k.strip()]
+    bad = set(kinds) - {"noise", "pad", "gain", "speed"}
+    if bad:
+        raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
+    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), seed=t.seed, jobs=t.jobs)
 
 
 def _lib_versions() -> dict[str, str]:
