@@ -63,3 +63,16 @@ def test_garbage_clips_cover_every_kind(clip):
         assert len(w) > 100 and np.all(np.isfinite(w)) and np.max(np.abs(w)) <= 1.0
     rev = next(w for k, w in out if k == "reversed")
     np.testing.assert_array_equal(rev, clip[::-1])
+
+
+def test_aug_kinds_select_the_effects(clip):
+    rng = np.random.default_rng(3)
+    none = augment_wave(clip, AugmentSpec(copies=2, kinds=[]), rng)
+    assert all(np.array_equal(w, clip) for w, _ in none)
+    padded = augment_wave(clip, AugmentSpec(copies=3, kinds=["pad"], pad_ms=[50.0, 300.0]), rng)
+    assert all(len(w) > len(clip) + 800 for w, _ in padded)
+    noisy = augment_wave(clip, AugmentSpec(copies=3, kinds=["noise"], noise_prob=1.0, snr_db=[5.0]), rng)
+    for w, _ in noisy:
+        assert len(w) == len(clip)
+        snr = 10 * np.log10(speech_power(clip) / np.mean((w - clip) ** 2))
+        assert abs(snr - 5.0) < 0.5
