@@ -113,3 +113,31 @@ def test_detector_scales_confidence_not_the_label(tiny, small_subset):
     noise_conf = np.median([gated.predict_wave(w).confidence for w in fresh])
     digit_conf = np.median(p.max(1))
     assert noise_conf < 0.5 * digit_conf
+
+
+def test_shipped_model_loads_without_trainer_torch_or_datasets():
+    """The daemon's view: digitd alone (train/torch/datasets blocked) loads and runs the model."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from digitd.model import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model in models/")
+    code = (
+        "import sys\n"
+        "sys.modules['train'] = None  # the trainer is not importable\n"
+        "import numpy as np\n"
+        "from digitd.model import load_model\n"
+        "m = load_model()\n"
+        "x = np.random.default_rng(0).standard_normal(4000) * 0.05\n"
+        "p = m.classify(m.features(x, trimmed=True))\n"
+        "assert p.label in m.classes and 0.0 <= p.confidence <= 1.0\n"
+        "assert 'torch' not in sys.modules and 'datasets' not in sys.modules\n"
+        "print(p.confidence)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 0.3  # white noise is not a confident digit
