@@ -73,7 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
     p.add_argument("--hf", action="store_true", help="load mteb/free-spoken-digit-dataset from the Hugging Face hub")
-    p.add_argument("--classifier", choices=("lr", "svm"), help="[train.classifier]")
+    p.add_argument("--classifier", choices=("lr", "svm", "ens"), help="lr, RBF svm, or ens = both, probabilities averaged [train.classifier]")
+    p.add_argument("--extra", metavar="DIR", help="extra {digit}_{speaker}_{n}.wav corpus; ~30%% of its speakers held out [train.extra_dir]")
+    p.add_argument("--aug", type=int, dest="aug_copies", metavar="N", help="augmented copies per training clip [train.aug_copies]")
+    p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed [train.aug_kinds]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
@@ -86,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
     p.add_argument("--hf", action="store_true", help="load the data from the Hugging Face hub")
     p.add_argument("--loso", action="store_true", help="leave-one-speaker-out accuracy (retrains per speaker)")
-    p.add_argument("--plots", metavar="DIR", help="write confusion-matrix PNGs here")
+    p.add_argument("--extra", metavar="DIR", help="extra corpus: report accuracy on its held-out speakers [train.extra_dir]")
+    p.add_argument("--conditions", action="store_true", help="accuracy under noise/gain/padding/speed conditions")
+    p.add_argument("--open-set", action="store_true", help="rejection of noise, clicks, coughs and non-digit words")
+    p.add_argument("--reject-threshold", type=float, help="confidence below which --open-set counts a rejection [classify.reject_threshold]")
+    p.add_argument("--espeak", action="store_true", help="accuracy on espeak-ng digits (unseen synthetic voices)")
+    p.add_argument("--plots", metavar="DIR", help="write confusion-matrix / accuracy-vs-SNR PNGs here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad file instead of skipping it")
@@ -105,6 +113,9 @@ FLAG_KNOBS = {
     "output": "output.mode",
     "data": "train.data_dir",
     "classifier": "train.classifier",
+    "extra": "train.extra_dir",
+    "aug_copies": "train.aug_copies",
+    "aug_kinds": "train.aug_kinds",
     "jobs": "train.jobs",
 }
 

@@ -57,7 +57,7 @@ class EndpointConfig:
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .joblib model; "" = the shipped default
-    reject_threshold: float = knob(0.5, lo=0.0, hi=1.0)
+    reject_threshold: float = knob(0.3, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     queue_size: int = knob(32, lo=1, hi=10000)
 
@@ -89,7 +89,10 @@ class BenchConfig:
 @dataclass
 class TrainConfig:
     data_dir: str = knob("")  # "" = $DIGITD_FSDD_DIR, else ../shared/fsdd/recordings
-    classifier: str = knob("lr", choices=("lr", "svm"))
+    classifier: str = knob("lr", choices=("lr", "svm", "ens"))
+    extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpus (split by speaker); "" = none
+    aug_copies: int = knob(0, lo=0, hi=50)
+    aug_kinds: str = knob("noise,pad,gain,speed")  # effects augmented copies may get (comma list)
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

@@ -15,7 +15,7 @@ import python_speech_features as psf
 
 from digitd import SAMPLE_RATE
 
-FEATURE_VERSION = 1  # bump when `extract` changes in a way the params below do not capture
+FEATURE_VERSION = 2  # bump when `extract` changes in a way the params below do not capture (2: noise floor)
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class FeatureParams:
     preemph: float = 0.97
     ceplifter: int = 22
     delta_n: int = 2
+    # white noise this many dB under the loudest 10 ms frame is added before the MFCC, so
+    # digital silence (synthetic speech, gated audio) looks like a quiet room; 0 = off
+    noise_floor_db: float = 45.0
     segments: int = 3  # equal time segments, each mean-pooled, keep coarse word order
     version: int = FEATURE_VERSION
 
@@ -106,8 +109,48 @@ def trim(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
     return np.asarray(x)[s:e]
 
 
-def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
-    """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep)."""
+def warped_filterbank(params: FeatureParams, warp: float) -> np.ndarray:
+    """Mel filterbank (nfilt, nfft//2+1) seen through a piecewise-linear frequency warp (VTLN).
+
+    A component at frequency f is analysed as if it were at f / warp up to a knee (85 % of
+    Nyquist, scaled down for warp < 1) and the rest is mapped linearly so Nyquist stays at
+    Nyquist: every filter still gets energy. warp > 1 lowers a high (short vocal tract) voice
+    toward the training voices; warp < 1 raises a low one.
+    """
+    fb = psf.get_filterbanks(params.nfilt, params.nfft, params.sample_rate, 0, params.sample_rate / 2)
+    if warp == 1.0:
+        return fb
+    n_bins = fb.shape[1]
+    nyq = float(n_bins - 1)  # in FFT bins
+    k = np.arange(n_bins, dtype=np.float64)
+    knee = 0.85 * nyq * min(1.0, warp)
+    src = np.where(k <= knee, k / warp, knee / warp + (k - knee) * (nyq - knee / warp) / (nyq - knee))
+    return np.stack([np.interp(src, k, row) for row in fb])
+
+
+def _mfcc_warped(x: np.ndarray, params: FeatureParams, warp: float) -> np.ndarray:
+    """python_speech_features.mfcc step by step, with the warped filterbank."""
+    from scipy.fftpack import dct
+
+    sig = psf.sigproc.preemphasis(x, params.preemph)
+    frames = psf.sigproc.framesig(sig, params.winlen * params.sample_rate, params.winstep * params.sample_rate, np.hamming)
+    pspec = psf.sigproc.powspec(frames, params.nfft)
+    energy = np.sum(pspec, 1)
+    energy = np.where(energy == 0, np.finfo(float).eps, energy)
+    feat = pspec @ warped_filterbank(params, warp).T
+    feat = np.where(feat == 0, np.finfo(float).eps, feat)
+    feat = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, : params.numcep]
+    feat = psf.lifter(feat, params.ceplifter)
+    feat[:, 0] = np.log(energy)
+    return feat
+
+
+def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, warp: float = 1.0) -> np.ndarray:
+    """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep).
+
+    `warp` != 1 analyses the audio through a VTLN-warped filterbank (augmentation and
+    test-time warp search); warp == 1 is exactly python_speech_features.mfcc.
+    """
     x = to_float(x)
     winlen_samples = int(round(params.winlen * params.sample_rate))
     if params.nfft < winlen_samples:
@@ -115,20 +158,28 @@ def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.
     if len(x) < winlen_samples:  # too short for one frame: zero-pad (clicks land here)
         x = np.pad(x, (0, winlen_samples - len(x)))
     # A whisper of dither keeps log() finite on digital silence without changing real audio.
-    x = x + np.random.default_rng(0).standard_normal(len(x)) * 1e-7
-    ceps = psf.mfcc(
-        x,
-        samplerate=params.sample_rate,
-        winlen=params.winlen,
-        winstep=params.winstep,
-        numcep=params.numcep,
-        nfilt=params.nfilt,
-        nfft=params.nfft,
-        preemph=params.preemph,
-        ceplifter=params.ceplifter,
-        appendEnergy=True,
-        winfunc=np.hamming,
-    )
+    noise = np.random.default_rng(0).standard_normal(len(x))
+    x = x + noise * 1e-7
+    if params.noise_floor_db > 0:
+        flen = max(1, int(round(params.sample_rate * params.trim_frame_ms / 1000)))
+        peak_db = float(frame_db(x, flen).max())
+        x = x + noise * 10 ** ((peak_db - params.noise_floor_db) / 20)
+    if warp != 1.0:
+        ceps = _mfcc_warped(x, params, warp)
+    else:
+        ceps = psf.mfcc(
+            x,
+            samplerate=params.sample_rate,
+            winlen=params.winlen,
+            winstep=params.winstep,
+            numcep=params.numcep,
+            nfilt=params.nfilt,
+            nfft=params.nfft,
+            preemph=params.preemph,
+            ceplifter=params.ceplifter,
+            appendEnergy=True,
+            winfunc=np.hamming,
+        )
     ceps[:, 0] -= ceps[:, 0].max()  # level invariance: loudness only moves c0
     deltas = psf.delta(ceps, params.delta_n)
     return np.hstack([ceps, deltas])
@@ -143,10 +194,13 @@ def pool(frames: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     return np.concatenate(parts)
 
 
-def extract(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: bool = False) -> np.ndarray:
+def extract(
+    x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: bool = False, warp: float = 1.0
+) -> np.ndarray:
     """Waveform at `params.sample_rate` -> float32 vector of length `params.dim`.
 
     Pass `trimmed=True` when the caller already cut the word with `trim` (the daemon does).
+    `warp` (default 1 = the plain features) applies a VTLN filterbank warp, see `warped_filterbank`.
     """
     x = to_float(x)
     if len(x) == 0:
@@ -155,4 +209,4 @@ def extract(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: b
         raise ValueError("waveform has NaN or infinite samples")
     if not trimmed:
         x = trim(x, params)
-    return pool(frame_features(x, params), params).astype(np.float32)
+    return pool(frame_features(x, params, warp=warp), params).astype(np.float32)

@@ -92,3 +92,53 @@ def test_damaged_files_refused(tiny, tmp_path, damage):
     with pytest.raises(ModelError) as e:
         load_model(path)
     assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_detector_scales_confidence_not_the_label(tiny, small_subset):
+    from digitd.estimators import DigitEnsemble
+    from train.garbage import garbage_clips
+    from train.trainer import fit_detector
+
+    model, X = tiny
+    rng = np.random.default_rng(0)
+    garbage = [w for _, w in garbage_clips(60, rng, kinds=("noise", "click", "cough"))]
+    Xg = np.asarray([model.features(w) for w in garbage])
+    base = model.estimator
+    ens = DigitEnsemble(base.members, base.temperatures, fit_detector(X, Xg))
+    p = ens.predict_proba(X)
+    np.testing.assert_array_equal(p.argmax(1), base.predict_proba(X).argmax(1))
+    np.testing.assert_allclose(p.sum(1), ens.speech_proba(X), rtol=1e-6)
+    gated = DigitModel(ens, model.classes)
+    # fresh noise/clicks (other seed) score far below real digits
+    fresh = [w for _, w in garbage_clips(30, np.random.default_rng(99), kinds=("noise", "click", "cough"))]
+    noise_conf = np.median([gated.predict_wave(w).confidence for w in fresh])
+    digit_conf = np.median(p.max(1))
+    assert noise_conf < 0.5 * digit_conf
+
+
+def test_shipped_model_loads_without_trainer_torch_or_datasets():
+    """The daemon's view: digitd alone (train/torch/datasets blocked) loads and runs the model."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from digitd.model import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model in models/")
+    code = (
+        "import sys\n"
+        "sys.modules['train'] = None  # the trainer is not importable\n"
+        "import numpy as np\n"
+        "from digitd.model import load_model\n"
+        "m = load_model()\n"
+        "x = np.random.default_rng(0).standard_normal(4000) * 0.05\n"
+        "p = m.classify(m.features(x, trimmed=True))\n"
+        "assert p.label in m.classes and 0.0 <= p.confidence <= 1.0\n"
+        "assert 'torch' not in sys.modules and 'datasets' not in sys.modules\n"
+        "print(p.confidence)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 0.3  # white noise is not a confident digit

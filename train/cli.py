@@ -7,6 +7,7 @@ import json
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,13 @@ import numpy as np
 from digitd.cli import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
 from digitd.model import DigitModel, default_model_path, load_model, models_dirs, save_model
-from train.data import DataError, Record, default_data_dir, fingerprint, load_folder, load_hf
+from train.augment import AugmentSpec, make_babble
+from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
-from train.trainer import Recipe, _clean_mask, extract_all, fit, loso, stack
+from train.trainer import Recipe, _clean_mask, extract_all, fit, fit_detector, loso, oof_confidence, stack
+
+GARBAGE_TRAIN = 1500  # synthetic non-digit clips for the speech detector (fewer for tiny data sets)
+REJECT_QUANTILE = 0.015  # reject threshold = this quantile of out-of-fold true-digit confidence
 
 
 def _console(stderr: bool = True):
@@ -27,31 +32,38 @@ def _console(stderr: bool = True):
     return Console(stderr=stderr)
 
 
-def load_records(args: argparse.Namespace, cfg: Any, *, quiet: bool = False) -> tuple[list[Record], str]:
-    """Records from --hf or the data folder; skipped files are listed on stderr, one line each."""
+def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]:
+    """FSDD records (folder or --hf) plus the --extra corpus; skipped files listed on stderr."""
+    bad: list[str] = []
     try:
         if getattr(args, "hf", False):
-            return load_hf(), "Hugging Face mteb/free-spoken-digit-dataset"
-        folder = default_data_dir(cfg.train.data_dir)
-        records, bad = load_folder(folder, strict=getattr(args, "strict", False))
+            records, source = load_hf(), "Hugging Face mteb/free-spoken-digit-dataset"
+        else:
+            folder = default_data_dir(cfg.train.data_dir)
+            records, bad = load_folder(folder, strict=getattr(args, "strict", False))
+            source = f"FSDD folder {folder}"
+        if cfg.train.extra_dir:
+            extra, bad2 = load_extra(cfg.train.extra_dir, strict=getattr(args, "strict", False))
+            records, bad = records + extra, bad + bad2
+            source += f" + extra {cfg.train.extra_dir}"
     except DataError as e:
         raise DigitdError(str(e)) from None
     for line in bad:
         print(f"digitd: skipped {line}", file=sys.stderr)
-    return records, f"FSDD folder {folder}"
+    return records, source
 
 
-def recipe_from(args: argparse.Namespace, cfg: Any) -> Recipe:
-    from train.augment import AugmentSpec
-
+def recipe_from(cfg: Any) -> Recipe:
     t = cfg.train
-    spec = AugmentSpec(copies=getattr(t, "aug_copies", 0))
-    return Recipe(classifier=t.classifier, augment=spec, seed=t.seed, jobs=t.jobs)
+    kinds = [k.strip() for k in t.aug_kinds.split(",") if k.strip()]
+    bad = set(kinds) - {"noise", "pad", "gain", "speed"}
+    if bad:
+        raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
+    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), seed=t.seed, jobs=t.jobs)
 
 
 def _lib_versions() -> dict[str, str]:
     import joblib
-    import python_speech_features  # noqa: F401
     import scipy
     import sklearn
 
@@ -61,34 +73,77 @@ def _lib_versions() -> dict[str, str]:
 
 def _command(args: argparse.Namespace) -> str:
     argv = getattr(args, "argv", None)
-    if argv is None:
-        argv = sys.argv[1:]
-    return "digitd " + shlex.join(argv)
+    return "digitd " + shlex.join(sys.argv[1:] if argv is None else argv)
+
+
+def babble_bank(records: list[Record], seed: int, seconds: float = 20.0) -> np.ndarray:
+    """Babble from FSDD TRAIN-split clips only (never the test takes)."""
+    rng = np.random.default_rng(seed)
+    pool = [r for r in records if r.split == "train"]
+    pick = rng.choice(len(pool), size=min(200, len(pool)), replace=False)
+    return make_babble([pool[i].load() for i in pick], seconds, rng)
+
+
+def garbage_features(records: list[Record], n: int, seed: int, jobs: int) -> np.ndarray:
+    """Features of synthetic non-digit sounds (noise, clicks, coughs, hum, reversed training speech)."""
+    from train.garbage import garbage_clips
+
+    rng = np.random.default_rng([seed, 7])
+    pool = [r for r in records if r.split in ("train", "extra")]
+    speech = [pool[i].load() for i in rng.choice(len(pool), size=min(300, len(pool)), replace=False)]
+    clips = garbage_clips(n, rng, speech)
+    recs = [Record("garbage", kind, i, "garbage", audio=w.astype(np.float32)) for i, (kind, w) in enumerate(clips)]
+    feats = extract_all(recs, DEFAULT_PARAMS, jobs=jobs, label="garbage features")
+    return np.asarray([f[0] for f in feats])
+
+
+def detector_synth_features(jobs: int) -> tuple[np.ndarray, np.ndarray]:
+    """espeak-ng non-digit words (negatives) and digits (positives) from detector-only voices,
+    cached in the temp dir; empty arrays when espeak-ng is missing (then noise-only garbage)."""
+    from train.synth import detector_clips, espeak_available
+
+    if not espeak_available():
+        print("digitd: espeak-ng not found; the speech detector learns noise, clicks and reversed speech only", file=sys.stderr)
+        return np.zeros((0, DEFAULT_PARAMS.dim), np.float32), np.zeros((0, DEFAULT_PARAMS.dim), np.float32)
+    words, digits = detector_clips(Path(tempfile.gettempdir()) / "digitd-espeak-detector")
+    recs = [Record("x", "espeak", i, "garbage", str(p)) for i, p in enumerate(words + digits)]
+    feats = np.asarray([f[0] for f in extract_all(recs, DEFAULT_PARAMS, jobs=jobs, label="espeak detector clips")])
+    return feats[: len(words)], feats[len(words):]
 
 
 def train_command(args: argparse.Namespace, cfg: Any) -> int:
     t0 = time.perf_counter()
     err = _console()
     records, source = load_records(args, cfg)
-    recipe = recipe_from(args, cfg)
-    train_recs = [r for r in records if r.split == "train"]
+    recipe = recipe_from(cfg)
+    role = [r for r in records if r.split in ("train", "extra")]
     test_recs = [r for r in records if r.split == "test"]
-    if not train_recs:
+    if not any(r.split == "train" for r in role):
         raise DigitdError("no training-split records (FSDD takes 5-49) found")
     want_loso = bool(getattr(args, "loso", False))
-    # LOSO needs augmented features for every record; otherwise only the training split.
-    feat_recs = records if want_loso else train_recs
-    feats = extract_all(feat_recs, DEFAULT_PARAMS, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed, label="features")
+    babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
+    # LOSO needs augmented features for every FSDD record too; otherwise only the training roles.
+    feat_recs = [r for r in records if r.split in ("train", "extra", "test")] if want_loso else role
+    feats = extract_all(feat_recs, DEFAULT_PARAMS, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed, babble=babble)
     by_name = {r.name: f for r, f in zip(feat_recs, feats)}
-    tr_feats = [by_name[r.name] for r in train_recs]
-    X, y, g = stack(tr_feats, train_recs, augmented=True)
-    err.print(f"fitting {recipe.classifier} on {len(X)} vectors ({len(train_recs)} clips, {len(set(g))} speakers)")
-    res = fit(X, y, g, recipe, clean_mask=_clean_mask(tr_feats))
+    tr_feats = [by_name[r.name] for r in role]
+    X, y, g = stack(tr_feats, role, augmented=True)
+    clean = _clean_mask(tr_feats)
+    err.print(f"fitting {recipe.classifier} on {len(X)} vectors ({len(role)} clips, {len(set(g))} speakers)")
+    res = fit(X, y, g, recipe, clean_mask=clean)
+    Xg = garbage_features(role, min(GARBAGE_TRAIN, max(200, len(role) // 2)), recipe.seed, recipe.jobs)
+    Xw, Xd = detector_synth_features(recipe.jobs)
+    Xg_all = np.vstack([Xg, Xw])
+    res.estimator.detector = fit_detector(np.vstack([X, Xd]), Xg_all, recipe.seed)
+    err.print("out-of-speaker confidences for the reject threshold")
+    conf = oof_confidence(res, X, y, Xg_all, Xd)
+    threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
+    err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
     classes = [str(c) for c in res.estimator.classes_]
-    model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict()})
+    model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold})
     metrics: dict[str, Any] = {}
     if test_recs:
-        te_feats = extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, spec=None, label="test features")
+        te_feats = extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, label="test features")
         Xte, yte, _ = stack(te_feats, test_recs, augmented=False)
         m = summarize(yte, [classes[i] for i in np.argmax(model.scores(Xte), axis=1)], classes)
         metrics["test"] = {k: v for k, v in m.items() if k != "classes"}
@@ -98,20 +153,30 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         err.print(f"LOSO mean {metrics['loso']['mean']:.4f}")
     out_dir = Path(args.out_dir) if args.out_dir else models_dirs()[-1]
     path = out_dir / f"{args.name}.joblib"
-    hp = {k.removeprefix("clf__"): v for k, v in res.best_params.items()}
+    extra = [r for r in role if r.split == "extra"]
     card = {
         "name": args.name,
         "command": _command(args),
-        "classifier": {"kind": recipe.classifier, "pipeline": "StandardScaler + " + type(res.estimator[-1]).__name__,
-                        "hyper_params": hp, "cv": {"scheme": "leave-one-speaker-out on the training split",
-                                                   "accuracy": res.cv_accuracy, "grid": res.cv_table}},
+        "classifier": {"kind": recipe.classifier,
+                        "pipeline": "StandardScaler + " + " / ".join(type(m[-1]).__name__ for m in res.estimator.members)
+                        + " (probability average) x digit detector (HistGradientBoosting)",
+                        "hyper_params": res.best_params,
+                        "cv": {"scheme": "speaker-grouped (one fold per FSDD speaker) on the training data",
+                               "accuracy": res.cv_accuracy, "grid": res.cv_table}},
+        "reject_threshold": threshold,
+        "reject_threshold_how": f"{REJECT_QUANTILE:.1%} quantile of out-of-fold (held-out speaker) confidence of true digits",
         "recipe": recipe.to_dict(),
         "feature_version": FEATURE_VERSION,
         "libraries": _lib_versions(),
-        "data": {"source": source, "description": "FSDD official training split (takes 5-49)",
-                 "n_train_clips": len(train_recs), "n_train_vectors": int(len(X)),
-                 "speakers": sorted(set(r.speaker for r in train_recs)),
-                 "fingerprint": fingerprint(train_recs), "license": "FSDD: CC BY-SA 4.0"},
+        "data": {"source": source,
+                 "description": "FSDD official training split (takes 5-49)" + (f" + {len(extra)} extra clips from "
+                                f"{len({r.speaker for r in extra})} speakers (other speakers held out)" if extra else ""),
+                 "n_train_clips": len(role), "n_train_vectors": int(len(X)), "n_garbage_clips": int(len(Xg)),
+                 "detector": f"HistGradientBoosting: digits (+{len(Xd)} espeak-ng digits) vs {len(Xg)} synthetic noise/click/cough/hum/"
+                             f"reversed-speech clips + {len(Xw)} espeak-ng non-digit words (detector-only voices and words)",
+                 "speakers": sorted({r.speaker for r in role if r.split == "train"}),
+                 "fingerprint": fingerprint(role),
+                 "license": "FSDD: CC BY-SA 4.0" + ("; Speech Commands: CC BY 4.0" if extra else "")},
         "metrics": metrics,
         "train_seconds": round(time.perf_counter() - t0, 1),
     }
@@ -125,7 +190,7 @@ def _model_path(args: argparse.Namespace, cfg: Any) -> Path:
     return Path(p) if p else default_model_path()
 
 
-def evaluate_test(model: DigitModel, test_recs: list[Record]) -> tuple[dict[str, Any], list[str]]:
+def evaluate_test(model: DigitModel, test_recs: list[Record]) -> dict[str, Any]:
     """Classify every test clip exactly as `digitd predict` does, timing features+classify."""
     preds, times = [], []
     for r in test_recs:
@@ -137,13 +202,25 @@ def evaluate_test(model: DigitModel, test_recs: list[Record]) -> tuple[dict[str,
     m = summarize([r.label for r in test_recs], preds, model.classes)
     m["ms_per_utterance"] = float(1000 * np.mean(times))
     m["errors"] = [{"file": r.path or r.name, "true": r.label, "pred": p} for r, p in zip(test_recs, preds) if p != r.label]
-    return m, preds
+    return m
+
+
+def _table(title: str, cols: list[str], rows: list[list[str]]):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for i, c in enumerate(cols):
+        t.add_column(c, justify="left" if i == 0 else "right")
+    for r in rows:
+        t.add_row(*r)
+    return t
 
 
 def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     as_json = bool(getattr(args, "json", False))
     err = _console()
     out = _console(stderr=False)
+    show = (lambda *a: None) if as_json else out.print
     path = _model_path(args, cfg)
     model = load_model(path)
     records, source = load_records(args, cfg)
@@ -151,33 +228,101 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     if not test_recs:
         raise DigitdError("no official test-split records (FSDD takes 0-4) found")
     result: dict[str, Any] = {"model": str(path), "data": source}
-    m, _ = evaluate_test(model, test_recs)
-    result["test"] = {k: v for k, v in m.items() if k != "classes"}
-    result["classes"] = m["classes"]
-    if not as_json:
-        out.print(confusion_table(m, f"official test split: {m['n']} clips"))
-        out.print(f"accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  R {m['macro_recall']:.4f}  "
-                  f"F1 {m['macro_f1']:.4f}  {m['ms_per_utterance']:.2f} ms/utterance (features+classify)")
-    if getattr(args, "plots", None):
-        plot_confusion(m, Path(args.plots) / "confusion_test.png", f"{path.name}: official test")
+    m = evaluate_test(model, test_recs)
+    result["classes"] = m.pop("classes")
+    result["test"] = m
+    show(confusion_table({**m, "classes": result["classes"]}, f"official test split: {m['n']} clips"))
+    show(f"accuracy {m['accuracy']:.4f}  macro P {m['macro_precision']:.4f}  R {m['macro_recall']:.4f}  "
+         f"F1 {m['macro_f1']:.4f}  {m['ms_per_utterance']:.2f} ms/utterance (features+classify)")
+    plots = Path(args.plots) if getattr(args, "plots", None) else None
+    if plots:
+        plot_confusion({**m, "classes": result["classes"]}, plots / "confusion_test.png", f"{path.name}: official test")
+    seed = cfg.train.seed
+    if getattr(args, "conditions", False):
+        from train.robust import run_conditions
+
+        bab = babble_bank(records, seed + 1000)
+        cond = run_conditions(model, test_recs, bab, jobs=cfg.train.jobs, seed=seed + 1)
+        result["conditions"] = cond
+        show(_table("official test split under conditions", ["condition", "accuracy"], [[k, f"{v:.4f}"] for k, v in cond.items()]))
+        if plots:
+            _plot_snr(cond, plots / "accuracy_vs_snr.png")
+    extra_test = [r for r in records if r.split == "extra-test"]
+    if extra_test:
+        from train.robust import accuracy_by_group
+
+        ex = accuracy_by_group(model, extra_test)
+        ex["speakers"] = len(ex.pop("per_voice"))
+        result["extra_heldout"] = ex
+        show(f"held-out extra-corpus speakers: accuracy {ex['accuracy']:.4f} on {ex['n']} clips from {ex['speakers']} speakers")
+    if getattr(args, "espeak", False):
+        from train.robust import accuracy_by_group
+        from train.synth import espeak_available, espeak_digits
+
+        if not espeak_available():
+            raise DigitdError("--espeak needs espeak-ng (apt install espeak-ng)")
+        recs = espeak_digits(Path(tempfile.gettempdir()) / "digitd-espeak")
+        es = accuracy_by_group(model, recs)
+        result["espeak"] = es
+        show(_table(f"espeak-ng digits (never trained on): accuracy {es['accuracy']:.4f}", ["voice", "accuracy"],
+                    [[k, f"{v:.2f}"] for k, v in es["per_voice"].items()]))
+    if getattr(args, "open_set", False):
+        result["open_set"] = _open_set(model, cfg, test_recs, seed, show)
     if getattr(args, "loso", False):
         recipe = Recipe.from_dict(model.meta.get("recipe", {}))
         recipe.jobs = cfg.train.jobs
-        feats = extract_all(records, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
-                            label="LOSO features", progress=True)
-        res = loso(feats, records, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"))
+        babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
+        feat_recs = [r for r in records if r.split in ("train", "extra", "test")]
+        feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
+                            label="LOSO features", babble=babble)
+        res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"))
         result["loso"] = res
-        if not as_json:
-            from rich.table import Table
-
-            t = Table(title=f"leave-one-speaker-out ({recipe.classifier}, retrained per speaker)")
-            t.add_column("held-out speaker")
-            t.add_column("accuracy", justify="right")
-            for s, a in res["per_speaker"].items():
-                t.add_row(s, f"{a:.3f}")
-            t.add_row("[bold]mean[/]", f"[bold]{res['mean']:.3f}[/]")
-            t.add_row("worst", f"{res['worst']:.3f}")
-            out.print(t)
+        rows = [[s, f"{a:.3f}"] for s, a in res["per_speaker"].items()]
+        rows += [["[bold]mean[/]", f"[bold]{res['mean']:.3f}[/]"], ["worst", f"{res['worst']:.3f}"]]
+        show(_table(f"leave-one-speaker-out ({recipe.classifier}, retrained per speaker)", ["held-out speaker", "accuracy"], rows))
     if as_json:
         print(json.dumps(result))
     return 0
+
+
+def _open_set(model: DigitModel, cfg: Any, test_recs: list[Record], seed: int, show) -> dict[str, Any]:
+    from digitd.audio import load_wav
+    from train.garbage import garbage_clips
+    from train.robust import nondigit_words_dir, open_set
+
+    rng = np.random.default_rng([seed, 424242])  # not the training garbage seed
+    nondigit: dict[str, list[np.ndarray]] = {}
+    for kind, w in garbage_clips(300, rng, kinds=("noise", "click", "cough")):
+        nondigit.setdefault(kind, []).append(w)
+    words = sorted(nondigit_words_dir().glob("*.wav"))
+    if words:
+        nondigit["non-digit words"] = [load_wav(p) for p in words]
+    threshold = cfg.classify.reject_threshold
+    res = open_set(model, threshold, [r.load() for r in test_recs], nondigit)
+    res["model_suggested_threshold"] = model.meta.get("reject_threshold")
+    rows = [[k, str(v["n"]), f"{v['rate']:.3f}"] for k, v in res["rejected"].items()]
+    rows.append(["true test digits (should be kept)", str(res["n_digits"]), f"{res['true_digits_rejected']:.3f}"])
+    show(_table(f"open set: share rejected at classify.reject_threshold = {threshold}", ["input", "n", "rejected"], rows))
+    return res
+
+
+def _plot_snr(cond: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for kind in ("white", "pink", "babble"):
+        pts = sorted((int(k.split()[1]), v) for k, v in cond.items() if k.startswith(kind + " "))
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=kind)
+    if "clean" in cond:
+        ax.axhline(100 * cond["clean"], color="grey", ls="--", label="clean")
+    ax.set_xlabel("SNR (dB)")
+    ax.set_ylabel("accuracy (%)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -199,6 +199,10 @@ def load_hf(name: str = HF_NAME) -> list[Record]:
         import datasets
     except ImportError as e:
         raise DataError(f"--hf needs the optional 'datasets' package ({e}); pip install 'digitd[hf]'") from None
+    import logging
+
+    datasets.logging.set_verbosity_error()  # retries and warnings would break the one-line error
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         dd = datasets.load_dataset(name)
     except Exception as e:  # noqa: BLE001 - network/hub errors come in many types
@@ -208,3 +212,18 @@ def load_hf(name: str = HF_NAME) -> list[Record]:
     for split_name, ds in dd.items():
         records += records_from_hf(ds, split_name)
     return records
+
+
+def split_extra(records: list[Record], holdout_frac: float = 0.3) -> list[Record]:
+    """Mark ~holdout_frac of an extra corpus's SPEAKERS "extra-test" (never trained on), the rest
+    "extra". Decided by a hash of the speaker id, so it is stable across runs and machines."""
+    for r in records:
+        h = int.from_bytes(hashlib.sha256(r.speaker.encode()).digest()[:4], "little") / 2**32
+        r.split = "extra-test" if h < holdout_frac else "extra"
+    return records
+
+
+def load_extra(folder: str | Path, *, strict: bool = False) -> tuple[list[Record], list[str]]:
+    """An extra `{digit}_{speaker}_{n}.wav` corpus (e.g. Speech Commands digits), split by speaker."""
+    recs, bad = load_folder(folder, strict=strict, split_by_take=False)
+    return split_extra(recs), bad

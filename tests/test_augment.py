@@ -1,0 +1,78 @@
+"""Augmentation / condition primitives: the SNR, gain and padding they claim, on real audio."""
+
+import numpy as np
+import pytest
+
+from digitd.audio import load_wav
+from digitd.features import extract
+from train.augment import AugmentSpec, add_noise, apply_gain, augment_wave, change_speed, make_babble, pad, speech_power
+from train.garbage import KINDS, garbage_clips
+
+
+@pytest.fixture(scope="module")
+def clip(fsdd_dir):
+    return load_wav(fsdd_dir / "4_lucas_20.wav").astype(np.float64)
+
+
+@pytest.mark.parametrize("kind", ["white", "pink", "babble"])
+@pytest.mark.parametrize("snr", [20.0, 5.0])
+def test_add_noise_hits_the_snr(clip, fsdd_dir, kind, snr):
+    rng = np.random.default_rng(0)
+    bab = make_babble([load_wav(p) for p in sorted(fsdd_dir.glob("*_theo_4*.wav"))], 3.0, rng)
+    y = add_noise(clip, kind, snr, rng, bab)
+    p = speech_power(clip)
+    measured = 10 * np.log10(p / np.mean((y - clip) ** 2))
+    assert abs(measured - snr) < 0.5
+
+
+def test_gain_clips_and_pad_lengthens(clip):
+    loud = apply_gain(clip, 10.0)
+    assert np.max(np.abs(loud)) == pytest.approx(1.0) and np.mean(np.abs(loud) >= 1.0) > 0.001
+    padded = pad(clip, 300, 150, 50.0, np.random.default_rng(0))
+    assert len(padded) == len(clip) + 2400 + 1200
+    assert np.sqrt(np.mean(padded[:2400] ** 2)) < 0.01 * np.sqrt(speech_power(clip))
+
+
+def test_speed_change_length(clip):
+    assert abs(len(change_speed(clip, 1.1)) - len(clip) / 1.1) < 3
+    assert abs(len(change_speed(clip, 0.9)) - len(clip) / 0.9) < 3
+
+
+def test_augment_is_seeded_and_varied(clip):
+    spec = AugmentSpec(copies=3, warps=[0.9, 1.1])
+    a = augment_wave(clip, spec, np.random.default_rng(5))
+    b = augment_wave(clip, spec, np.random.default_rng(5))
+    assert len(a) == 2 + 3  # one clean copy per non-1 warp, then the random copies
+    for (wa, fa), (wb, fb) in zip(a, b):
+        np.testing.assert_array_equal(wa, wb)
+        assert fa == fb
+    vecs = [extract(w, warp=f) for w, f in a]
+    assert all(v.shape == (182,) and np.all(np.isfinite(v)) for v in vecs)
+    assert len({v.tobytes() for v in vecs}) == len(vecs)
+
+
+def test_warp_one_is_the_plain_feature(clip):
+    np.testing.assert_array_equal(extract(clip, warp=1.0), extract(clip))
+    assert not np.allclose(extract(clip, warp=1.15), extract(clip))
+
+
+def test_garbage_clips_cover_every_kind(clip):
+    out = garbage_clips(20, np.random.default_rng(0), [clip])
+    assert {k for k, _ in out} == set(KINDS)
+    for _, w in out:
+        assert len(w) > 100 and np.all(np.isfinite(w)) and np.max(np.abs(w)) <= 1.0
+    rev = next(w for k, w in out if k == "reversed")
+    np.testing.assert_array_equal(rev, clip[::-1])
+
+
+def test_aug_kinds_select_the_effects(clip):
+    rng = np.random.default_rng(3)
+    none = augment_wave(clip, AugmentSpec(copies=2, kinds=[]), rng)
+    assert all(np.array_equal(w, clip) for w, _ in none)
+    padded = augment_wave(clip, AugmentSpec(copies=3, kinds=["pad"], pad_ms=[50.0, 300.0]), rng)
+    assert all(len(w) > len(clip) + 800 for w, _ in padded)
+    noisy = augment_wave(clip, AugmentSpec(copies=3, kinds=["noise"], noise_prob=1.0, snr_db=[5.0]), rng)
+    for w, _ in noisy:
+        assert len(w) == len(clip)
+        snr = 10 * np.log10(speech_power(clip) / np.mean((w - clip) ** 2))
+        assert abs(snr - 5.0) < 0.5

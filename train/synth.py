@@ -1,0 +1,84 @@
+"""Synthetic speech from espeak-ng: unseen voices for the digit test and non-digit words for the
+open-set test. Nothing here is ever used for training."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from digitd import SAMPLE_RATE
+from digitd.audio import load_wav, write_wav
+from train.data import DataError, Record
+
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+# espeak-ng language+variant voices: 7 female-sounding, 7 male-sounding, several accents.
+VOICES = [
+    "en+f1", "en+f2", "en+f3", "en-us+f4", "en+f5", "en-us-nyc+linda", "en-029+Annie",
+    "en+m1", "en+m3", "en+m7", "en-gb-x-rp+m4", "en-gb-scotland+klatt", "en-us+john", "en+grandpa",
+]
+NONDIGIT_WORDS = ["hello", "yes", "stop", "cat", "go", "left", "right", "up", "down", "house", "water", "dog", "apple", "help", "okay", "wow"]
+
+
+def espeak_available() -> bool:
+    return shutil.which("espeak-ng") is not None
+
+
+def say(text: str, voice: str, path: Path, *, speed: int = 150) -> Path:
+    """Synthesize `text` into an 8 kHz mono 16-bit WAV at `path`."""
+    if not espeak_available():
+        raise DataError("espeak-ng is not installed (apt install espeak-ng)")
+    raw = path.with_suffix(".raw.wav")
+    try:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+                       check=True, capture_output=True, timeout=30)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        raise DataError(f"espeak-ng failed for voice {voice!r}: {e}") from None
+    write_wav(path, load_wav(raw, SAMPLE_RATE), SAMPLE_RATE)
+    raw.unlink()
+    return path
+
+
+def espeak_digits(out_dir: Path, voices: list[str] = VOICES) -> list[Record]:
+    """One clip per digit per voice (cached in `out_dir`): records with speaker = voice."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for v in voices:
+        tag = v.replace("+", "-")
+        for d, word in enumerate(DIGIT_WORDS):
+            p = out_dir / f"{d}_{tag}_0.wav"
+            if not p.exists():
+                say(word, v, p)
+            recs.append(Record(str(d), tag, 0, "espeak", str(p)))
+    return recs
+
+
+# For the speech detector only (never the digit classifier): non-digit words and digits from
+# voices and words disjoint from the evaluation ones above and from tests/data/nondigit, so the
+# detector learns "digit or not" among synthetic voices rather than "synthetic or not".
+DETECTOR_VOICES = ["en+m4", "en+m6", "en-us+m5", "en+aunty", "en+belinda", "en-us+anika", "en+grandma", "en+Alicia"]
+DETECTOR_WORDS = [
+    "the", "and", "fish", "table", "green", "music", "morning", "window", "happy", "red", "blue", "coffee",
+    "paper", "night", "light", "phone", "garden", "silver", "open", "close", "start", "again", "maybe",
+    "thanks", "please", "hi", "bye", "good", "bad", "time", "sun", "moon", "tree", "car", "book", "door",
+    "ten", "eleven", "twenty", "hundred", "zebra", "seventy", "ninja", "free", "sixty", "hey", "what", "where",
+]
+
+
+def detector_clips(out_dir: Path) -> tuple[list[Path], list[Path]]:
+    """(non-digit word clips, digit clips) for the speech detector, cached in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    words, digits = [], []
+    for v in DETECTOR_VOICES:
+        tag = v.replace("+", "-")
+        for w in DETECTOR_WORDS:
+            p = out_dir / f"w_{w}_{tag}.wav"
+            if not p.exists():
+                say(w, v, p)
+            words.append(p)
+        for d, w in enumerate(DIGIT_WORDS):
+            p = out_dir / f"d{d}_{tag}.wav"
+            if not p.exists():
+                say(w, v, p)
+            digits.append(p)
+    return words, digits
