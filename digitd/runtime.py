@@ -49,6 +49,25 @@ def compile_estimator(est: Any) -> Runtime:
             out["detector"] = compile_estimator(est.detector)
             out["speech_index"] = int(list(est.detector.classes_).index(1))
         return out
+    if name == "HistGradientBoostingClassifier":
+        cat = getattr(est, "is_categorical_", None)
+        if len(est.classes_) != 2 or (cat is not None and np.any(cat)):
+            raise NotCompilable("HistGradientBoosting: only binary, numerical features")
+        nodes = [pred.nodes for (pred,) in est._predictors]
+        width = max(len(n) for n in nodes)
+
+        def stack(field: str, dtype: type, fill: Any) -> np.ndarray:
+            out = np.full((len(nodes), width), fill, dtype=dtype)
+            for t, n in enumerate(nodes):
+                out[t, : len(n)] = n[field]
+            return out
+
+        # all trees side by side (padding nodes are leaves), so scoring walks every tree at once
+        return {"kind": "hgb_binary", "baseline": float(np.ravel(est._baseline_prediction)[0]),
+                "feature": stack("feature_idx", np.int64, 0), "threshold": stack("num_threshold", np.float64, 0.0),
+                "left": stack("left", np.int64, 0), "right": stack("right", np.int64, 0),
+                "missing_left": stack("missing_go_to_left", bool, True), "leaf": stack("is_leaf", bool, True),
+                "value": stack("value", np.float64, 0.0)}
     if name == "VotingClassifier":
         if est.voting != "soft":
             raise NotCompilable("hard voting")
@@ -124,6 +143,20 @@ def score(rt: Runtime, x: np.ndarray) -> np.ndarray:
         if "detector" in rt:
             p = p * score(rt["detector"], x)[:, rt["speech_index"]][:, None]
         return p
+    if kind == "hgb_binary":
+        n_trees = rt["leaf"].shape[0]
+        tree = np.arange(n_trees)[None, :]
+        node = np.zeros((len(x), n_trees), dtype=np.int64)
+        rows = np.arange(len(x))[:, None]
+        while True:
+            inner = ~rt["leaf"][tree, node]
+            if not inner.any():
+                break
+            v = x[rows, rt["feature"][tree, node]]
+            go_left = np.where(np.isnan(v), rt["missing_left"][tree, node], v <= rt["threshold"][tree, node])
+            node = np.where(inner, np.where(go_left, rt["left"][tree, node], rt["right"][tree, node]), node)
+        p1 = 1.0 / (1.0 + np.exp(-(rt["baseline"] + rt["value"][tree, node].sum(axis=1))))
+        return np.stack([1.0 - p1, p1], axis=1)
     t = rt.get("temperature", 1.0)
     if kind == "lr" and rt["coef"].shape[0] == 1:  # binary: sklearn's predict_proba is a sigmoid
         z = x @ rt["coef"][0] + rt["intercept"][0]

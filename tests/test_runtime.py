@@ -81,3 +81,11 @@ def test_binary_logistic_regression_detector_matches_sklearn():
     x, y = _blobs(n_classes=2)
     est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x[:300], y[:300])
     np.testing.assert_allclose(score(compile_estimator(est), x[300:]), est.predict_proba(x[300:]), atol=1e-6)
+
+
+def test_hist_gradient_boosting_detector_matches_sklearn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = _blobs(n_classes=2)
+    est = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x[:300], y[:300])
+    np.testing.assert_allclose(score(compile_estimator(est), x[300:]), est.predict_proba(x[300:]), atol=1e-9)
