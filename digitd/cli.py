@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", metavar="DIR", help="extra {digit}_{speaker}_{n}.wav corpus; ~30%% of its speakers held out [train.extra_dir]")
     p.add_argument("--aug", type=int, dest="aug_copies", metavar="N", help="augmented copies per training clip [train.aug_copies]")
     p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed [train.aug_kinds]")
+    p.add_argument("--synth", action="store_true", default=None, help="also train on espeak-ng digits from training-only voices [train.synth]")
+    p.add_argument("--clean-svm", dest="clean_svm", action="store_true", default=None,
+                   help="with --aug: add an SVM member fitted on the clean clips only [train.clean_svm]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
@@ -116,6 +119,8 @@ FLAG_KNOBS = {
     "extra": "train.extra_dir",
     "aug_copies": "train.aug_copies",
     "aug_kinds": "train.aug_kinds",
+    "synth": "train.synth",
+    "clean_svm": "train.clean_svm",
     "jobs": "train.jobs",
 }
 

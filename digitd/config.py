@@ -93,6 +93,8 @@ class TrainConfig:
     extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpus (split by speaker); "" = none
     aug_copies: int = knob(0, lo=0, hi=50)
     aug_kinds: str = knob("noise,pad,gain,speed")  # effects augmented copies may get (comma list)
+    synth: bool = knob(False)  # add espeak-ng digits from training-only voices
+    clean_svm: bool = knob(False)  # with augmentation, add an SVM member fitted on clean rows only
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

@@ -26,3 +26,27 @@ def test_evaluation_and_detector_material_do_not_overlap():
     assert not set(NONDIGIT_WORDS) & set(DETECTOR_WORDS)
     assert not set(DIGIT_WORDS) & set(DETECTOR_WORDS)
     assert not {"en-us+m2", "en+f4"} & set(DETECTOR_VOICES)  # the voices of tests/data/nondigit
+
+
+def test_training_voices_are_disjoint_from_every_evaluation_voice():
+    from train.synth import TRAIN_VARIANTS, variant_of
+
+    evaluated = {variant_of(v) for v in VOICES} | {"m2", "f4"}  # + the voices of tests/data/nondigit
+    detector = {variant_of(v) for v in DETECTOR_VOICES}
+    assert not set(TRAIN_VARIANTS) & evaluated
+    assert not set(TRAIN_VARIANTS) & detector
+    assert len(set(TRAIN_VARIANTS)) == len(TRAIN_VARIANTS) >= 50
+
+
+def test_training_digits_are_labelled_synth_records(tmp_path, monkeypatch):
+    import train.synth as synth
+
+    monkeypatch.setattr(synth, "TRAIN_VARIANTS", synth.TRAIN_VARIANTS[:2])
+    recs = synth.training_digits(tmp_path, seed=0, jobs=1)
+    assert len(recs) == 2 * 2 * 10 and {r.split for r in recs} == {"synth"}
+    assert len({r.speaker for r in recs}) == 4  # variant x accent x rate x pitch
+    assert sorted({r.label for r in recs}) == [str(d) for d in range(10)]
+    rate, x = read_wav(recs[0].path)
+    assert rate == 8000 and len(x) > 0.2 * 8000
+    again = synth.training_digits(tmp_path, seed=0, jobs=1)  # cached, same voices
+    assert [r.path for r in again] == [r.path for r in recs]

@@ -59,7 +59,22 @@ def recipe_from(cfg: Any) -> Recipe:
     bad = set(kinds) - {"noise", "pad", "gain", "speed"}
     if bad:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
-    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), seed=t.seed, jobs=t.jobs)
+    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
+                  clean_svm=t.clean_svm, seed=t.seed, jobs=t.jobs)
+
+
+def synth_records(recipe: Recipe) -> list[Record]:
+    """espeak-ng digits from training-only voices when the recipe asks for them (cached)."""
+    if not recipe.synth:
+        return []
+    from train.synth import espeak_available, training_digits
+
+    if not espeak_available():
+        raise DigitdError("--synth needs espeak-ng (apt install espeak-ng)")
+    try:
+        return training_digits(Path(tempfile.gettempdir()) / "digitd-espeak-train", recipe.seed, recipe.jobs)
+    except DataError as e:
+        raise DigitdError(str(e)) from None
 
 
 def _lib_versions() -> dict[str, str]:
@@ -116,14 +131,18 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     err = _console()
     records, source = load_records(args, cfg)
     recipe = recipe_from(cfg)
-    role = [r for r in records if r.split in ("train", "extra")]
+    synth = synth_records(recipe)
+    if synth:
+        records = records + synth
+        source += f" + {len(synth)} espeak-ng digits ({len({r.speaker for r in synth})} training-only voices)"
+    role = [r for r in records if r.split in ("train", "extra", "synth")]
     test_recs = [r for r in records if r.split == "test"]
     if not any(r.split == "train" for r in role):
         raise DigitdError("no training-split records (FSDD takes 5-49) found")
     want_loso = bool(getattr(args, "loso", False))
     babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
     # LOSO needs augmented features for every FSDD record too; otherwise only the training roles.
-    feat_recs = [r for r in records if r.split in ("train", "extra", "test")] if want_loso else role
+    feat_recs = [r for r in records if r.split in ("train", "extra", "synth", "test")] if want_loso else role
     feats = extract_all(feat_recs, DEFAULT_PARAMS, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed, babble=babble)
     by_name = {r.name: f for r, f in zip(feat_recs, feats)}
     tr_feats = [by_name[r.name] for r in role]
@@ -136,7 +155,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     Xg_all = np.vstack([Xg, Xw])
     res.estimator.detector = fit_detector(np.vstack([X, Xd]), Xg_all, recipe.seed)
     err.print("out-of-speaker confidences for the reject threshold")
-    conf = oof_confidence(res, X, y, Xg_all, Xd)
+    conf = oof_confidence(res, X, y, Xg_all, Xd, clean)
     threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
     err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
     classes = [str(c) for c in res.estimator.classes_]
@@ -158,7 +177,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         "name": args.name,
         "command": _command(args),
         "classifier": {"kind": recipe.classifier,
-                        "pipeline": "StandardScaler + " + " / ".join(type(m[-1]).__name__ for m in res.estimator.members)
+                        "pipeline": "StandardScaler + " + " / ".join(type(m[-1]).__name__ + (" (clean rows)" if c else "")
+                                                                     for m, c in zip(res.estimator.members, res.clean_only))
                         + " (probability average) x digit detector (HistGradientBoosting)",
                         "hyper_params": res.best_params,
                         "cv": {"scheme": "speaker-grouped (one fold per FSDD speaker) on the training data",
@@ -170,7 +190,9 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         "libraries": _lib_versions(),
         "data": {"source": source,
                  "description": "FSDD official training split (takes 5-49)" + (f" + {len(extra)} extra clips from "
-                                f"{len({r.speaker for r in extra})} speakers (other speakers held out)" if extra else ""),
+                                f"{len({r.speaker for r in extra})} speakers (other speakers held out)" if extra else "")
+                                + (f" + {len(synth)} espeak-ng digits from {len({r.speaker for r in synth})} training-only "
+                                   "voices (no evaluation voice)" if synth else ""),
                  "n_train_clips": len(role), "n_train_vectors": int(len(X)), "n_garbage_clips": int(len(Xg)),
                  "detector": f"HistGradientBoosting: digits (+{len(Xd)} espeak-ng digits) vs {len(Xg)} synthetic noise/click/cough/hum/"
                              f"reversed-speech clips + {len(Xw)} espeak-ng non-digit words (detector-only voices and words)",
@@ -272,7 +294,7 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
         recipe = Recipe.from_dict(model.meta.get("recipe", {}))
         recipe.jobs = cfg.train.jobs
         babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
-        feat_recs = [r for r in records if r.split in ("train", "extra", "test")]
+        feat_recs = [r for r in records if r.split in ("train", "extra", "test")] + synth_records(recipe)
         feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
                             label="LOSO features", babble=babble)
         res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"))

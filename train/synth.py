@@ -1,5 +1,7 @@
-"""Synthetic speech from espeak-ng: unseen voices for the digit test and non-digit words for the
-open-set test. Nothing here is ever used for training."""
+"""Synthetic speech from espeak-ng: unseen voices for the digit test, non-digit words for the
+open-set test and the speech detector, and (only with `digitd train --synth`) digits from
+training-only voices. The three voice sets are disjoint by espeak-ng variant, so a voice that
+is tested on is never trained on (`test_synth.py` checks it)."""
 
 from __future__ import annotations
 
@@ -24,13 +26,13 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def say(text: str, voice: str, path: Path, *, speed: int = 150) -> Path:
+def say(text: str, voice: str, path: Path, *, speed: int = 150, pitch: int = 50) -> Path:
     """Synthesize `text` into an 8 kHz mono 16-bit WAV at `path`."""
     if not espeak_available():
         raise DataError("espeak-ng is not installed (apt install espeak-ng)")
     raw = path.with_suffix(".raw.wav")
     try:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
                        check=True, capture_output=True, timeout=30)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
         raise DataError(f"espeak-ng failed for voice {voice!r}: {e}") from None
@@ -82,3 +84,46 @@ def detector_clips(out_dir: Path) -> tuple[list[Path], list[Path]]:
                 say(w, v, p)
             digits.append(p)
     return words, digits
+
+
+# `digitd train --synth` only: digits from these espeak-ng variants, each in two accents with its
+# own rate and pitch (seeded). None of these variants appears in VOICES, DETECTOR_VOICES or the
+# voices of tests/data/nondigit (en-us+m2, en+f4); robotic/whisper variants are left out.
+TRAIN_VARIANTS = [
+    "Alex", "Andrea", "Andy", "AnxiousAndy", "Denis", "Diogo", "Gene", "Gene2", "Henrique", "Hugo", "Jacky", "Lee",
+    "Marco", "Mario", "Michael", "Mike", "Nguyen", "Storm", "adam", "announcer", "antonio", "benjamin", "boris",
+    "caleb", "david", "ed", "edward", "edward2", "gustave", "iven", "iven2", "iven3", "iven4", "kaukovalta", "klatt2",
+    "klatt3", "klatt4", "klatt5", "klatt6", "m8", "marcelo", "max", "michel", "miguel", "norbert", "pablo", "paul",
+    "pedro", "quincy", "rob", "robert", "sandro", "shelby", "steph", "steph2", "steph3", "travis", "victor", "zac",
+]
+TRAIN_ACCENTS = ["en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+
+
+def variant_of(voice: str) -> str:
+    return voice.split("+", 1)[1] if "+" in voice else ""
+
+
+def training_digits(out_dir: Path, seed: int = 0, jobs: int = 2) -> list[Record]:
+    """Ten digits per (variant, accent, rate, pitch) "speaker": 59 variants x 2 accents = 1,180
+    clips, cached in `out_dir`. Records have split "synth" (training only, never evaluated)."""
+    import random
+
+    from joblib import Parallel, delayed
+
+    rng = random.Random(seed)
+    jobs_ = []
+    for v in TRAIN_VARIANTS:
+        for accent in rng.sample(TRAIN_ACCENTS, 2):
+            rate, pitch = rng.randint(120, 190), rng.randint(20, 80)
+            for d, word in enumerate(DIGIT_WORDS):
+                jobs_.append((f"{accent}+{v}", rate, pitch, d, word))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(voice: str, rate: int, pitch: int, d: int, word: str) -> Record:
+        tag = f"{voice.replace('+', '-')}-s{rate}-p{pitch}"
+        p = out_dir / f"{d}_{tag}_0.wav"
+        if not p.exists():
+            say(word, voice, p, speed=rate, pitch=pitch)
+        return Record(str(d), tag, 0, "synth", str(p))
+
+    return list(Parallel(n_jobs=jobs)(delayed(one)(*j) for j in jobs_))
