@@ -20,22 +20,40 @@ class DigitEnsemble:
 
     The product is why the probabilities may sum to less than 1: noise, clicks and non-digit
     sounds get a low confidence without an 11th class stealing argmax from real digits.
+
+    `gate` (optional, binary: class 1 = "sounds like clean audio") weights the members marked in
+    `gated` by min(1, gate_gain * P(clean)): a clean-audio specialist speaks up on clean audio
+    and falls silent in noise, where the noise-trained members know better.
     """
 
-    def __init__(self, members: list[Any], temperatures: list[float], detector: Any | None = None) -> None:
+    def __init__(self, members: list[Any], temperatures: list[float], detector: Any | None = None,
+                 gate: Any | None = None, gated: list[bool] | None = None, gate_gain: float = 4.0) -> None:
         self.members = members
         self.temperatures = temperatures
         self.detector = detector
+        self.gate = gate
+        self.gated = list(gated) if gated is not None else [False] * len(members)
+        self.gate_gain = float(gate_gain)
         self.classes_ = members[0].classes_
         for m in members[1:]:
             if list(m.classes_) != list(self.classes_):
                 raise ValueError("ensemble members disagree on the classes")
 
+    def member_weights(self, X: np.ndarray) -> np.ndarray:
+        """(n, members) weights: 1, or the gate's clipped P(clean) for gated members."""
+        w = np.ones((len(X), len(self.members)))
+        gate = getattr(self, "gate", None)
+        if gate is not None and any(self.gated):
+            g = gate.predict_proba(X)[:, list(gate.classes_).index(1)]
+            w[:, np.asarray(self.gated)] = np.clip(self.gate_gain * g, 0.0, 1.0)[:, None]
+        return w
+
     def digit_proba(self, X: np.ndarray) -> np.ndarray:
         parts = []
         for m, t in zip(self.members, self.temperatures):
             parts.append(m.predict_proba(X) if hasattr(m, "predict_proba") else softmax(m.decision_function(X), t))
-        return np.mean(parts, axis=0)
+        w = self.member_weights(X)
+        return np.einsum("nm,mnc->nc", w, np.asarray(parts)) / w.sum(axis=1, keepdims=True)
 
     def speech_proba(self, X: np.ndarray) -> np.ndarray:
         if self.detector is None:

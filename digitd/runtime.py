@@ -45,6 +45,12 @@ def compile_estimator(est: Any) -> Runtime:
             c["temperature"] = float(t)
             members.append(c)
         out = {"kind": "ensemble", "members": members}
+        gate = getattr(est, "gate", None)
+        if gate is not None and any(est.gated):
+            out["gate"] = compile_estimator(gate)
+            out["gate_index"] = int(list(gate.classes_).index(1))
+            out["gated"] = np.asarray(est.gated, dtype=bool)
+            out["gate_gain"] = float(est.gate_gain)
         if est.detector is not None:
             out["detector"] = compile_estimator(est.detector)
             out["speech_index"] = int(list(est.detector.classes_).index(1))
@@ -139,7 +145,12 @@ def score(rt: Runtime, x: np.ndarray) -> np.ndarray:
         x = (x - step["mean"]) / step["scale"]
     kind = rt["kind"]
     if kind == "ensemble":
-        p = np.mean([score(m, x) for m in rt["members"]], axis=0)
+        parts = np.asarray([score(m, x) for m in rt["members"]])  # (members, n, classes)
+        w = np.ones((len(x), len(parts)))
+        if "gate" in rt:
+            g = score(rt["gate"], x)[:, rt["gate_index"]]
+            w[:, rt["gated"]] = np.clip(rt["gate_gain"] * g, 0.0, 1.0)[:, None]
+        p = np.einsum("nm,mnc->nc", w, parts) / w.sum(axis=1, keepdims=True)
         if "detector" in rt:
             p = p * score(rt["detector"], x)[:, rt["speech_index"]][:, None]
         return p

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from digitd.audio import load_wav
-from digitd.features import extract
+from digitd.features import DEFAULT_PARAMS, extract
 from train.augment import AugmentSpec, add_noise, apply_gain, augment_wave, change_speed, make_babble, pad, speech_power
 from train.garbage import KINDS, garbage_clips
 
@@ -43,11 +43,11 @@ def test_augment_is_seeded_and_varied(clip):
     a = augment_wave(clip, spec, np.random.default_rng(5))
     b = augment_wave(clip, spec, np.random.default_rng(5))
     assert len(a) == 2 + 3  # one clean copy per non-1 warp, then the random copies
-    for (wa, fa), (wb, fb) in zip(a, b):
+    for (wa, fa, ca), (wb, fb, cb) in zip(a, b):
         np.testing.assert_array_equal(wa, wb)
-        assert fa == fb
-    vecs = [extract(w, warp=f) for w, f in a]
-    assert all(v.shape == (182,) and np.all(np.isfinite(v)) for v in vecs)
+        assert fa == fb and ca == cb
+    vecs = [extract(w, warp=f) for w, f, _ in a]
+    assert all(v.shape == (DEFAULT_PARAMS.dim,) and np.all(np.isfinite(v)) for v in vecs)
     assert len({v.tobytes() for v in vecs}) == len(vecs)
 
 
@@ -68,11 +68,19 @@ def test_garbage_clips_cover_every_kind(clip):
 def test_aug_kinds_select_the_effects(clip):
     rng = np.random.default_rng(3)
     none = augment_wave(clip, AugmentSpec(copies=2, kinds=[]), rng)
-    assert all(np.array_equal(w, clip) for w, _ in none)
-    padded = augment_wave(clip, AugmentSpec(copies=3, kinds=["pad"], pad_ms=[50.0, 300.0]), rng)
-    assert all(len(w) > len(clip) + 800 for w, _ in padded)
+    assert all(np.array_equal(w, clip) and not c for w, _, c in none)
+    padded = augment_wave(clip, AugmentSpec(copies=3, kinds=["pad"], pad_ms=[50.0, 300.0], pad_prob=1.0), rng)
+    assert all(len(w) > len(clip) + 800 and not c for w, _, c in padded)
     noisy = augment_wave(clip, AugmentSpec(copies=3, kinds=["noise"], noise_prob=1.0, snr_db=[5.0]), rng)
-    for w, _ in noisy:
-        assert len(w) == len(clip)
+    for w, _, c in noisy:
+        assert len(w) == len(clip) and c
         snr = 10 * np.log10(speech_power(clip) / np.mean((w - clip) ** 2))
         assert abs(snr - 5.0) < 0.5
+
+
+def test_clipping_gain_marks_the_copy_corrupted(clip):
+    spec = AugmentSpec(copies=6, kinds=["gain"], gain_db=[20.0, 26.0])
+    loud = augment_wave(clip, spec, np.random.default_rng(0))
+    assert all(c and np.max(np.abs(w)) == 1.0 for w, _, c in loud)
+    soft = augment_wave(clip, AugmentSpec(copies=6, kinds=["gain"], gain_db=[-30.0, -10.0]), np.random.default_rng(0))
+    assert not any(c for _, _, c in soft)

@@ -11,11 +11,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
+from digitd.features import DEFAULT_PARAMS
 from digitd.model import DigitModel, ModelError, load_model, save_model
 from digitd.runtime import compile_estimator, score, sklearn_scores
 
 
-def _blobs(n_classes=10, n=400, dim=182, seed=0):
+def _blobs(n_classes=10, n=400, dim=DEFAULT_PARAMS.dim, seed=0):
     rng = np.random.default_rng(seed)
     centers = rng.standard_normal((n_classes, dim)) * 2
     y = rng.integers(0, n_classes, n)
@@ -89,3 +90,28 @@ def test_hist_gradient_boosting_detector_matches_sklearn():
     x, y = _blobs(n_classes=2)
     est = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(x[:300], y[:300])
     np.testing.assert_allclose(score(compile_estimator(est), x[300:]), est.predict_proba(x[300:]), atol=1e-9)
+
+
+def test_gated_ensemble_compiles_and_matches_sklearn():
+    """A clean-member gate (binary LR) weights one member per row; the numpy runtime agrees."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from digitd.estimators import DigitEnsemble
+    from digitd.runtime import compile_estimator, score
+
+    x, y = _blobs()
+    lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
+    svm = make_pipeline(StandardScaler(), SVC(C=3, gamma=0.003)).fit(x, y)
+    svm2 = make_pipeline(StandardScaler(), SVC(C=1, gamma=0.01)).fit(x[:200], y[:200])
+    flag = (x[:, 0] > 0).astype(int)
+    gate = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, flag)
+    ens = DigitEnsemble([lr, svm, svm2], [1.0, 3.0, 3.0], gate=gate, gated=[False, False, True], gate_gain=4.0)
+    w = ens.member_weights(x)
+    assert w[:, 2].min() < 0.1 and w[:, 2].max() > 0.9  # the gate really switches the member
+    rt = compile_estimator(ens)
+    np.testing.assert_allclose(score(rt, x), ens.predict_proba(x), atol=1e-6)
+    ungated = DigitEnsemble([lr, svm, svm2], [1.0, 3.0, 3.0])
+    assert not np.allclose(ungated.predict_proba(x), ens.predict_proba(x))

@@ -5,7 +5,7 @@ import pytest
 
 from train.augment import AugmentSpec
 from train.data import load_folder
-from train.trainer import Recipe, _clean_mask, extract_all, fit, refit_like, stack
+from train.trainer import Recipe, _clean_mask, _corrupt_mask, extract_all, fit, refit_like, stack
 
 
 @pytest.fixture(scope="module")
@@ -23,17 +23,23 @@ def test_clean_svm_member_sees_clean_rows_only(feats):
     clean = _clean_mask(f)
     assert len(X) == 2 * len(recs) and clean.sum() == len(recs)
     recipe = Recipe(classifier="ens", augment=AugmentSpec(copies=1), clean_svm=True, jobs=1)
-    res = fit(X, y, g, recipe, clean_mask=clean)
+    corrupt = _corrupt_mask(f)
+    assert not corrupt[clean].any() and corrupt[~clean].mean() > 0.5  # noise (p=0.85) or clipping
+    res = fit(X, y, g, recipe, clean_mask=clean, corrupt_mask=corrupt)
     members = res.estimator.members
     assert res.clean_only == [False, False, True] and len(members) == 3
     assert [m[-1].n_features_in_ for m in members] == [X.shape[1]] * 3
     assert members[2][-1].shape_fit_[0] == clean.sum()  # fitted on the clean rows
     assert members[1][-1].shape_fit_[0] == len(X)  # the other SVM on everything
     assert "svm_clean" in res.best_params
-    again = refit_like(res, X, y, clean)
+    again = refit_like(res, X, y, clean, corrupt)
     assert again.members[2][-1].shape_fit_[0] == clean.sum()
     acc = np.mean(res.estimator.predict(X[clean]) == y[clean])
     assert acc > 0.9  # training rows of two speakers
+    # the gate hears the difference: the clean member weighs more on clean rows than on noisy copies
+    w = res.estimator.member_weights(X)
+    assert w[:, :2].min() == 1.0 and 0.0 <= w[:, 2].min() and w[:, 2].max() <= 1.0
+    assert w[clean, 2].mean() > w[corrupt, 2].mean() + 0.2
 
 
 def test_without_augmentation_no_clean_member(feats):

@@ -28,11 +28,12 @@ class AugmentSpec:
 
     copies: int = 0
     kinds: list[str] = field(default_factory=lambda: ["noise", "pad", "gain", "speed"])  # which effects copies may get
-    # v3 features: 0 dB copies and +20 dB clipping gains no longer cost LOSO (measured with the
-    # loud-frame pooling; with v2 features +20 dB gains cost george ~8 points).
+    # v3 features: 0 dB copies and clipping gains no longer cost LOSO (measured with the
+    # loud-frame pooling; with v2 features +20 dB gains cost george ~8 points). Gains are
+    # relative to a 0.5 peak, so +26 dB clips at up to 10x full scale (gain x10 on a loud clip).
     snr_db: list[float] = field(default_factory=lambda: [0.0, 5.0, 10.0, 15.0, 20.0, 30.0])
     noise_prob: float = 0.85
-    gain_db: list[float] = field(default_factory=lambda: [-30.0, 20.0])
+    gain_db: list[float] = field(default_factory=lambda: [-30.0, 26.0])
     pad_ms: list[float] = field(default_factory=lambda: [0.0, 300.0])
     pad_prob: float = 0.7
     speed: list[float] = field(default_factory=list)
@@ -110,15 +111,17 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
 
 
 def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
-                 babble: np.ndarray | None = None) -> list[tuple[np.ndarray, float]]:
-    """`spec.copies` random (wave, warp) variants of x, plus one clean copy per warp factor."""
+                 babble: np.ndarray | None = None) -> list[tuple[np.ndarray, float, bool]]:
+    """`spec.copies` random (wave, warp, corrupted) variants of x, plus one clean copy per warp
+    factor. `corrupted`: noise was added or the gain clipped it (padding or level alone is not)."""
     x = np.asarray(x, dtype=np.float64)
-    out: list[tuple[np.ndarray, float]] = []
+    out: list[tuple[np.ndarray, float, bool]] = []
     if spec.clean_warps:
-        out += [(x, float(w)) for w in spec.warps if w != 1.0]
+        out += [(x, float(w), False) for w in spec.warps if w != 1.0]
     warps = [1.0] + [w for w in spec.warps if w != 1.0]
     for _ in range(spec.copies):
         y = x
+        corrupted = False
         if "speed" in spec.kinds and spec.speed and rng.random() < 0.3:
             y = change_speed(y, float(rng.uniform(*spec.speed)))
         p = speech_power(y)
@@ -127,8 +130,10 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
         if "noise" in spec.kinds and rng.random() < spec.noise_prob:
             kinds = [k for k in NOISE_KINDS if k != "babble" or babble is not None]
             y = add_noise(y, str(rng.choice(kinds)), float(rng.choice(spec.snr_db)), rng, babble, ref_power=p)
+            corrupted = True
         if "gain" in spec.kinds:
             g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)
             y = apply_gain(y / max(1e-9, np.max(np.abs(x))) * 0.5, g)
-        out.append((y, float(rng.choice(warps))))
+            corrupted = corrupted or bool(np.mean(np.abs(y) >= 1.0) > 0.001)
+        out.append((y, float(rng.choice(warps)), corrupted))
     return out

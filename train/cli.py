@@ -20,7 +20,7 @@ from digitd.model import DigitModel, default_model_path, load_model, models_dirs
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
-from train.trainer import Recipe, _clean_mask, extract_all, fit, fit_detector, loso, oof_confidence, stack
+from train.trainer import Recipe, _clean_mask, _corrupt_mask, extract_all, fit, fit_detector, loso, oof_confidence, stack
 
 GARBAGE_TRAIN = 1500  # synthetic non-digit clips for the speech detector (fewer for tiny data sets)
 REJECT_QUANTILE = 0.015  # reject threshold = this quantile of out-of-fold true-digit confidence
@@ -147,15 +147,15 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     by_name = {r.name: f for r, f in zip(feat_recs, feats)}
     tr_feats = [by_name[r.name] for r in role]
     X, y, g = stack(tr_feats, role, augmented=True)
-    clean = _clean_mask(tr_feats)
+    clean, corrupt = _clean_mask(tr_feats), _corrupt_mask(tr_feats)
     err.print(f"fitting {recipe.classifier} on {len(X)} vectors ({len(role)} clips, {len(set(g))} speakers)")
-    res = fit(X, y, g, recipe, clean_mask=clean)
+    res = fit(X, y, g, recipe, clean_mask=clean, corrupt_mask=corrupt)
     Xg = garbage_features(role, min(GARBAGE_TRAIN, max(200, len(role) // 2)), recipe.seed, recipe.jobs)
     Xw, Xd = detector_synth_features(recipe.jobs)
     Xg_all = np.vstack([Xg, Xw])
     res.estimator.detector = fit_detector(np.vstack([X, Xd]), Xg_all, recipe.seed)
     err.print("out-of-speaker confidences for the reject threshold")
-    conf = oof_confidence(res, X, y, Xg_all, Xd, clean)
+    conf = oof_confidence(res, X, y, Xg_all, Xd, clean, corrupt)
     threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
     err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
     classes = [str(c) for c in res.estimator.classes_]

@@ -71,16 +71,36 @@ def make_estimator(kind: str, seed: int = 0):
 
 # ---------------------------------------------------------------- features
 
+@dataclass
+class ClipFeatures:
+    """One clip's vectors (clean first, then its augmented copies) and, per vector, whether the
+    copy was corrupted (noise or clipping): the clean-vs-corrupted gate learns from those.
+    Indexes and iterates like the list of vectors."""
+
+    vectors: list[np.ndarray]
+    corrupted: list[bool]
+
+    def __getitem__(self, i):
+        return self.vectors[i]
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __iter__(self):
+        return iter(self.vectors)
+
+
 def _record_features(rec: Record, params: FeatureParams, spec: AugmentSpec | None, seed: int,
-                     babble: np.ndarray | None = None) -> list[np.ndarray]:
+                     babble: np.ndarray | None = None) -> ClipFeatures:
     """Clean vector first, then one per augmented copy (same copies every run for a given seed)."""
     x = rec.load()
-    out = [extract(x, params)]
+    out = ClipFeatures([extract(x, params)], [False])
     if spec is not None and (spec.copies > 0 or spec.warps):
         name_key = int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")
         rng = np.random.default_rng([seed, name_key])
-        for w, warp in augment_wave(x, spec, rng, babble):
-            out.append(extract(w, params, warp=warp))
+        for w, warp, corrupted in augment_wave(x, spec, rng, babble):
+            out.vectors.append(extract(w, params, warp=warp))
+            out.corrupted.append(corrupted)
     return out
 
 
@@ -94,18 +114,18 @@ def extract_all(
     progress: bool = True,
     label: str = "features",
     babble: np.ndarray | None = None,
-) -> list[list[np.ndarray]]:
+) -> list[ClipFeatures]:
     """Per record: [clean, aug1, ...] vectors, computed by `jobs` processes with a progress bar."""
     from joblib import Parallel, delayed
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    results: list[list[np.ndarray]] = []
+    results: list[ClipFeatures] = []
     batch = 32
     chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
 
-    def work(chunk: Sequence[Record]) -> list[list[np.ndarray]]:
+    def work(chunk: Sequence[Record]) -> list[ClipFeatures]:
         return [_record_features(r, params, spec, seed, babble) for r in chunk]
 
     with Progress(
@@ -120,7 +140,7 @@ def extract_all(
     return results
 
 
-def stack(feats: list[list[np.ndarray]], records: Sequence[Record], *, augmented: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stack(feats: Sequence[ClipFeatures], records: Sequence[Record], *, augmented: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X, y, speaker) from per-record vector lists; clean vectors only unless `augmented`."""
     X, y, g = [], [], []
     for vecs, r in zip(feats, records):
@@ -170,7 +190,8 @@ def _member_grids(recipe: Recipe) -> list[tuple[str, dict[str, list[Any]]]]:
     return [(k, (recipe.grid.get(k) if recipe.grid else None) or grids[k]) for k in kinds]
 
 
-def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, clean_mask: np.ndarray | None = None) -> FitResult:
+def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, clean_mask: np.ndarray | None = None,
+        corrupt_mask: np.ndarray | None = None) -> FitResult:
     """Per member (LR and/or RBF SVM): grid search with speaker-grouped CV, refit on all of X;
     the members are combined into a `DigitEnsemble` (probability average)."""
     from sklearn.base import clone
@@ -213,11 +234,30 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, cle
         members.append(fitted)
         temps.append(SVM_TEMPERATURE if kind == "svm" else 1.0)
         best[kind] = {k.removeprefix("clf__"): v for k, v in params.items()}
-    ens = DigitEnsemble(members, temps)
+    gate = fit_gate(X, clean_mask, corrupt_mask, recipe.seed) if any(clean_only) else None
+    ens = DigitEnsemble(members, temps, gate=gate, gated=clean_only, gate_gain=GATE_GAIN)
     return FitResult(ens, best, clean_only, float(np.mean(cv_acc)) if cv_acc else None, table, time.perf_counter() - t0, splits)
 
 
-def refit_like(res: FitResult, X: np.ndarray, y: np.ndarray, clean_mask: np.ndarray | None = None):
+GATE_GAIN = 4.0  # clean member weight = min(1, 4 * P(clean)); picked by LOSO on takes 5-49 only
+
+
+def fit_gate(X: np.ndarray, clean_mask: np.ndarray, corrupt_mask: np.ndarray | None = None, seed: int = 0):
+    """Logistic "clean recording (1) vs corrupted copy (0)" on the same features: the weight of
+    the clean-rows member. Copies that were only padded or re-levelled are left out (they are
+    clean audio too); without `corrupt_mask` every copy counts as corrupted."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    neg = ~clean_mask if corrupt_mask is None else corrupt_mask & ~clean_mask
+    rows = clean_mask | neg
+    clf = LogisticRegression(C=0.1, max_iter=3000, random_state=seed)
+    return Pipeline([("scale", StandardScaler()), ("clf", clf)]).fit(X[rows], clean_mask[rows].astype(int))
+
+
+def refit_like(res: FitResult, X: np.ndarray, y: np.ndarray, clean_mask: np.ndarray | None = None,
+               corrupt_mask: np.ndarray | None = None):
     """Same members and hyper-parameters, refitted on other data (for out-of-fold scores);
     clean-only members see the clean rows of it only."""
     from sklearn.base import clone
@@ -227,8 +267,9 @@ def refit_like(res: FitResult, X: np.ndarray, y: np.ndarray, clean_mask: np.ndar
     def rows(clean: bool) -> slice | np.ndarray:
         return clean_mask if clean and clean_mask is not None else slice(None)
 
-    return DigitEnsemble([clone(m).fit(X[rows(c)], y[rows(c)]) for m, c in zip(res.estimator.members, res.clean_only)],
-                         list(res.estimator.temperatures))
+    members = [clone(m).fit(X[rows(c)], y[rows(c)]) for m, c in zip(res.estimator.members, res.clean_only)]
+    gate = fit_gate(X, clean_mask, corrupt_mask) if any(res.clean_only) and clean_mask is not None else None
+    return DigitEnsemble(members, list(res.estimator.temperatures), gate=gate, gated=res.clean_only, gate_gain=GATE_GAIN)
 
 
 def make_detector(seed: int = 0):
@@ -246,14 +287,16 @@ def fit_detector(X_speech: np.ndarray, X_garbage: np.ndarray, seed: int = 0):
 
 
 def oof_confidence(res: FitResult, X: np.ndarray, y: np.ndarray, X_garbage: np.ndarray,
-                   X_pos_extra: np.ndarray | None = None, clean_mask: np.ndarray | None = None) -> np.ndarray:
+                   X_pos_extra: np.ndarray | None = None, clean_mask: np.ndarray | None = None,
+                   corrupt_mask: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold confidence (digit prob x speech prob) of every clean validation row: what a
     new speaker's true digits score, used to pick the reject threshold honestly."""
     conf = []
     for tr, va in res.splits:
         if len(va) == 0:
             continue
-        ens = refit_like(res, X[tr], y[tr], None if clean_mask is None else clean_mask[tr])
+        ens = refit_like(res, X[tr], y[tr], None if clean_mask is None else clean_mask[tr],
+                         None if corrupt_mask is None else corrupt_mask[tr])
         pos = X[tr] if X_pos_extra is None or not len(X_pos_extra) else np.vstack([X[tr], X_pos_extra])
         ens.detector = fit_detector(pos, X_garbage)
         conf.append(ens.predict_proba(X[va]).max(axis=1))
@@ -279,7 +322,7 @@ def loso(
         te = np.flatnonzero(spk == sp)
         tr_feats = [feats[i] for i in tr]
         Xtr, ytr, gtr = stack(tr_feats, [records[i] for i in tr], augmented=True)
-        res = fit(Xtr, ytr, gtr, recipe, clean_mask=_clean_mask(tr_feats))
+        res = fit(Xtr, ytr, gtr, recipe, clean_mask=_clean_mask(tr_feats), corrupt_mask=_corrupt_mask(tr_feats))
         Xte, yte, _ = stack([feats[i] for i in te], [records[i] for i in te], augmented=False)
         acc = float(np.mean(res.estimator.predict(Xte) == yte))
         per[sp] = acc
@@ -289,7 +332,12 @@ def loso(
     return {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per}
 
 
-def _clean_mask(feats: list[list[np.ndarray]]) -> np.ndarray:
+def _corrupt_mask(feats: Sequence[ClipFeatures]) -> np.ndarray:
+    """Per stacked row (augmented=True order): a copy with noise or clipping."""
+    return np.asarray([c for f in feats for c in f.corrupted], dtype=bool)
+
+
+def _clean_mask(feats: Sequence[ClipFeatures]) -> np.ndarray:
     mask: list[bool] = []
     for vecs in feats:
         mask.append(True)
