@@ -210,7 +210,7 @@ def bench_command(args: Any, cfg: Config) -> int:
     err = Console(stderr=True)
     speed = cfg.bench.speed
     t = time.perf_counter()
-    model = load_model(cfg.classify.model or None)
+    model = load_model(cfg.classify.model or None, keep_estimator=False)
     model_load_s = time.perf_counter() - t
     model.warm_up()
     audio, truth = build_stream(args, cfg)

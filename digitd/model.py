@@ -172,8 +172,12 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"{cp}: unreadable model card ({e})") from None
 
 
-def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS) -> DigitModel:
-    """Verify and load a model; refuse one whose features differ from `params`."""
+def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS, *,
+               keep_estimator: bool = True) -> DigitModel:
+    """Verify and load a model; refuse one whose features differ from `params`.
+
+    `keep_estimator=False` (the daemon, bench, predict) drops the pickled scikit-learn copy
+    when the numpy runtime can score alone: tens of MB the daemon would never unpickle."""
     import joblib
 
     path = Path(path) if path else default_model_path()
@@ -211,6 +215,9 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     blob = bundle.get("estimator_blob")
     if runtime is None and not isinstance(blob, bytes):
         raise ModelError(f"{path}: holds no classifier")
+    if runtime is not None and not keep_estimator:
+        blob = None
+    del bundle
     model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
                        runtime=runtime, estimator_blob=blob)
     if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit

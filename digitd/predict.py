@@ -35,7 +35,7 @@ def predict_file(model: DigitModel, path: Path) -> dict[str, Any]:
 
 
 def predict_command(args: argparse.Namespace, cfg: Any) -> int:
-    model = load_model(cfg.classify.model or None)
+    model = load_model(cfg.classify.model or None, keep_estimator=False)
     failed = 0
     seen = 0
     for path in iter_inputs(args.paths):

@@ -115,3 +115,15 @@ def test_gated_ensemble_compiles_and_matches_sklearn():
     np.testing.assert_allclose(score(rt, x), ens.predict_proba(x), atol=1e-6)
     ungated = DigitEnsemble([lr, svm, svm2], [1.0, 3.0, 3.0])
     assert not np.allclose(ungated.predict_proba(x), ens.predict_proba(x))
+
+
+def test_daemon_load_drops_the_sklearn_copy_and_scores_the_same(tmp_path):
+    x, y = _blobs()
+    est = make_pipeline(StandardScaler(), SVC(C=3, gamma=0.003)).fit(x, y)
+    path = tmp_path / "m.joblib"
+    save_model(DigitModel(est, sorted(set(y))), path, {"note": "test"}, check_x=x[:50])
+    full, lean = load_model(path), load_model(path, keep_estimator=False)
+    assert lean.estimator is None and full.estimator is not None
+    np.testing.assert_array_equal(lean.scores(x[:30]), full.scores(x[:30]))
+    assert lean.runtime["sv"].dtype == np.float32  # support vectors stored in single precision
+    np.testing.assert_allclose(lean.scores(x[:30]), sklearn_scores(est, x[:30]), atol=1e-6)

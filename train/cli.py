@@ -181,7 +181,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                                                      for m, c in zip(res.estimator.members, res.clean_only))
                         + " (probability average) x digit detector (HistGradientBoosting)",
                         "hyper_params": res.best_params,
-                        "cv": {"scheme": "speaker-grouped (one fold per FSDD speaker) on the training data",
+                        "cv": {"scheme": "speaker-grouped on the training data (one fold per speaker up to 8 speakers, else 6 grouped folds)",
                                "accuracy": res.cv_accuracy, "grid": res.cv_table}},
         "reject_threshold": threshold,
         "reject_threshold_how": f"{REJECT_QUANTILE:.1%} quantile of out-of-fold (held-out speaker) confidence of true digits",
