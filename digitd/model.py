@@ -217,7 +217,6 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
         raise ModelError(f"{path}: holds no classifier")
     if runtime is not None and not keep_estimator:
         blob = None
-    del bundle
     model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
                        runtime=runtime, estimator_blob=blob)
     if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit
