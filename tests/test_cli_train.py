@@ -135,3 +135,12 @@ def test_hf_unreachable_is_one_line(tmp_path):
     err = p.stderr.strip()
     assert err.startswith("digitd: error:") and "mteb/free-spoken-digit-dataset" in err
     assert "\n" not in err and "Traceback" not in err
+
+
+def test_clean_svm_without_aug_says_so_and_trains(small_subset, tmp_path, capsys):
+    rc = main(["train", "--data", str(small_subset), "--classifier", "lr", "--clean-svm", "--out-dir", str(tmp_path),
+               "--name", "t", "--jobs", "1"])
+    assert rc == 0
+    assert "--clean-svm adds nothing without --aug" in capsys.readouterr().err
+    card = json.loads((tmp_path / "t.json").read_text())
+    assert card["recipe"]["clean_svm"] is True and "svm_clean" not in card["classifier"]["hyper_params"]

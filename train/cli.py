@@ -131,6 +131,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     err = _console()
     records, source = load_records(args, cfg)
     recipe = recipe_from(cfg)
+    if recipe.clean_svm and recipe.augment.copies == 0:
+        err.print("digitd: note: --clean-svm adds nothing without --aug N (every row is clean already)")
     synth = synth_records(recipe)
     if synth:
         records = records + synth
