@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--espeak", action="store_true", help="accuracy on espeak-ng digits (unseen synthetic voices)")
     p.add_argument("--plots", metavar="DIR", help="write confusion-matrix / accuracy-vs-SNR PNGs here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--record", action="store_true",
+                   help="also write these results (and this command) into the model card's \"eval\" section")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad file instead of skipping it")
     return parser

@@ -144,3 +144,21 @@ def test_clean_svm_without_aug_says_so_and_trains(small_subset, tmp_path, capsys
     assert "--clean-svm adds nothing without --aug" in capsys.readouterr().err
     card = json.loads((tmp_path / "t.json").read_text())
     assert card["recipe"]["clean_svm"] is True and "svm_clean" not in card["classifier"]["hyper_params"]
+
+
+def test_eval_record_writes_the_card_and_model_still_loads(trained, small_subset, tmp_path, capsys):
+    import shutil
+
+    from digitd.model import load_model
+
+    model = tmp_path / "rec.joblib"
+    shutil.copy(trained, model)
+    shutil.copy(trained.with_suffix(".json"), model.with_suffix(".json"))
+    assert main(["eval", "--model", str(model), "--data", str(small_subset), "--conditions", "--jobs", "1", "--record"]) == 0
+    card = json.loads(model.with_suffix(".json").read_text())
+    ev = card["eval"]
+    assert ev["command"].startswith("digitd eval --model") and "--record" in ev["command"]
+    assert ev["test"]["n"] == 40 and "confusion" not in ev["test"]
+    assert ev["conditions"]["clean"] == pytest.approx(ev["test"]["accuracy"])
+    assert card["sha256"] == json.loads(trained.with_suffix(".json").read_text())["sha256"]
+    assert load_model(model).classes == [str(d) for d in range(10)]

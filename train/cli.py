@@ -16,7 +16,7 @@ import numpy as np
 
 from digitd.cli import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
-from digitd.model import DigitModel, default_model_path, load_model, models_dirs, save_model
+from digitd.model import DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
@@ -304,9 +304,23 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
         rows = [[s, f"{a:.3f}"] for s, a in res["per_speaker"].items()]
         rows += [["[bold]mean[/]", f"[bold]{res['mean']:.3f}[/]"], ["worst", f"{res['worst']:.3f}"]]
         show(_table(f"leave-one-speaker-out ({recipe.classifier}, retrained per speaker)", ["held-out speaker", "accuracy"], rows))
+    if getattr(args, "record", False):
+        record_in_card(path, result, _command(args))
+        err.print(f"recorded in {card_path(path)}")
     if as_json:
         print(json.dumps(result))
     return 0
+
+
+def record_in_card(path: Path, result: dict[str, Any], command: str) -> None:
+    """The card keeps the robustness numbers the README reports, with the command that made them.
+    The card's SHA-256 is of the model file, so rewriting the card leaves it loadable."""
+    card = read_card(path)
+    summary = {k: v for k, v in result.items() if k not in ("model",)}
+    if "test" in summary:
+        summary["test"] = {k: v for k, v in summary["test"].items() if k != "confusion"}
+    card["eval"] = {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **summary}
+    card_path(path).write_text(json.dumps(card, indent=2) + "\n")
 
 
 def _open_set(model: DigitModel, cfg: Any, test_recs: list[Record], seed: int, show) -> dict[str, Any]:
