@@ -207,13 +207,14 @@ def pool(frames: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     """
     if len(frames) < params.segments:
         frames = np.vstack([frames, np.repeat(frames[-1:], params.segments - len(frames), axis=0)])
+    segs = np.array_split(frames, params.segments)
     parts = [frames.mean(0), frames.std(0), frames.min(0), frames.max(0)]
-    parts += [seg.mean(0) for seg in np.array_split(frames, params.segments)]
+    parts += [seg.mean(0) for seg in segs]
     c0 = frames[:, 0] - frames[:, 0].max()  # natural-log power relative to the loudest frame
     if params.weight_power > 0:
         w = np.exp(params.weight_power * c0)
         parts.append(w @ frames / w.sum())
-        for seg, ws in zip(np.array_split(frames, params.segments), np.array_split(w, params.segments)):
+        for seg, ws in zip(segs, np.array_split(w, params.segments)):
             parts.append(ws @ seg / ws.sum())
     if params.loud_range_db > 0:
         loud = frames[c0 >= -params.loud_range_db * np.log(10) / 10]

@@ -187,7 +187,12 @@ def _member_grids(recipe: Recipe) -> list[tuple[str, dict[str, list[Any]]]]:
     if recipe.grid and len(kinds) == 1:
         return [(kinds[0], recipe.grid)]
     grids = AUG_GRIDS if recipe.augment.copies > 0 else GRIDS
-    return [(k, (recipe.grid.get(k) if recipe.grid else None) or grids[k]) for k in kinds]
+    return [(k, _grid_for(recipe, k, grids)) for k in kinds]
+
+
+def _grid_for(recipe: Recipe, kind: str, grids: dict[str, dict[str, list[Any]]]) -> dict[str, list[Any]]:
+    """The recipe's own grid for this member kind, else the default one from `grids`."""
+    return (recipe.grid.get(kind) if recipe.grid else None) or grids[kind]
 
 
 def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, clean_mask: np.ndarray | None = None,
@@ -204,9 +209,8 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, cle
     members, temps, best, table, cv_acc, clean_only = [], [], {}, [], [], []
     plan = [(kind, grid, False) for kind, grid in _member_grids(recipe)]
     if recipe.clean_svm and clean_mask is not None and not clean_mask.all():
-        plan.append(("svm", (recipe.grid.get("svm") if recipe.grid else None) or GRIDS["svm"], True))
+        plan.append(("svm", _grid_for(recipe, "svm", GRIDS), True))  # clean rows: the full grid is cheap
     for kind, grid, clean in plan:
-        est = make_estimator(kind, recipe.seed)
         if clean:  # the clean specialist: keeps accuracy on clean voices while the others learn noise
             sub = fit(X[clean_mask], y[clean_mask], groups[clean_mask],
                       Recipe(classifier="svm", grid=grid, seed=recipe.seed, jobs=recipe.jobs))
@@ -219,6 +223,7 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, cle
             clean_only.append(True)
             continue
         clean_only.append(False)
+        est = make_estimator(kind, recipe.seed)
         if not splits or all(len(v) == 1 for v in grid.values()):
             params = {k: v[0] for k, v in grid.items()}
             fitted = clone(est).set_params(**params).fit(X, y)
