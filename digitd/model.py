@@ -158,8 +158,13 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
-    card_path(path).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    write_card(path, card)
     return card
+
+
+def write_card(path: str | Path, card: dict[str, Any]) -> None:
+    """The card beside model `path`: the one place its JSON layout is decided."""
+    card_path(path).write_text(json.dumps(card, indent=2) + "\n")
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from digitd.cli import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
-from digitd.model import DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model
+from digitd.model import DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
@@ -320,7 +320,7 @@ def record_in_card(path: Path, result: dict[str, Any], command: str) -> None:
     if "test" in summary:
         summary["test"] = {k: v for k, v in summary["test"].items() if k != "confusion"}
     card["eval"] = {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **summary}
-    card_path(path).write_text(json.dumps(card, indent=2) + "\n")
+    write_card(path, card)
 
 
 def _open_set(model: DigitModel, cfg: Any, test_recs: list[Record], seed: int, show) -> dict[str, Any]:
