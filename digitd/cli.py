@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synth", action="store_true", default=None, help="also train on espeak-ng digits from training-only voices [train.synth]")
     p.add_argument("--clean-svm", dest="clean_svm", action="store_true", default=None,
                    help="with --aug: add an SVM member fitted on the clean clips only [train.clean_svm]")
+    p.add_argument("--cnn", action="store_true", default=None,
+                   help="add the convolutional log-mel member, heard in noise (needs torch) [train.cnn]")
+    p.add_argument("--cnn-epochs", type=int, dest="cnn_epochs", metavar="N", help="CNN training epochs [train.cnn_epochs]")
+    p.add_argument("--cnn-copies", type=int, dest="cnn_copies", metavar="N", help="augmented spectrograms per clip [train.cnn_copies]")
+    p.add_argument("--cnn-gain", type=float, dest="cnn_gain", metavar="G", help="CNN weight in noise [train.cnn_gain]")
+    p.add_argument("--cnn-base", type=float, dest="cnn_base", metavar="B", help="CNN weight on clean audio [train.cnn_base]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
@@ -123,6 +129,11 @@ FLAG_KNOBS = {
     "aug_kinds": "train.aug_kinds",
     "synth": "train.synth",
     "clean_svm": "train.clean_svm",
+    "cnn": "train.cnn",
+    "cnn_epochs": "train.cnn_epochs",
+    "cnn_copies": "train.cnn_copies",
+    "cnn_gain": "train.cnn_gain",
+    "cnn_base": "train.cnn_base",
     "jobs": "train.jobs",
 }
 

@@ -55,6 +55,14 @@ class DigitEnsemble:
         w = self.member_weights(X)
         return np.einsum("nm,mnc->nc", w, np.asarray(parts)) / w.sum(axis=1, keepdims=True)
 
+    def parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The same pieces as digitd.runtime.ensemble_parts (digit, weight, speech, clean)."""
+        X = np.atleast_2d(X)
+        w = self.member_weights(X)
+        gated = np.asarray(self.gated, dtype=bool)
+        clean = w[:, gated][:, 0] if gated.any() and getattr(self, "gate", None) is not None else np.zeros(len(X))
+        return {"digit": self.digit_proba(X), "weight": w.sum(axis=1), "speech": self.speech_proba(X), "clean": clean}
+
     def speech_proba(self, X: np.ndarray) -> np.ndarray:
         if self.detector is None:
             return np.ones(len(X))

@@ -15,7 +15,7 @@ import python_speech_features as psf
 
 from digitd import SAMPLE_RATE
 
-FEATURE_VERSION = 3  # bump when `extract` changes in a way the params below do not capture (2: noise floor, 3: loud-frame pooling)
+FEATURE_VERSION = 3  # bump when `extract`/`logmel` change in a way the params below do not capture (2: noise floor, 3: loud-frame pooling; the log-mel view came with its own params, old models load unchanged)
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,10 @@ class FeatureParams:
     # loud_range_db of the peak get their own mean and std. 0 = off (v2 vector).
     weight_power: float = 0.5
     loud_range_db: float = 20.0
+    # Log-mel spectrogram for the convolutional member (v4, see digitd.cnn): the same framing and
+    # pre-emphasis as the MFCC, relative to its loudest cell, floored (natural-log units).
+    mel_bands: int = 32
+    mel_floor: float = -12.0
     version: int = FEATURE_VERSION
 
     def to_dict(self) -> dict:
@@ -155,12 +159,8 @@ def _mfcc_warped(x: np.ndarray, params: FeatureParams, warp: float) -> np.ndarra
     return feat
 
 
-def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, warp: float = 1.0) -> np.ndarray:
-    """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep).
-
-    `warp` != 1 analyses the audio through a VTLN-warped filterbank (augmentation and
-    test-time warp search); warp == 1 is exactly python_speech_features.mfcc.
-    """
+def _conditioned(x: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """Float audio at least one frame long, with the dither and noise floor both views expect."""
     x = to_float(x)
     winlen_samples = int(round(params.winlen * params.sample_rate))
     if params.nfft < winlen_samples:
@@ -174,6 +174,16 @@ def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, war
         flen = max(1, int(round(params.sample_rate * params.trim_frame_ms / 1000)))
         peak_db = float(frame_db(x, flen).max())
         x = x + noise * 10 ** ((peak_db - params.noise_floor_db) / 20)
+    return x
+
+
+def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, warp: float = 1.0) -> np.ndarray:
+    """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep).
+
+    `warp` != 1 analyses the audio through a VTLN-warped filterbank (augmentation and
+    test-time warp search); warp == 1 is exactly python_speech_features.mfcc.
+    """
+    x = _conditioned(x, params)
     if warp != 1.0:
         ceps = _mfcc_warped(x, params, warp)
     else:
@@ -222,6 +232,16 @@ def pool(frames: np.ndarray, params: FeatureParams = DEFAULT_PARAMS) -> np.ndarr
     return np.concatenate(parts)
 
 
+def _word(x: np.ndarray, params: FeatureParams, trimmed: bool) -> np.ndarray:
+    """Checked float audio of the word (trimmed here unless the caller did)."""
+    x = to_float(x)
+    if len(x) == 0:
+        raise ValueError("empty waveform")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("waveform has NaN or infinite samples")
+    return x if trimmed else trim(x, params)
+
+
 def extract(
     x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: bool = False, warp: float = 1.0
 ) -> np.ndarray:
@@ -230,11 +250,17 @@ def extract(
     Pass `trimmed=True` when the caller already cut the word with `trim` (the daemon does).
     `warp` (default 1 = the plain features) applies a VTLN filterbank warp, see `warped_filterbank`.
     """
-    x = to_float(x)
-    if len(x) == 0:
-        raise ValueError("empty waveform")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("waveform has NaN or infinite samples")
-    if not trimmed:
-        x = trim(x, params)
-    return pool(frame_features(x, params, warp=warp), params).astype(np.float32)
+    return pool(frame_features(_word(x, params, trimmed), params, warp=warp), params).astype(np.float32)
+
+
+def logmel(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, trimmed: bool = False) -> np.ndarray:
+    """Waveform -> float32 log-mel spectrogram (frames, mel_bands) of the word, for digitd.cnn.
+
+    Relative to its loudest cell (level invariance) and floored at `mel_floor`, so a quiet room
+    and digital silence look alike. Same trim, dither and noise floor as `extract`.
+    """
+    x = _conditioned(_word(x, params, trimmed), params)
+    s = psf.logfbank(x, samplerate=params.sample_rate, winlen=params.winlen, winstep=params.winstep,
+                     nfilt=params.mel_bands, nfft=params.nfft, lowfreq=0, highfreq=None, preemph=params.preemph)
+    s = s - s.max()
+    return np.maximum(s, params.mel_floor).astype(np.float32)

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from digitd import SAMPLE_RATE
-from digitd.features import DEFAULT_PARAMS, FeatureParams, extract
-from digitd.runtime import NotCompilable, Runtime, compile_estimator, score, sklearn_scores
+from digitd import cnn as cnn_mod
+from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
+from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, score, sklearn_scores
 
 FORMAT = "digitd-model/1"
 DEFAULT_NAME = "default"
@@ -66,21 +67,54 @@ class Prediction:
     probs: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class Features:
+    """What the classifier sees of one utterance: the pooled vector and, for a model with a
+    convolutional member, the log-mel spectrogram (None otherwise)."""
+
+    vector: np.ndarray
+    spec: np.ndarray | None = None
+
+
+@dataclass
+class CnnMember:
+    """The convolutional member and how loud it speaks: weight = base + gain * (1 - clean),
+    where clean is the ensemble gate's weight for its clean-audio member (0 without a gate),
+    against the pooled members' summed weight. ~base on clean audio, ~base + gain in noise."""
+
+    weights: dict[str, Any]
+    gain: float
+    base: float = 0.0
+
+    def weight(self, clean: np.ndarray) -> np.ndarray:
+        return self.base + self.gain * (1.0 - np.asarray(clean, dtype=np.float64))
+
+    def combine(self, parts: dict[str, np.ndarray], cnn_probs: np.ndarray) -> np.ndarray:
+        """Digit probabilities (n, classes) of the pooled members' average joined by this member
+        (`parts` from digitd.runtime.ensemble_parts; the detector's P(speech) not applied)."""
+        w = parts["weight"][:, None]
+        wc = self.weight(parts["clean"])[:, None]
+        return (w * parts["digit"] + wc * np.atleast_2d(cnn_probs)) / (w + wc)
+
+
 class DigitModel:
     """A fitted classifier with the feature parameters it was trained on.
 
     Scoring uses the numpy `runtime` (see digitd.runtime) when the model has one, so the
-    daemon never imports scikit-learn; `estimator` is unpickled only when asked for.
+    daemon never imports scikit-learn; `estimator` is unpickled only when asked for. An
+    optional `cnn` member (digitd.cnn, numpy too) joins the pooled members' average.
     """
 
     def __init__(self, estimator: Any = None, classes: list[str] | None = None, params: FeatureParams = DEFAULT_PARAMS,
-                 meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None, estimator_blob: bytes | None = None):
+                 meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None, estimator_blob: bytes | None = None,
+                 cnn: CnnMember | None = None):
         self._estimator = estimator
         self._blob = estimator_blob
         self.classes = [str(c) for c in (classes or [])]
         self.params = params
         self.meta = dict(meta or {})
         self.runtime = runtime
+        self.cnn = cnn
 
     @property
     def estimator(self) -> Any:
@@ -88,18 +122,36 @@ class DigitModel:
             self._estimator = pickle.loads(self._blob)
         return self._estimator
 
-    def features(self, x: np.ndarray, *, trimmed: bool = False) -> np.ndarray:
-        return extract(x, self.params, trimmed=trimmed)
+    def features(self, x: np.ndarray, *, trimmed: bool = False) -> Features:
+        if self.cnn is None:
+            return Features(extract(x, self.params, trimmed=trimmed))
+        if not trimmed:
+            x = trim(x, self.params)
+        return Features(extract(x, self.params, trimmed=True), logmel(x, self.params, trimmed=True))
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, n_classes): predict_proba, else softmax of the decision function."""
+        """Class probabilities (n, n_classes) from pooled vectors alone (no convolutional member):
+        predict_proba, else softmax of the decision function."""
         feats = np.atleast_2d(feats)
         if self.runtime is not None:
             return score(self.runtime, feats)
         return sklearn_scores(self.estimator, feats)
 
-    def classify(self, feats: np.ndarray) -> Prediction:
-        p = self.scores(feats)[0]
+    def probabilities(self, feats: Features) -> np.ndarray:
+        """(n_classes,) for one utterance, the convolutional member included when there is one."""
+        if self.cnn is None or feats.spec is None:
+            return self.scores(feats.vector)[0]
+        v = np.atleast_2d(feats.vector)
+        if self.runtime is not None:
+            parts = ensemble_parts(self.runtime, v)
+        elif hasattr(self.estimator, "parts"):
+            parts = self.estimator.parts(v)
+        else:
+            parts = {"digit": sklearn_scores(self.estimator, v), "weight": np.ones(1), "speech": np.ones(1), "clean": np.zeros(1)}
+        return self.cnn.combine(parts, cnn_mod.proba(self.cnn.weights, feats.spec))[0] * float(parts["speech"][0])
+
+    def classify(self, feats: Features) -> Prediction:
+        p = self.probabilities(feats)
         i = int(np.argmax(p))
         return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)})
 
@@ -142,6 +194,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
         "feature_params": model.params.to_dict(),
         "sklearn_version": sklearn.__version__,
         "meta": model.meta,
+        "cnn": None if model.cnn is None else {"weights": model.cnn.weights, "gain": model.cnn.gain, "base": model.cnn.base},
     }
     joblib.dump(bundle, path, compress=3)
     card = dict(card)
@@ -155,6 +208,8 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "feature_params": model.params.to_dict(),
             "sklearn_version": sklearn.__version__,
             "numpy_runtime": runtime is not None,
+            "cnn": None if model.cnn is None else {"gain": model.cnn.gain, "base": model.cnn.base,
+                                                   "parameters": cnn_mod.n_parameters(model.cnn.weights)},
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
@@ -222,8 +277,18 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
         raise ModelError(f"{path}: holds no classifier")
     if runtime is not None and not keep_estimator:
         blob = None
+    cnn = None
+    if bundle.get("cnn") is not None:
+        try:
+            c = bundle["cnn"]
+            cnn = CnnMember(c["weights"], float(c["gain"]), float(c.get("base", 0.0)))
+            p = cnn_mod.proba(cnn.weights, np.full((8, model_params.mel_bands), model_params.mel_floor, np.float32))
+        except Exception as e:  # noqa: BLE001 - any malformed array or key is a bad model file
+            raise ModelError(f"{path}: bad convolutional member ({type(e).__name__}: {e})") from None
+        if p.shape != (len(classes),):
+            raise ModelError(f"{path}: convolutional member gives {p.shape[0]} scores for {len(classes)} classes")
     model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
-                       runtime=runtime, estimator_blob=blob)
+                       runtime=runtime, estimator_blob=blob, cnn=cnn)
     if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit
         try:
             est = model.estimator

@@ -144,19 +144,12 @@ def _svc_decision(rt: Runtime, x: np.ndarray) -> np.ndarray:
 def score(rt: Runtime, x: np.ndarray) -> np.ndarray:
     """Class probabilities (n, n_classes): predict_proba for LR, softmax of decision otherwise."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    for step in rt.get("pre", []):
-        x = (x - step["mean"]) / step["scale"]
     kind = rt["kind"]
     if kind == "ensemble":
-        parts = np.asarray([score(m, x) for m in rt["members"]])  # (members, n, classes)
-        w = np.ones((len(x), len(parts)))
-        if "gate" in rt:
-            g = score(rt["gate"], x)[:, rt["gate_index"]]
-            w[:, rt["gated"]] = np.clip(rt["gate_gain"] * g, 0.0, 1.0)[:, None]
-        p = np.einsum("nm,mnc->nc", w, parts) / w.sum(axis=1, keepdims=True)
-        if "detector" in rt:
-            p = p * score(rt["detector"], x)[:, rt["speech_index"]][:, None]
-        return p
+        parts = ensemble_parts(rt, x)
+        return parts["digit"] * parts["speech"][:, None]
+    for step in rt.get("pre", []):
+        x = (x - step["mean"]) / step["scale"]
     if kind == "hgb_binary":
         n_trees = rt["leaf"].shape[0]
         tree = np.arange(n_trees)[None, :]
@@ -186,6 +179,28 @@ def score(rt: Runtime, x: np.ndarray) -> np.ndarray:
     if kind == "svc":
         return _softmax(_svc_decision(rt, x) * t)
     raise ValueError(f"unknown runtime kind {kind!r}")
+
+
+def ensemble_parts(rt: Runtime, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The pieces `score` multiplies, for a caller that adds a member of its own (digitd.cnn):
+    digit (n, classes) = weighted member average, weight (n,) = the sum of member weights,
+    speech (n,) = the detector's P(speech), clean (n,) = the gate's clipped weight (0 without a gate).
+    A runtime that is not an ensemble is one member with weight 1 and no detector."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    n = len(x)
+    if rt["kind"] != "ensemble":
+        return {"digit": score(rt, x), "weight": np.ones(n), "speech": np.ones(n), "clean": np.zeros(n)}
+    for step in rt.get("pre", []):
+        x = (x - step["mean"]) / step["scale"]
+    parts = np.asarray([score(m, x) for m in rt["members"]])  # (members, n, classes)
+    w = np.ones((n, len(parts)))
+    clean = np.zeros(n)
+    if "gate" in rt:
+        clean = np.clip(rt["gate_gain"] * score(rt["gate"], x)[:, rt["gate_index"]], 0.0, 1.0)
+        w[:, rt["gated"]] = clean[:, None]
+    speech = score(rt["detector"], x)[:, rt["speech_index"]] if "detector" in rt else np.ones(n)
+    return {"digit": np.einsum("nm,mnc->nc", w, parts) / w.sum(axis=1, keepdims=True), "weight": w.sum(axis=1),
+            "speech": speech, "clean": clean}
 
 
 def sklearn_scores(est: Any, x: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from digitd.features import FeatureParams
-from digitd.model import DigitModel, ModelError, card_path, load_model, save_model, sha256_file
+from digitd.model import DigitModel, Features, ModelError, card_path, load_model, save_model, sha256_file
 from train.data import load_folder
 from train.trainer import Recipe, extract_all, fit, stack
 
@@ -36,7 +36,7 @@ def test_round_trip_same_predictions(tiny, tmp_path):
     loaded = load_model(path)
     # the loaded model scores with the numpy runtime (float64); sklearn scores float32 input in float32
     np.testing.assert_allclose(loaded.scores(X), model.scores(X), atol=1e-6)
-    p = loaded.classify(X[0])
+    p = loaded.classify(Features(X[0]))
     assert p.label in loaded.classes and 0.0 < p.confidence <= 1.0
     assert abs(sum(p.probs.values()) - 1.0) < 1e-6
 
@@ -102,7 +102,7 @@ def test_detector_scales_confidence_not_the_label(tiny, small_subset):
     model, X = tiny
     rng = np.random.default_rng(0)
     garbage = [w for _, w in garbage_clips(60, rng, kinds=("noise", "click", "cough"))]
-    Xg = np.asarray([model.features(w) for w in garbage])
+    Xg = np.asarray([model.features(w).vector for w in garbage])
     base = model.estimator
     ens = DigitEnsemble(base.members, base.temperatures, fit_detector(X, Xg))
     p = ens.predict_proba(X)
@@ -129,6 +129,7 @@ def test_shipped_model_loads_without_trainer_torch_or_datasets():
     code = (
         "import sys\n"
         "sys.modules['train'] = None  # the trainer is not importable\n"
+        "sys.modules['torch'] = None  # nor torch: the CNN member runs on numpy\n"
         "import numpy as np\n"
         "from digitd.model import load_model\n"
         "m = load_model()\n"

@@ -20,6 +20,7 @@ from digitd.model import DigitModel, card_path, default_model_path, load_model, 
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
+from train.cnn import fit_member, joint_digit_proba
 from train.trainer import Recipe, _clean_mask, _corrupt_mask, extract_all, fit, fit_detector, loso, oof_confidence, stack
 
 GARBAGE_TRAIN = 1500  # synthetic non-digit clips for the speech detector (fewer for tiny data sets)
@@ -60,7 +61,8 @@ def recipe_from(cfg: Any) -> Recipe:
     if bad:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
-                  clean_svm=t.clean_svm, seed=t.seed, jobs=t.jobs)
+                  clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
+                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, seed=t.seed, jobs=t.jobs)
 
 
 def synth_records(recipe: Recipe) -> list[Record]:
@@ -126,11 +128,29 @@ def detector_synth_features(jobs: int) -> tuple[np.ndarray, np.ndarray]:
     return feats[: len(words)], feats[len(words):]
 
 
+def _require_torch() -> None:
+    """--cnn trains with torch (the hf extra): say so in one line, before minutes of features."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise DigitdError("--cnn needs torch: pip install '.[hf]' (the daemon itself never needs it)") from None
+
+
+def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | None, copies: int | None = None):
+    """Spectrogram versions for the CNN member (the clean one first)."""
+    from train.cnn import spectrograms_all
+
+    return spectrograms_all(recs, recipe.augment, recipe.cnn_copies if copies is None else copies, seed=recipe.seed,
+                            babble=babble, jobs=recipe.jobs)
+
+
 def train_command(args: argparse.Namespace, cfg: Any) -> int:
     t0 = time.perf_counter()
     err = _console()
     records, source = load_records(args, cfg)
     recipe = recipe_from(cfg)
+    if recipe.cnn:
+        _require_torch()
     if recipe.clean_svm and recipe.augment.copies == 0:
         err.print("digitd: note: --clean-svm adds nothing without --aug N (every row is clean already)")
     synth = synth_records(recipe)
@@ -142,7 +162,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if not any(r.split == "train" for r in role):
         raise DigitdError("no training-split records (FSDD takes 5-49) found")
     want_loso = bool(getattr(args, "loso", False))
-    babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
+    babble = babble_bank(records, recipe.seed) if recipe.augment.copies or recipe.cnn else None
     # LOSO needs augmented features for every FSDD record too; otherwise only the training roles.
     feat_recs = [r for r in records if r.split in ("train", "extra", "synth", "test")] if want_loso else role
     feats = extract_all(feat_recs, DEFAULT_PARAMS, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed, babble=babble)
@@ -161,16 +181,26 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
     err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
     classes = [str(c) for c in res.estimator.classes_]
-    model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold})
+    cnn_specs, member = None, None
+    if recipe.cnn:
+        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble)
+        spec_by_name = {r.name: v for r, v in zip(feat_recs, cnn_specs)}
+        err.print(f"fitting the CNN member on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
+        member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
+                            epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed)
+    model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},
+                       cnn=member)
     metrics: dict[str, Any] = {}
     if test_recs:
         te_feats = extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, label="test features")
         Xte, yte, _ = stack(te_feats, test_recs, augmented=False)
-        m = summarize(yte, [classes[i] for i in np.argmax(model.scores(Xte), axis=1)], classes)
+        te_specs = [v[0] for v in _cnn_spectrograms(test_recs, recipe, None, copies=0)] if member else None
+        m = summarize(yte, [classes[i] for i in np.argmax(joint_digit_proba(res.estimator, member, Xte, te_specs), axis=1)], classes)
         metrics["test"] = {k: v for k, v in m.items() if k != "classes"}
         err.print(f"official test accuracy {m['accuracy']:.4f} (n={m['n']})")
     if want_loso:
-        metrics["loso"] = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"))
+        metrics["loso"] = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"),
+                               cnn_specs=cnn_specs)
         err.print(f"LOSO mean {metrics['loso']['mean']:.4f}")
     out_dir = Path(args.out_dir) if args.out_dir else models_dirs()[-1]
     path = out_dir / f"{args.name}.joblib"
@@ -181,6 +211,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         "classifier": {"kind": recipe.classifier,
                         "pipeline": "StandardScaler + " + " / ".join(type(m[-1]).__name__ + (" (clean rows)" if c else "")
                                                                      for m, c in zip(res.estimator.members, res.clean_only))
+                        + (" + CNN on the log-mel spectrogram (weight "
+                           f"{recipe.cnn_base:g} + {recipe.cnn_gain:g} x (1 - clean gate))" if member else "")
                         + " (probability average) x digit detector (HistGradientBoosting)",
                         "hyper_params": res.best_params,
                         "cv": {"scheme": "speaker-grouped on the training data (one fold per speaker up to 8 speakers, else 6 grouped folds)",
@@ -295,11 +327,14 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     if getattr(args, "loso", False):
         recipe = Recipe.from_dict(model.meta.get("recipe", {}))
         recipe.jobs = cfg.train.jobs
-        babble = babble_bank(records, recipe.seed) if recipe.augment.copies else None
+        babble = babble_bank(records, recipe.seed) if recipe.augment.copies or recipe.cnn else None
         feat_recs = [r for r in records if r.split in ("train", "extra", "test")] + synth_records(recipe)
         feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
                             label="LOSO features", babble=babble)
-        res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"))
+        if recipe.cnn:
+            _require_torch()
+        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble) if recipe.cnn else None
+        res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"), cnn_specs=cnn_specs)
         result["loso"] = res
         rows = [[s, f"{a:.3f}"] for s, a in res["per_speaker"].items()]
         rows += [["[bold]mean[/]", f"[bold]{res['mean']:.3f}[/]"], ["worst", f"{res['worst']:.3f}"]]

@@ -40,6 +40,11 @@ class Recipe:
     augment: AugmentSpec = field(default_factory=AugmentSpec)
     synth: bool = False  # add espeak-ng digits from training-only voices (train.synth.TRAIN_VARIANTS)
     clean_svm: bool = False  # with augmentation: one more SVM member fitted on the clean rows only
+    cnn: bool = False  # the convolutional log-mel member (train.cnn), weight cnn_base + cnn_gain * (1 - clean)
+    cnn_epochs: int = 40
+    cnn_copies: int = 10
+    cnn_gain: float = 4.0
+    cnn_base: float = 0.0
     seed: int = 0
     jobs: int = 2
 
@@ -244,6 +249,8 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, cle
     return FitResult(ens, best, clean_only, float(np.mean(cv_acc)) if cv_acc else None, table, time.perf_counter() - t0, splits)
 
 
+# (gain, base) weightings of the CNN member that LOSO also scores, as a diagnostic (no refit needed)
+CNN_WEIGHT_GRID = [(0.0, 0.0), (4.0, 0.0), (8.0, 0.0), (4.0, 1.0), (8.0, 1.0), (8.0, 2.0), (16.0, 2.0), (0.0, 4.0), (100.0, 100.0)]
 GATE_GAIN = 4.0  # clean member weight = min(1, 4 * P(clean)); picked by LOSO on takes 5-49 only
 
 
@@ -314,12 +321,16 @@ def loso(
     recipe: Recipe,
     *,
     on_speaker: Callable[[str, float], None] | None = None,
+    cnn_specs: Sequence[Sequence[np.ndarray]] | None = None,
+    speakers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Leave one speaker out: train with `recipe` (tuning included) on every other speaker's
     takes (plus any extra corpus and synthetic voices), test on every clean take of the
-    held-out FSDD speaker."""
-    speakers = sorted({r.speaker for r in records if r.split in ("train", "test")})
+    held-out FSDD speaker. With `recipe.cnn`, `cnn_specs` (per record, like `feats`) trains the
+    convolutional member per fold too, and the held-out speaker is scored by both."""
+    speakers = list(speakers or sorted({r.speaker for r in records if r.split in ("train", "test")}))
     per: dict[str, float] = {}
+    weighting: dict[str, dict[str, float]] = {}  # CNN weight (gain, base) -> per-speaker accuracy, a diagnostic
     spk = np.asarray([r.speaker for r in records])
     usable = np.asarray([r.split in ("train", "test", "extra", "synth") for r in records])
     for sp in speakers:
@@ -329,12 +340,31 @@ def loso(
         Xtr, ytr, gtr = stack(tr_feats, [records[i] for i in tr], augmented=True)
         res = fit(Xtr, ytr, gtr, recipe, clean_mask=_clean_mask(tr_feats), corrupt_mask=_corrupt_mask(tr_feats))
         Xte, yte, _ = stack([feats[i] for i in te], [records[i] for i in te], augmented=False)
-        acc = float(np.mean(res.estimator.predict(Xte) == yte))
+        if recipe.cnn and cnn_specs is not None:
+            from digitd.model import CnnMember
+            from train.cnn import fit_member, joint_digit_proba, member_probs
+
+            classes = [str(c) for c in res.estimator.classes_]
+            member = fit_member([cnn_specs[i] for i in tr], [records[i].label for i in tr], classes,
+                                epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
+                                label=f"CNN without {sp}")
+            p = joint_digit_proba(res.estimator, member, Xte, [cnn_specs[i][0] for i in te])
+            acc = float(np.mean(np.asarray(classes)[p.argmax(axis=1)] == yte))
+            parts, pc = res.estimator.parts(Xte), member_probs(member, [cnn_specs[i][0] for i in te])
+            for gain, base in CNN_WEIGHT_GRID:
+                q = CnnMember(member.weights, gain, base).combine(parts, pc)
+                weighting.setdefault(f"gain {gain:g} base {base:g}", {})[sp] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
+        else:
+            acc = float(np.mean(res.estimator.predict(Xte) == yte))
         per[sp] = acc
         if on_speaker:
             on_speaker(sp, acc)
     vals = list(per.values())
-    return {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per}
+    out = {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per}
+    if weighting:
+        out["cnn_weighting"] = {k: {"mean": float(np.mean(list(v.values()))), "worst": float(min(v.values())), "per_speaker": v}
+                                for k, v in weighting.items()}
+    return out
 
 
 def _corrupt_mask(feats: Sequence[ClipFeatures]) -> np.ndarray:

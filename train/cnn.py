@@ -1,0 +1,207 @@
+"""Fit the convolutional member (digitd.cnn) with torch and export it as numpy arrays.
+
+Its data is its own: the log-mel spectrogram of every clip plus `copies` augmented versions
+(same augmentation code as the pooled members, more copies, because a fresh copy per clip per
+epoch is what teaches a net noise). Each epoch sees one randomly chosen version of every clip.
+torch is imported only here (the `hf` extra); the daemon scores the exported arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from digitd.cnn import CnnWeights, pad_frames
+from digitd.features import DEFAULT_PARAMS, FeatureParams, logmel
+from digitd.model import CnnMember
+from train.augment import AugmentSpec, augment_wave
+from train.data import Record
+
+
+@dataclass
+class CnnSpec:
+    """Shape and schedule of the net. Measured on FSDD takes 5-9 (train: takes 10-49): 40
+    epochs of 10 copies, white 10/5 dB 0.977/0.953, babble 10 dB 0.987, gain x10 0.993."""
+
+    channels: tuple[int, int, int] = (16, 32, 64)
+    hidden: int = 128
+    epochs: int = 40
+    batch: int = 64
+    lr: float = 3e-3
+    dropout: float = 0.3
+    label_smoothing: float = 0.05
+
+
+def clip_spectrograms(x: np.ndarray, aug: AugmentSpec, seed: int | Sequence[int], babble: np.ndarray | None,
+                      params: FeatureParams = DEFAULT_PARAMS) -> list[np.ndarray]:
+    """The clean spectrogram of `x` and one per augmented copy (float16 to halve the memory)."""
+    out = [logmel(x, params).astype(np.float16)]
+    for y, _warp, _corrupted in augment_wave(x, aug, np.random.default_rng(seed), babble):
+        out.append(logmel(y, params).astype(np.float16))
+    return out
+
+
+def _torch_net(n_classes: int, spec: CnnSpec, bands: int):
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            c = (1,) + tuple(spec.channels)
+            self.convs = nn.ModuleList(nn.Conv2d(c[i], c[i + 1], 3, padding=1) for i in range(len(spec.channels)))
+            self.bns = nn.ModuleList(nn.BatchNorm2d(k) for k in spec.channels)
+            self.pools = len(spec.channels) - 1
+            self.proj = nn.Conv1d(spec.channels[-1] * (bands // 2**self.pools), spec.hidden, 1)
+            self.bnp = nn.BatchNorm1d(spec.hidden)
+            self.drop = nn.Dropout(spec.dropout)
+            self.fc = nn.Linear(2 * spec.hidden, n_classes)
+
+        def forward(self, x, lens):  # x (B, frames, bands)
+            h = x.transpose(1, 2).unsqueeze(1)
+            for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+                h = F.relu(bn(conv(h)))
+                if i < self.pools:
+                    h = F.max_pool2d(h, 2)
+            b, c, f, t = h.shape
+            h = F.relu(self.bnp(self.proj(h.reshape(b, c * f, t))))
+            valid = torch.clamp(lens // 2**self.pools, min=1)
+            mask = (torch.arange(t)[None, :] < valid[:, None]).float()[:, None, :]
+            mx = (h - (1 - mask) * 1e4).max(2).values
+            mean = (h * mask).sum(2) / mask.sum(2)
+            return self.fc(self.drop(torch.cat([mx, mean], 1)))
+
+    return Net()
+
+
+def _batch(specs: Sequence[np.ndarray], floor: float, multiple: int):
+    import torch
+
+    t = max(multiple, -(-max(len(s) for s in specs) // multiple) * multiple)
+    x = np.full((len(specs), t, specs[0].shape[1]), floor, dtype=np.float32)
+    for i, s in enumerate(specs):
+        x[i, : len(s)] = s
+    return torch.from_numpy(x), torch.tensor([len(s) for s in specs])
+
+
+def export(net, floor: float) -> CnnWeights:
+    """Fold each batch norm into the layer before it; plain float32 arrays."""
+    import torch
+
+    def fold(w, b, bn):
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shape = (-1,) + (1,) * (w.dim() - 1)
+        return ((w * s.reshape(shape)).detach().numpy().astype(np.float32),
+                ((b - bn.running_mean) * s + bn.bias).detach().numpy().astype(np.float32))
+
+    with torch.no_grad():
+        convs = [fold(c.weight, c.bias, bn) for c, bn in zip(net.convs, net.bns)]
+        pw, pb = fold(net.proj.weight[:, :, 0], net.proj.bias, net.bnp)
+        return {"convs": convs, "proj": (pw, pb), "floor": float(floor),
+                "fc": (net.fc.weight.detach().numpy().astype(np.float32), net.fc.bias.detach().numpy().astype(np.float32))}
+
+
+def fit_cnn(specs: Sequence[Sequence[np.ndarray]], y: Sequence[int], n_classes: int, spec: CnnSpec = CnnSpec(),
+            seed: int = 0, params: FeatureParams = DEFAULT_PARAMS,
+            on_epoch: Callable[[int, float], None] | None = None) -> CnnWeights:
+    """Train on `specs[i]` (versions of clip i, label y[i]); returns the exported numpy weights."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rng = np.random.default_rng(seed)
+    net = _torch_net(n_classes, spec, params.mel_bands)
+    multiple = 2 ** (len(spec.channels) - 1)
+    y = np.asarray(y, dtype=np.int64)
+    steps = spec.epochs * (-(-len(specs) // spec.batch))
+    opt = torch.optim.AdamW(net.parameters(), spec.lr * 2 / 3, weight_decay=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=steps)
+    for ep in range(spec.epochs):
+        net.train()
+        pick = [v[int(rng.integers(len(v)))] for v in specs]
+        order = rng.permutation(len(pick))
+        total = 0.0
+        for i in range(0, len(order), spec.batch):
+            idx = order[i : i + spec.batch]
+            x, lens = _batch([pick[j] for j in idx], params.mel_floor, multiple)
+            loss = F.cross_entropy(net(x, lens), torch.from_numpy(y[idx]), label_smoothing=spec.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        if on_epoch:
+            on_epoch(ep, total / len(order))
+    net.eval()
+    return export(net, params.mel_floor)
+
+
+def torch_logits(net, spec: np.ndarray, floor: float, multiple: int) -> np.ndarray:
+    """One spectrogram through the torch net (eval mode), for checking the numpy export."""
+    import torch
+
+    with torch.no_grad():
+        x = pad_frames(np.asarray(spec, dtype=np.float32), floor, multiple)
+        return net(torch.from_numpy(x)[None], torch.tensor([len(spec)]))[0].numpy()
+
+
+def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *, seed: int = 0,
+                     babble: np.ndarray | None = None, jobs: int = 2, params: FeatureParams = DEFAULT_PARAMS,
+                     label: str = "CNN spectrograms") -> list[list[np.ndarray]]:
+    """Per record: [clean, copy 1, ...] spectrograms, `jobs` processes, a progress bar."""
+    from joblib import Parallel, delayed
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    spec = replace(aug, copies=copies, warps=[])
+
+    def work(chunk: Sequence[Record]) -> list[list[np.ndarray]]:
+        out = []
+        for r in chunk:
+            key = int.from_bytes(hashlib.sha256(f"cnn|{r.name}".encode()).digest()[:4], "little")
+            out.append(clip_spectrograms(r.load(), spec, [seed, key], babble, params))  # type: ignore[arg-type]
+        return out
+
+    chunks = [records[i : i + 32] for i in range(0, len(records), 32)]
+    results: list[list[np.ndarray]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=len(records))
+        for part in Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(c) for c in chunks):
+            results.extend(part)
+            bar.advance(task, len(part))
+    return results
+
+
+def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], classes: Sequence[str], *, epochs: int,
+               gain: float, base: float, seed: int = 0, label: str = "CNN epochs") -> CnnMember:
+    """Fit the net on labelled spectrogram versions (rich progress per epoch) -> CnnMember."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    index = {c: i for i, c in enumerate(classes)}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("loss {task.fields[loss]:.3f}"), console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=epochs, loss=float("nan"))
+        weights = fit_cnn(specs, [index[str(l)] for l in labels], len(classes), CnnSpec(epochs=epochs), seed=seed,
+                          on_epoch=lambda ep, loss: bar.update(task, advance=1, loss=loss))
+    return CnnMember(weights, gain, base)
+
+
+def member_probs(member: CnnMember, specs: Sequence[np.ndarray]) -> np.ndarray:
+    """(n, classes) probabilities of the numpy net, one spectrogram at a time (as the daemon does)."""
+    from digitd.cnn import proba
+
+    return np.asarray([proba(member.weights, s) for s in specs])
+
+
+def joint_digit_proba(estimator, member: CnnMember | None, X: np.ndarray, specs: Sequence[np.ndarray] | None) -> np.ndarray:
+    """The shipped model's digit probabilities on feature rows + their clean spectrograms."""
+    if member is None or specs is None:
+        return estimator.digit_proba(X) if hasattr(estimator, "digit_proba") else estimator.predict_proba(X)
+    return member.combine(estimator.parts(X), member_probs(member, specs))
