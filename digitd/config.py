@@ -98,8 +98,8 @@ class TrainConfig:
     cnn: bool = knob(False)  # add the convolutional log-mel member (needs torch: the hf extra)
     cnn_epochs: int = knob(40, lo=1, hi=1000)
     cnn_copies: int = knob(10, lo=0, hi=100)  # augmented spectrograms per clip for the CNN
-    cnn_gain: float = knob(4.0, lo=0.0, hi=100.0)  # CNN weight = cnn_base + cnn_gain * (1 - clean gate weight)
-    cnn_base: float = knob(0.0, lo=0.0, hi=100.0)
+    cnn_gain: float = knob(8.0, lo=0.0, hi=100.0)  # CNN weight = cnn_base + cnn_gain * (1 - clean gate weight)
+    cnn_base: float = knob(2.0, lo=0.0, hi=100.0)
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

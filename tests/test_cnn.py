@@ -97,7 +97,7 @@ def test_trained_cnn_bundle_round_trips(cnn_model, small_subset, capsys):
     from digitd.cli import main
 
     card = json.loads(cnn_model.with_suffix(".json").read_text())
-    assert card["recipe"]["cnn"] and card["cnn"]["gain"] == 4.0 and card["cnn"]["parameters"] > 50_000
+    assert card["recipe"]["cnn"] and card["cnn"]["gain"] == 8.0 and card["cnn"]["base"] == 2.0 and card["cnn"]["parameters"] > 50_000
     m = load_model(cnn_model, keep_estimator=False)
     assert m.cnn is not None and n_parameters(m.cnn.weights) == card["cnn"]["parameters"]
     clip = small_subset / "4_george_0.wav"

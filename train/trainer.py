@@ -43,8 +43,8 @@ class Recipe:
     cnn: bool = False  # the convolutional log-mel member (train.cnn), weight cnn_base + cnn_gain * (1 - clean)
     cnn_epochs: int = 40
     cnn_copies: int = 10
-    cnn_gain: float = 4.0
-    cnn_base: float = 0.0
+    cnn_gain: float = 8.0
+    cnn_base: float = 2.0
     seed: int = 0
     jobs: int = 2
 
