@@ -49,10 +49,12 @@ class DigitEnsemble:
         return w
 
     def digit_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._average(X, self.member_weights(X))
+
+    def _average(self, X: np.ndarray, w: np.ndarray) -> np.ndarray:
         parts = []
         for m, t in zip(self.members, self.temperatures):
             parts.append(m.predict_proba(X) if hasattr(m, "predict_proba") else softmax(m.decision_function(X), t))
-        w = self.member_weights(X)
         return np.einsum("nm,mnc->nc", w, np.asarray(parts)) / w.sum(axis=1, keepdims=True)
 
     def parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
@@ -61,7 +63,7 @@ class DigitEnsemble:
         w = self.member_weights(X)
         gated = np.asarray(self.gated, dtype=bool)
         clean = w[:, gated][:, 0] if gated.any() and getattr(self, "gate", None) is not None else np.zeros(len(X))
-        return {"digit": self.digit_proba(X), "weight": w.sum(axis=1), "speech": self.speech_proba(X), "clean": clean}
+        return {"digit": self._average(X, w), "weight": w.sum(axis=1), "speech": self.speech_proba(X), "clean": clean}
 
     def speech_proba(self, X: np.ndarray) -> np.ndarray:
         if self.detector is None:

@@ -192,9 +192,14 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                        cnn=member)
     metrics: dict[str, Any] = {}
     if test_recs:
-        te_feats = extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, label="test features")
+        # with --loso the test clips are among feat_recs already: their clean vectors/spectrograms are computed
+        te_feats = ([by_name[r.name] for r in test_recs] if want_loso
+                    else extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, label="test features"))
         Xte, yte, _ = stack(te_feats, test_recs, augmented=False)
-        te_specs = [v[0] for v in _cnn_spectrograms(test_recs, recipe, None, copies=0)] if member else None
+        te_specs = None
+        if member is not None:
+            te_specs = ([spec_by_name[r.name][0] for r in test_recs] if want_loso
+                        else [v[0] for v in _cnn_spectrograms(test_recs, recipe, None, copies=0)])
         m = summarize(yte, [classes[i] for i in np.argmax(joint_digit_proba(res.estimator, member, Xte, te_specs), axis=1)], classes)
         metrics["test"] = {k: v for k, v in m.items() if k != "classes"}
         err.print(f"official test accuracy {m['accuracy']:.4f} (n={m['n']})")
@@ -327,12 +332,12 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     if getattr(args, "loso", False):
         recipe = Recipe.from_dict(model.meta.get("recipe", {}))
         recipe.jobs = cfg.train.jobs
+        if recipe.cnn:
+            _require_torch()
         babble = babble_bank(records, recipe.seed) if recipe.augment.copies or recipe.cnn else None
         feat_recs = [r for r in records if r.split in ("train", "extra", "test")] + synth_records(recipe)
         feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
                             label="LOSO features", babble=babble)
-        if recipe.cnn:
-            _require_torch()
         cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble) if recipe.cnn else None
         res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"), cnn_specs=cnn_specs)
         result["loso"] = res

@@ -113,7 +113,6 @@ def fit_cnn(specs: Sequence[Sequence[np.ndarray]], y: Sequence[int], n_classes: 
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rng = np.random.default_rng(seed)
     net = _torch_net(n_classes, spec, params.mel_bands)
     multiple = 2 ** (len(spec.channels) - 1)
@@ -154,28 +153,15 @@ def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *
                      babble: np.ndarray | None = None, jobs: int = 2, params: FeatureParams = DEFAULT_PARAMS,
                      label: str = "CNN spectrograms") -> list[list[np.ndarray]]:
     """Per record: [clean, copy 1, ...] spectrograms, `jobs` processes, a progress bar."""
-    from joblib import Parallel, delayed
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from train.trainer import map_records
 
     spec = replace(aug, copies=copies, warps=[])
 
-    def work(chunk: Sequence[Record]) -> list[list[np.ndarray]]:
-        out = []
-        for r in chunk:
-            key = int.from_bytes(hashlib.sha256(f"cnn|{r.name}".encode()).digest()[:4], "little")
-            out.append(clip_spectrograms(r.load(), spec, [seed, key], babble, params))  # type: ignore[arg-type]
-        return out
+    def one(r: Record) -> list[np.ndarray]:
+        key = int.from_bytes(hashlib.sha256(f"cnn|{r.name}".encode()).digest()[:4], "little")
+        return clip_spectrograms(r.load(), spec, [seed, key], babble, params)
 
-    chunks = [records[i : i + 32] for i in range(0, len(records), 32)]
-    results: list[list[np.ndarray]] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=len(records))
-        for part in Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(c) for c in chunks):
-            results.extend(part)
-            bar.advance(task, len(part))
-    return results
+    return map_records(records, one, jobs=jobs, label=label)
 
 
 def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], classes: Sequence[str], *, epochs: int,

@@ -121,25 +121,29 @@ def extract_all(
     babble: np.ndarray | None = None,
 ) -> list[ClipFeatures]:
     """Per record: [clean, aug1, ...] vectors, computed by `jobs` processes with a progress bar."""
+    return map_records(records, lambda r: _record_features(r, params, spec, seed, babble), jobs=jobs, label=label,
+                       progress=progress)
+
+
+def map_records(records: Sequence[Record], fn: Callable[[Record], Any], *, jobs: int = 2, label: str = "records",
+                progress: bool = True) -> list[Any]:
+    """[fn(r) for r in records], by `jobs` processes in chunks of 32, with a rich progress bar."""
     from joblib import Parallel, delayed
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
-    results: list[ClipFeatures] = []
-    batch = 32
-    chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+    results: list[Any] = []
+    chunks = [records[i : i + 32] for i in range(0, len(records), 32)]
 
-    def work(chunk: Sequence[Record]) -> list[ClipFeatures]:
-        return [_record_features(r, params, spec, seed, babble) for r in chunk]
+    def work(chunk: Sequence[Record]) -> list[Any]:
+        return [fn(r) for r in chunk]
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not progress, transient=True,
+        console=Console(stderr=True), disable=not progress, transient=True,
     ) as bar:
         task = bar.add_task(label, total=len(records))
-        gen = Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(c) for c in chunks)
-        for chunk_out in gen:
+        for chunk_out in Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(c) for c in chunks):
             results.extend(chunk_out)
             bar.advance(task, len(chunk_out))
     return results
@@ -342,15 +346,14 @@ def loso(
         Xte, yte, _ = stack([feats[i] for i in te], [records[i] for i in te], augmented=False)
         if recipe.cnn and cnn_specs is not None:
             from digitd.model import CnnMember
-            from train.cnn import fit_member, joint_digit_proba, member_probs
+            from train.cnn import fit_member, member_probs
 
             classes = [str(c) for c in res.estimator.classes_]
             member = fit_member([cnn_specs[i] for i in tr], [records[i].label for i in tr], classes,
                                 epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
                                 label=f"CNN without {sp}")
-            p = joint_digit_proba(res.estimator, member, Xte, [cnn_specs[i][0] for i in te])
-            acc = float(np.mean(np.asarray(classes)[p.argmax(axis=1)] == yte))
             parts, pc = res.estimator.parts(Xte), member_probs(member, [cnn_specs[i][0] for i in te])
+            acc = float(np.mean(np.asarray(classes)[member.combine(parts, pc).argmax(axis=1)] == yte))
             for gain, base in CNN_WEIGHT_GRID:
                 q = CnnMember(member.weights, gain, base).combine(parts, pc)
                 weighting.setdefault(f"gain {gain:g} base {base:g}", {})[sp] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
