@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-copies", type=int, dest="cnn_copies", metavar="N", help="augmented spectrograms per clip [train.cnn_copies]")
     p.add_argument("--cnn-gain", type=float, dest="cnn_gain", metavar="G", help="CNN weight in noise [train.cnn_gain]")
     p.add_argument("--cnn-base", type=float, dest="cnn_base", metavar="B", help="CNN weight on clean audio [train.cnn_base]")
+    p.add_argument("--cnn-nets", type=int, dest="cnn_nets", metavar="N",
+                   help="CNN copies from different seeds, averaged [train.cnn_nets]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
@@ -134,6 +136,7 @@ FLAG_KNOBS = {
     "cnn_copies": "train.cnn_copies",
     "cnn_gain": "train.cnn_gain",
     "cnn_base": "train.cnn_base",
+    "cnn_nets": "train.cnn_nets",
     "jobs": "train.jobs",
 }
 

@@ -100,6 +100,7 @@ class TrainConfig:
     cnn_copies: int = knob(10, lo=0, hi=100)  # augmented spectrograms per clip for the CNN
     cnn_gain: float = knob(8.0, lo=0.0, hi=100.0)  # CNN weight = cnn_base + cnn_gain * (1 - clean gate weight)
     cnn_base: float = knob(2.0, lo=0.0, hi=100.0)
+    cnn_nets: int = knob(2, lo=1, hi=16)  # CNN copies trained from seeds seed, seed+1, ...; probabilities averaged
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

@@ -162,3 +162,9 @@ def test_eval_record_writes_the_card_and_model_still_loads(trained, small_subset
     assert ev["conditions"]["clean"] == pytest.approx(ev["test"]["accuracy"])
     assert card["sha256"] == json.loads(trained.with_suffix(".json").read_text())["sha256"]
     assert load_model(model).classes == [str(d) for d in range(10)]
+    # a second --record adds its sections and keeps the first one's, each with its own command
+    first = ev["command"]
+    assert main(["eval", "--model", str(model), "--data", str(small_subset), "--jobs", "1", "--record"]) == 0
+    ev2 = json.loads(model.with_suffix(".json").read_text())["eval"]
+    assert ev2["conditions"] == ev["conditions"] and ev2["measured_by"]["conditions"] == first
+    assert ev2["measured_by"]["test"] == ev2["command"] != first and "--conditions" not in ev2["command"]

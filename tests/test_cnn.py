@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from digitd.audio import load_wav
-from digitd.cnn import forward, n_parameters
+from digitd.cnn import forward, n_parameters, proba
 from digitd.features import DEFAULT_PARAMS, logmel
-from digitd.model import CnnMember, DigitModel, Features, ModelError, load_model, save_model
+from digitd.model import CnnMember, DigitModel, Features, ModelError, load_model, save_model, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_cnn_learns_real_digits(small_subset):
 
 
 def test_combine_is_silent_on_clean_audio_and_heard_in_noise():
-    member = CnnMember({}, gain=4.0, base=0.0)
+    member = CnnMember([], gain=4.0, base=0.0)
     parts = {"digit": np.array([[0.8, 0.2], [0.8, 0.2]]), "weight": np.array([2.0, 2.0]),
              "speech": np.ones(2), "clean": np.array([1.0, 0.0])}
     cnn = np.array([[0.0, 1.0], [0.0, 1.0]])
@@ -99,10 +99,14 @@ def test_trained_cnn_bundle_round_trips(cnn_model, small_subset, capsys):
     card = json.loads(cnn_model.with_suffix(".json").read_text())
     assert card["recipe"]["cnn"] and card["cnn"]["gain"] == 8.0 and card["cnn"]["base"] == 2.0 and card["cnn"]["parameters"] > 50_000
     m = load_model(cnn_model, keep_estimator=False)
-    assert m.cnn is not None and n_parameters(m.cnn.weights) == card["cnn"]["parameters"]
+    assert m.cnn is not None and card["cnn"]["nets"] == len(m.cnn.nets) == 2  # config.toml's train.cnn_nets
+    assert sum(n_parameters(net) for net in m.cnn.nets) == card["cnn"]["parameters"]
     clip = small_subset / "4_george_0.wav"
     f = m.features(load_wav(clip))
     assert f.spec is not None and f.spec.shape[1] == DEFAULT_PARAMS.mel_bands
+    each = [proba(net, f.spec) for net in m.cnn.nets]
+    assert not np.allclose(each[0], each[1])  # two seeds, two nets
+    np.testing.assert_allclose(m.cnn.proba(f.spec), (each[0] + each[1]) / 2)
     joint, pooled = m.probabilities(f), m.scores(f.vector)[0]
     assert not np.allclose(joint, pooled)  # no gate in this recipe: the CNN always has a say
     capsys.readouterr()
@@ -113,18 +117,37 @@ def test_trained_cnn_bundle_round_trips(cnn_model, small_subset, capsys):
 
 def test_damaged_cnn_member_is_refused(cnn_model, tmp_path):
     m = load_model(cnn_model)
-    w = dict(m.cnn.weights)
+    w = dict(m.cnn.nets[0])
     fw, fb = w["fc"]
     w["fc"] = (fw[:7], fb[:7])  # 7 scores for 10 classes
-    bad = DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember(w, 4.0))
     path = tmp_path / "bad.joblib"
-    save_model(bad, path, {"command": "test"})
+    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
     with pytest.raises(ModelError, match="convolutional member gives 7 scores"):
         load_model(path)
+    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w, m.cnn.nets[1]], 4.0)), path, {"command": "test"})
+    with pytest.raises(ModelError, match="nets disagree on the number of classes"):
+        load_model(path)
     w["proj"] = (w["proj"][0][:, :5], w["proj"][1])  # does not fit the conv output
-    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember(w, 4.0)), path, {"command": "test"})
+    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
     with pytest.raises(ModelError, match="bad convolutional member"):
         load_model(path)
+
+
+def test_single_net_bundle_of_earlier_models_still_loads(cnn_model, small_subset, tmp_path):
+    """Models before v5 stored one net under "weights" (the v4 bundle); they must keep working."""
+    import joblib
+
+    m = load_model(cnn_model)
+    bundle = joblib.load(cnn_model)
+    bundle["cnn"] = {"weights": m.cnn.nets[0], "gain": m.cnn.gain, "base": m.cnn.base}
+    old = tmp_path / "old.joblib"
+    joblib.dump(bundle, old)
+    card = json.loads(cnn_model.with_suffix(".json").read_text())
+    old.with_suffix(".json").write_text(json.dumps(card | {"sha256": sha256_file(old)}))
+    o = load_model(old)
+    assert len(o.cnn.nets) == 1
+    spec = o.features(load_wav(small_subset / "7_jackson_1.wav")).spec
+    np.testing.assert_allclose(o.cnn.proba(spec), proba(m.cnn.nets[0], spec))
 
 
 def test_cnn_without_torch_is_one_line_error(small_subset, tmp_path):

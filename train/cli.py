@@ -62,7 +62,7 @@ def recipe_from(cfg: Any) -> Recipe:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
-                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, seed=t.seed, jobs=t.jobs)
+                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets, seed=t.seed, jobs=t.jobs)
 
 
 def synth_records(recipe: Recipe) -> list[Record]:
@@ -185,9 +185,10 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if recipe.cnn:
         cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble)
         spec_by_name = {r.name: v for r, v in zip(feat_recs, cnn_specs)}
-        err.print(f"fitting the CNN member on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
+        err.print(f"fitting the CNN member ({recipe.cnn_nets} net(s)) on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
         member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
-                            epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed)
+                            epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
+                            nets=recipe.cnn_nets)
     model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},
                        cnn=member)
     metrics: dict[str, Any] = {}
@@ -217,7 +218,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                         "pipeline": "StandardScaler + " + " / ".join(type(m[-1]).__name__ + (" (clean rows)" if c else "")
                                                                      for m, c in zip(res.estimator.members, res.clean_only))
                         + (" + CNN on the log-mel spectrogram (weight "
-                           f"{recipe.cnn_base:g} + {recipe.cnn_gain:g} x (1 - clean gate))" if member else "")
+                           f"{recipe.cnn_base:g} + {recipe.cnn_gain:g} x (1 - clean gate); mean of {recipe.cnn_nets} seed(s))"
+                           if member else "")
                         + " (probability average) x digit detector (HistGradientBoosting)",
                         "hyper_params": res.best_params,
                         "cv": {"scheme": "speaker-grouped on the training data (one fold per speaker up to 8 speakers, else 6 grouped folds)",
@@ -354,12 +356,21 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
 
 def record_in_card(path: Path, result: dict[str, Any], command: str) -> None:
     """The card keeps the robustness numbers the README reports, with the command that made them.
-    The card's SHA-256 is of the model file, so rewriting the card leaves it loadable."""
+
+    Sections merge: a later `eval --loso --record` adds LOSO without wiping `--conditions`, and
+    `measured_by` names the command behind each section. The card's SHA-256 is of the model
+    file, so rewriting the card leaves it loadable."""
     card = read_card(path)
     summary = {k: v for k, v in result.items() if k not in ("model",)}
     if "test" in summary:
         summary["test"] = {k: v for k, v in summary["test"].items() if k != "confusion"}
-    card["eval"] = {"command": command, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **summary}
+    old = dict(card.get("eval", {}))
+    by = dict(old.pop("measured_by", {}))
+    earlier = old.pop("command", None)
+    by.update({k: earlier for k in old if k != "created" and k not in by and earlier})  # cards before sections merged
+    by.update({k: command for k in summary})
+    card["eval"] = {**{k: v for k, v in old.items() if k != "created"}, **summary, "command": command,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured_by": by}
     write_card(path, card)
 
 

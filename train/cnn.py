@@ -165,25 +165,25 @@ def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *
 
 
 def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], classes: Sequence[str], *, epochs: int,
-               gain: float, base: float, seed: int = 0, label: str = "CNN epochs") -> CnnMember:
-    """Fit the net on labelled spectrogram versions (rich progress per epoch) -> CnnMember."""
+               gain: float, base: float, seed: int = 0, nets: int = 1, label: str = "CNN epochs") -> CnnMember:
+    """Fit `nets` nets (seeds seed, seed + 1, ...) on labelled spectrogram versions, rich progress
+    per epoch -> CnnMember averaging them. Same data for each: only the init and batch order differ."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     index = {c: i for i, c in enumerate(classes)}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("loss {task.fields[loss]:.3f}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=epochs, loss=float("nan"))
-        weights = fit_cnn(specs, [index[str(l)] for l in labels], len(classes), CnnSpec(epochs=epochs), seed=seed,
+        task = bar.add_task(label, total=epochs * nets, loss=float("nan"))
+        fitted = [fit_cnn(specs, [index[str(l)] for l in labels], len(classes), CnnSpec(epochs=epochs), seed=seed + k,
                           on_epoch=lambda ep, loss: bar.update(task, advance=1, loss=loss))
-    return CnnMember(weights, gain, base)
+                  for k in range(nets)]
+    return CnnMember(fitted, gain, base)
 
 
 def member_probs(member: CnnMember, specs: Sequence[np.ndarray]) -> np.ndarray:
     """(n, classes) probabilities of the numpy net, one spectrogram at a time (as the daemon does)."""
-    from digitd.cnn import proba
-
-    return np.asarray([proba(member.weights, s) for s in specs])
+    return np.asarray([member.proba(s) for s in specs])
 
 
 def joint_digit_proba(estimator, member: CnnMember | None, X: np.ndarray, specs: Sequence[np.ndarray] | None) -> np.ndarray:

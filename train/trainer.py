@@ -45,6 +45,7 @@ class Recipe:
     cnn_copies: int = 10
     cnn_gain: float = 8.0
     cnn_base: float = 2.0
+    cnn_nets: int = 1  # seeds seed .. seed + cnn_nets - 1, averaged
     seed: int = 0
     jobs: int = 2
 
@@ -351,11 +352,11 @@ def loso(
             classes = [str(c) for c in res.estimator.classes_]
             member = fit_member([cnn_specs[i] for i in tr], [records[i].label for i in tr], classes,
                                 epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
-                                label=f"CNN without {sp}")
+                                nets=recipe.cnn_nets, label=f"CNN without {sp}")
             parts, pc = res.estimator.parts(Xte), member_probs(member, [cnn_specs[i][0] for i in te])
             acc = float(np.mean(np.asarray(classes)[member.combine(parts, pc).argmax(axis=1)] == yte))
             for gain, base in CNN_WEIGHT_GRID:
-                q = CnnMember(member.weights, gain, base).combine(parts, pc)
+                q = CnnMember(member.nets, gain, base).combine(parts, pc)
                 weighting.setdefault(f"gain {gain:g} base {base:g}", {})[sp] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
         else:
             acc = float(np.mean(res.estimator.predict(Xte) == yte))
