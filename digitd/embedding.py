@@ -1,0 +1,323 @@
+"""Google's speech_embedding (as converted by openWakeWord) run with numpy alone.
+
+Why: a 96-value embedding per 0.76 s window, trained by Google on a large speech corpus, is a
+far richer description of a spoken word than hand-made features, and openWakeWord ships it as
+two small ONNX graphs. The daemon must not depend on onnxruntime, so train/export_embedding.py
+turns the graphs into plain arrays (models/speech_embedding.npz, attribution in
+models/speech_embedding.NOTICE.md) and this module re-implements the few ops they use.
+tests/test_embedding.py checks it against onnxruntime.
+
+Pipeline (16 kHz audio scaled like int16):
+  melspec: STFT as a 512-tap, hop-160 matrix product -> power -> 32 mel bands -> 10 log10 ->
+           clipped to max - 80 dB -> x / 10 + 2 (openWakeWord's transform, not in the graph);
+  embed:   per 76-frame window: 20 convolutions (3x3, then alternating 1x3 / 3x1), LeakyRelu
+           floored by a Max, 5 max-pools -> 96 values.
+
+Speed: every convolution is an im2col + one float32 matrix product. No layer pads in time and
+the time pools multiply to 8 (= WINDOW_STEP), so the embeddings of all windows at step 8 are
+exactly one pass of the network over the whole spectrogram (`embed_mel`); that shares the
+~90 % overlap between neighbouring windows instead of recomputing it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from digitd import SAMPLE_RATE
+
+EMBED_RATE = 16000  # the rate the speech_embedding graphs expect
+CLIP_SECONDS = 1.6  # `pooled` centres (or crops) every utterance to this length
+CLIP_SAMPLES = int(round(CLIP_SECONDS * SAMPLE_RATE))  # at the daemon's 8 kHz
+WINDOW_STEP = 8  # mel frames between embedding windows (openWakeWord's step)
+INT16_SCALE = 32767.0  # the graphs take float audio scaled like int16
+EMBED_DIM = 96
+POOLED_DIM = 3 * EMBED_DIM  # [mean, max, middle window]
+FORMAT_VERSION = 1
+NPZ_NAME = "speech_embedding.npz"
+
+
+def default_path() -> Path:
+    """models/speech_embedding.npz in a checkout, digitd/_models/ in a wheel."""
+    here = Path(__file__).resolve().parent
+    for d in (here / "_models", here.parent / "models"):
+        if (d / NPZ_NAME).is_file():
+            return d / NPZ_NAME
+    return here.parent / "models" / NPZ_NAME
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """One conv block; weights pre-arranged for im2col (rows ordered kernel-row, kernel-col, channel)."""
+
+    w: np.ndarray  # (kh * kw * cin, cout) float32
+    b: np.ndarray  # (cout,) float32
+    kh: int
+    kw: int
+    pad_l: int  # zero columns (mel bands) added left / right; time is never padded
+    pad_r: int
+    bn: tuple[np.ndarray, np.ndarray] | None  # ReLU then x * scale + shift (batch norm folded)
+    act: bool  # max(x, alpha x) then max(., floor)
+    pool: tuple[int, int] | None  # non-overlapping max-pool (time, bands)
+
+
+def _arr(arrays: Mapping[str, np.ndarray], key: str, shape: tuple[int | None, ...], kind: str) -> np.ndarray:
+    """arrays[key] with the expected rank/shape (None = any) and dtype kind, else ValueError."""
+    if key not in arrays:
+        raise ValueError(f"speech embedding arrays: missing key {key!r}")
+    a = np.asarray(arrays[key])
+    if a.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, a.shape)):
+        raise ValueError(f"speech embedding arrays: {key!r} has shape {a.shape}, expected {shape}")
+    if a.dtype.kind not in kind:
+        raise ValueError(f"speech embedding arrays: {key!r} has dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ValueError(f"speech embedding arrays: {key!r} has NaN or infinite values")
+    return a
+
+
+class SpeechEmbedding:
+    """The melspectrogram + speech_embedding graphs as numpy arrays (immutable, thread-safe)."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]):
+        """Validate and pre-arrange the exported arrays (see train/export_embedding.py for the layout)."""
+        fmt = _arr(arrays, "format", (), "iu")
+        if int(fmt) != FORMAT_VERSION:
+            raise ValueError(f"speech embedding arrays: format {int(fmt)}, this code reads {FORMAT_VERSION}")
+        real = _arr(arrays, "mel_stft_real", (None, None), "f")
+        imag = _arr(arrays, "mel_stft_imag", real.shape, "f")
+        self.n_fft = real.shape[1]
+        self.fbank = np.ascontiguousarray(_arr(arrays, "mel_filterbank", (real.shape[0], None), "f"), dtype=np.float32)
+        self.bands = self.fbank.shape[1]
+        # One (n_fft, 2 * bins) matrix: frames @ stft gives real and imaginary parts in one product.
+        self.stft = np.ascontiguousarray(np.concatenate([real, imag]).T, dtype=np.float32)
+        self.hop = int(_arr(arrays, "mel_hop", (), "iu"))
+        self.amin = np.float32(_arr(arrays, "mel_amin", (), "f"))
+        self.log_mul = np.float32(_arr(arrays, "mel_log_mul", (), "f"))
+        self.log_div = np.float32(_arr(arrays, "mel_log_div", (), "f"))
+        self.top_db = np.float32(_arr(arrays, "mel_top_db", (), "f"))
+        if self.hop <= 0 or self.amin <= 0 or self.log_div == 0:
+            raise ValueError("speech embedding arrays: hop, amin and log_div must be positive")
+
+        self.window = int(_arr(arrays, "emb_window", (), "iu"))
+        pad = _arr(arrays, "emb_input_pad", (4,), "iu").tolist()  # top, left, bottom, right
+        if pad[0] or pad[2]:
+            raise ValueError("speech embedding arrays: the port does not pad the input in time")
+        self._in_pad = (int(pad[1]), int(pad[3]))
+        table = _arr(arrays, "emb_layers", (None, 4), "iu")
+        alpha = float(_arr(arrays, "emb_leaky_alpha", (), "f"))
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"speech embedding arrays: LeakyRelu alpha {alpha} outside [0, 1)")
+        self.alpha = np.float32(alpha)
+        self.floor = np.float32(_arr(arrays, "emb_act_floor", (), "f"))
+        layers: list[_Layer] = []
+        cin = 1
+        for k, (relu_bn, act, ph, pw) in enumerate(table.tolist()):
+            w = _arr(arrays, f"emb_conv_{k:02d}_w", (None, cin, None, None), "f")
+            cout, _, kh, kw = w.shape
+            b = _arr(arrays, f"emb_conv_{k:02d}_b", (cout,), "f")
+            top, left, bottom, right = _arr(arrays, f"emb_conv_{k:02d}_pads", (4,), "iu").tolist()
+            if top or bottom:
+                raise ValueError(f"speech embedding arrays: conv {k} pads in time, which the port does not do")
+            bn = None
+            if relu_bn:
+                scale, shift, mean, var = _arr(arrays, f"emb_bn_{k:02d}", (4, cout), "f").astype(np.float64)
+                eps = float(_arr(arrays, f"emb_bn_{k:02d}_eps", (), "f"))
+                a = scale / np.sqrt(var + eps)
+                bn = (a.astype(np.float32), (shift - mean * a).astype(np.float32))
+            if (ph, pw) != (0, 0) and min(ph, pw) < 1:
+                raise ValueError(f"speech embedding arrays: conv {k} pool {(ph, pw)}")
+            wmat = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout), dtype=np.float32)
+            layers.append(_Layer(wmat, b.astype(np.float32), kh, kw, int(left), int(right), bn, bool(act),
+                                 (int(ph), int(pw)) if ph else None))
+            cin = cout
+        if not layers or cin != EMBED_DIM:
+            raise ValueError(f"speech embedding arrays: {len(layers)} layers ending in {cin} channels, expected {EMBED_DIM}")
+        self._layers = tuple(layers)
+        t, f = self._out_size(self.window, self.bands)
+        if (t, f) != (1, 1):
+            raise ValueError(f"speech embedding arrays: a {self.window}x{self.bands} window gives a {t}x{f} output, not 1x1")
+        # Frames between consecutive outputs of one pass over a long spectrogram.
+        self.stride = math.prod(L.pool[0] for L in layers if L.pool)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> SpeechEmbedding:
+        """Read an npz written by train/export_embedding.py (default: the shipped one); ValueError if unusable."""
+        path = Path(path) if path is not None else default_path()
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # missing, unreadable, not an npz, a pickled or corrupt member (BadZipFile, ...)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path}: cannot read the speech embedding ({reason})") from None
+        try:
+            return cls(arrays)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def _out_size(self, t: int, f: int) -> tuple[int, int]:
+        """(time, bands) the network outputs for a t x f spectrogram."""
+        f += self._in_pad[0] + self._in_pad[1]
+        for L in self._layers:
+            t, f = t - L.kh + 1, f + L.pad_l + L.pad_r - L.kw + 1
+            if L.pool:
+                t, f = t // L.pool[0], f // L.pool[1]
+        return t, f
+
+    # ---- melspectrogram ----------------------------------------------------------------------
+
+    def melspec(self, x: np.ndarray) -> np.ndarray:
+        """(frames, 32) float32 log-mel of 16 kHz audio scaled like int16, already x / 10 + 2.
+
+        frames = (len(x) - 512) // 160 + 1 (no centring or padding, like the ONNX graph). The
+        -80 dB floor is relative to this call's loudest value, as in the graph.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 1 or len(x) < self.n_fft:
+            raise ValueError(f"melspec: needs 1-D audio of at least {self.n_fft} samples, got shape {x.shape}")
+        frames = np.ascontiguousarray(sliding_window_view(x, self.n_fft)[:: self.hop])
+        z = frames @ self.stft
+        n = self.stft.shape[1] // 2
+        np.square(z, out=z)
+        power = z[:, :n] + z[:, n:]
+        mel = power @ self.fbank
+        np.maximum(mel, self.amin, out=mel)
+        np.log(mel, out=mel)
+        mel *= self.log_mul  # the graph's op order: log, * 10, / ln 10
+        mel /= self.log_div
+        np.maximum(mel, mel.max() - self.top_db, out=mel)
+        mel /= np.float32(10.0)  # openWakeWord's melspec_transform: x / 10 + 2
+        mel += np.float32(2.0)
+        return mel
+
+    def windows(self, mel: np.ndarray, step: int = WINDOW_STEP) -> np.ndarray:
+        """(n, 76, 32) windows every `step` frames; a short tail is dropped (openWakeWord does too)."""
+        mel = np.asarray(mel, dtype=np.float32)
+        if mel.ndim != 2 or mel.shape[1] != self.bands or step < 1:
+            raise ValueError(f"windows: expected (frames, {self.bands}) and step >= 1, got {mel.shape}, step {step}")
+        if len(mel) < self.window:
+            return np.zeros((0, self.window, self.bands), dtype=np.float32)
+        return np.ascontiguousarray(sliding_window_view(mel, self.window, axis=0)[::step].transpose(0, 2, 1))
+
+    # ---- embedding ---------------------------------------------------------------------------
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        """(n, t, bands) -> (n, t_out, 96): the network, channels-last, no padding in time."""
+        n, t, f = x.shape
+        pl, pr = self._in_pad
+        h = np.zeros((n, t, f + pl + pr, 1), dtype=np.float32)
+        h[:, :, pl : pl + f, 0] = x
+        for L in self._layers:
+            h = _conv(h, L)
+            # Max-pooling commutes with the bias and the activation (both non-decreasing), so pool
+            # first and run them on 1/4 of the values; batch norm may have a negative scale: after.
+            early = L.pool is not None and L.bn is None
+            if early:
+                h = _maxpool(h, *L.pool)
+            h += L.b
+            if L.bn is not None:
+                np.maximum(h, 0.0, out=h)
+                h *= L.bn[0]
+                h += L.bn[1]
+            if L.act:
+                np.maximum(h, h * self.alpha, out=h)
+                np.maximum(h, self.floor, out=h)
+            if L.pool and not early:
+                h = _maxpool(h, *L.pool)
+        return h[:, :, 0, :]
+
+    def embed(self, mel_windows: np.ndarray) -> np.ndarray:
+        """(n, 76, 32) windows -> (n, 96) float32 embeddings, each window on its own."""
+        x = np.asarray(mel_windows, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.window, self.bands):
+            raise ValueError(f"embed: expected (n, {self.window}, {self.bands}), got {x.shape}")
+        if len(x) == 0:
+            return np.zeros((0, EMBED_DIM), dtype=np.float32)
+        return np.ascontiguousarray(self._forward(x)[:, 0, :])
+
+    def embed_mel(self, mel: np.ndarray, step: int = WINDOW_STEP) -> np.ndarray:
+        """embed(windows(mel, step)), computed as one pass over the whole spectrogram when step is
+        a multiple of the network's time stride (the case for step 8): ~5x less work."""
+        mel = np.asarray(mel, dtype=np.float32)
+        if step < 1 or step % self.stride or mel.ndim != 2 or len(mel) < self.window:
+            return self.embed(self.windows(mel, step))  # windows() also rejects a bad shape or step
+        if mel.shape[1] != self.bands:
+            raise ValueError(f"embed_mel: expected (frames, {self.bands}), got {mel.shape}")
+        n = (len(mel) - self.window) // step + 1
+        out = self._forward(mel[None, : self.window + step * (n - 1)])[0]  # (1 + (n - 1) * step / stride, 96)
+        return np.ascontiguousarray(out[:: step // self.stride])
+
+    # ---- the classifier's clip vector ------------------------------------------------------
+
+    def pooled(self, x8k: np.ndarray) -> np.ndarray:
+        """(288,) float32 [mean, max, middle] of the window embeddings of one utterance.
+
+        8 kHz float clip in [-1, 1] -> peak-normalised -> the CLIP_SECONDS of most energy, or
+        centred in zeros when shorter -> 16 kHz (resample_poly 2/1) -> x 32767 -> melspec ->
+        76-frame windows every 8 frames -> embed. Fixed length, so every clip gives the same
+        number of windows (11) and the middle window sits at the same place.
+        """
+        from scipy.signal import resample_poly  # lazy: scipy.signal is slow to import (digitd/audio.py)
+
+        x = fit_clip(x8k)
+        up = resample_poly(x, EMBED_RATE // SAMPLE_RATE, 1).astype(np.float32, copy=False)
+        up *= np.float32(INT16_SCALE)
+        emb = self.embed_mel(self.melspec(up))
+        return np.concatenate([emb.mean(axis=0), emb.max(axis=0), emb[len(emb) // 2]]).astype(np.float32)
+
+    def warm_up(self) -> None:
+        """Import scipy.signal and touch every buffer once, so the first utterance is not slow."""
+        self.pooled(np.zeros(CLIP_SAMPLES, dtype=np.float32))
+
+
+def fit_clip(x8k: np.ndarray) -> np.ndarray:
+    """Peak-normalise an 8 kHz clip, then centre it in CLIP_SAMPLES zeros or keep its loudest
+    CLIP_SAMPLES (largest sum of squares; the first on ties). ValueError on non-finite input."""
+    x = np.asarray(x8k, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"pooled: expected a 1-D clip, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("pooled: clip has NaN or infinite samples")
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if peak > 0.0:
+        x = x / np.float32(peak)
+    n = CLIP_SAMPLES
+    if len(x) > n:
+        c = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])
+        start = int(np.argmax(c[n:] - c[:-n]))
+        return np.ascontiguousarray(x[start : start + n])
+    out = np.zeros(n, dtype=np.float32)
+    left = (n - len(x)) // 2
+    out[left : left + len(x)] = x
+    return out
+
+
+def _conv(x: np.ndarray, L: _Layer) -> np.ndarray:
+    """(n, t, f, cin) -> (n, t - kh + 1, f', cout) without the bias: zero-pad the bands, im2col, one matmul."""
+    n, t, f, c = x.shape
+    if L.pad_l or L.pad_r:
+        xp = np.zeros((n, t, f + L.pad_l + L.pad_r, c), dtype=np.float32)
+        xp[:, :, L.pad_l : L.pad_l + f] = x
+        x, f = xp, f + L.pad_l + L.pad_r
+    to, fo = t - L.kh + 1, f - L.kw + 1
+    if L.kh == 1 and L.kw == 1:
+        cols = x.reshape(-1, c)
+    else:  # (n, to, fo, c, kh, kw) view -> rows ordered (kh, kw, c) like L.w
+        cols = sliding_window_view(x, (L.kh, L.kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3).reshape(-1, L.kh * L.kw * c)
+    return (cols @ L.w).reshape(n, to, fo, -1)  # the caller adds the bias
+
+
+def _maxpool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """Non-overlapping max-pool over (time, bands), dropping a ragged edge (ONNX floor mode)."""
+    t2, f2 = x.shape[1] // ph, x.shape[2] // pw
+    x = x[:, : t2 * ph, : f2 * pw]
+    out = np.array(x[:, ::ph, ::pw])  # an element-wise max over the ph * pw strided views beats .max(axis=(2, 4))
+    for i in range(ph):
+        for j in range(pw):
+            if i or j:
+                np.maximum(out, x[:, i::ph, j::pw], out=out)
+    return out
