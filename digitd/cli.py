@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
     p.add_argument("--hf", action="store_true", help="load mteb/free-spoken-digit-dataset from the Hugging Face hub")
     p.add_argument("--classifier", choices=("lr", "svm", "ens"), help="lr, RBF svm, or ens = both, probabilities averaged [train.classifier]")
-    p.add_argument("--extra", metavar="DIR", help="extra {digit}_{speaker}_{n}.wav corpus; ~30%% of its speakers held out [train.extra_dir]")
+    p.add_argument("--extra", metavar="DIRS", help="extra {digit}_{speaker}_{n}.wav corpora, comma-separated; unseen speakers held out [train.extra_dir]")
+    p.add_argument("--embed", action="store_true", default=None, help="add the speech-embedding member [train.embed]")
+    p.add_argument("--negatives", metavar="DIRS", help="non-digit word / noise folders for its 'other' class [train.negatives]")
     p.add_argument("--aug", type=int, dest="aug_copies", metavar="N", help="augmented copies per training clip [train.aug_copies]")
     p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed [train.aug_kinds]")
     p.add_argument("--synth", action="store_true", default=None, help="also train on espeak-ng digits from training-only voices [train.synth]")
@@ -100,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
     p.add_argument("--hf", action="store_true", help="load the data from the Hugging Face hub")
     p.add_argument("--loso", action="store_true", help="leave-one-speaker-out accuracy (retrains per speaker)")
+    p.add_argument("--loso-light", action="store_true",
+                   help="with --loso: folds refit every member but the CNN (hours -> minutes; recorded as such)")
     p.add_argument("--extra", metavar="DIR", help="extra corpus: report accuracy on its held-out speakers [train.extra_dir]")
+    p.add_argument("--unseen", action="store_true",
+                   help="accuracy and open-set rejection on the speakers never trained on (digitd/corpora.py split)")
+    p.add_argument("--corpora", metavar="DIR", help="folder of the extra corpora [train.corpora_dir]")
     p.add_argument("--conditions", action="store_true", help="accuracy under noise/gain/padding/speed conditions")
     p.add_argument("--open-set", action="store_true", help="rejection of noise, clicks, coughs and non-digit words")
     p.add_argument("--reject-threshold", type=float, help="confidence below which --open-set counts a rejection [classify.reject_threshold]")
@@ -138,6 +145,9 @@ FLAG_KNOBS = {
     "cnn_base": "train.cnn_base",
     "cnn_nets": "train.cnn_nets",
     "jobs": "train.jobs",
+    "embed": "train.embed",
+    "corpora": "train.corpora_dir",
+    "negatives": "train.negatives",
 }
 
 

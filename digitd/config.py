@@ -90,7 +90,7 @@ class BenchConfig:
 class TrainConfig:
     data_dir: str = knob("")  # "" = $DIGITD_FSDD_DIR, else ../shared/fsdd/recordings
     classifier: str = knob("lr", choices=("lr", "svm", "ens"))
-    extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpus (split by speaker); "" = none
+    extra_dir: str = knob("")  # extra {digit}_{speaker}_{n}.wav corpora, comma-separated (split by speaker); "" = none
     aug_copies: int = knob(0, lo=0, hi=50)
     aug_kinds: str = knob("noise,pad,gain,speed")  # effects augmented copies may get (comma list)
     synth: bool = knob(False)  # add espeak-ng digits from training-only voices
@@ -101,6 +101,12 @@ class TrainConfig:
     cnn_gain: float = knob(8.0, lo=0.0, hi=100.0)  # CNN weight = cnn_base + cnn_gain * (1 - clean gate weight)
     cnn_base: float = knob(2.0, lo=0.0, hi=100.0)
     cnn_nets: int = knob(2, lo=1, hi=16)  # CNN copies trained from seeds seed, seed+1, ...; probabilities averaged
+    corpora_dir: str = knob("")  # folder holding speech-commands-*/audiomnist-digits; "" = $DIGITD_SHARED_DIR, else ../shared
+    embed: bool = knob(False)  # add the speech-embedding member (digits + "other" from real words and noise)
+    negatives: str = knob("")  # non-digit word / noise folders for its "other" class, comma-separated (training speakers only)
+    embed_c: float = knob(0.03, lo=1e-6, hi=1e6)  # its logistic regression's C
+    embed_weight: float = knob(0.5, lo=0.0, hi=1.0)  # its share of the digit probabilities
+    embed_noisy: int = knob(1, lo=0, hi=20)  # copies per digit clip with a real background recording at 5-20 dB
     jobs: int = knob(2, lo=1, hi=256)
     seed: int = knob(0, lo=0)
 

@@ -23,11 +23,13 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
+from digitd.embedding import SpeechEmbedding, default_path as default_frontend_path
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
 from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, score, sklearn_scores
 
 FORMAT = "digitd-model/1"
 DEFAULT_NAME = "default"
+OTHER = "other"  # the embedding member's extra class: a non-digit word, noise, anything else
 
 
 class ModelError(Exception):
@@ -74,6 +76,7 @@ class Features:
 
     vector: np.ndarray
     spec: np.ndarray | None = None
+    embed: np.ndarray | None = None  # the pooled speech embedding, for a model with that member
 
 
 @dataclass
@@ -106,6 +109,40 @@ class CnnMember:
         return (w * parts["digit"] + wc * np.atleast_2d(cnn_probs)) / (w + wc)
 
 
+@dataclass
+class EmbedMember:
+    """Logistic regression on the pooled speech embedding (digitd.embedding): a front end
+    pretrained on far more voices than ours, so it carries to speakers we never trained on.
+    It has one class more than the digits, OTHER, learned from real non-digit words and real
+    background noise. Its digit probabilities join the other members' as a `weight` share of
+    the average, and the result is scaled by (1 - P(OTHER)) ** power: that is what makes a
+    word that is not a digit, or a noise, come out with a low confidence (rejected)."""
+
+    frontend: SpeechEmbedding
+    lr: Runtime  # compiled StandardScaler + LogisticRegression (digitd.runtime); columns = `classes`
+    classes: list[str]  # the model's digit classes in its order, then OTHER
+    weight: float = 0.5
+    power: float = 1.0
+    source: Path = field(default_factory=default_frontend_path)  # the front end's file (saved beside the model)
+
+    def proba(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, classes + 1) probabilities of pooled embedding vectors."""
+        return score(self.lr, np.atleast_2d(vectors))
+
+    def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
+        return join_embedding(base, pe, self.weight, self.power)
+
+
+def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
+    """The other members' digit probabilities (n, C; any scale) joined by the embedding
+    member's (n, C + 1; OTHER last): a `weight` share of the average, times (1 - P(OTHER)) ** power."""
+    base = np.atleast_2d(base)
+    pe = np.atleast_2d(pe)
+    b = base / np.maximum(base.sum(axis=1, keepdims=True), 1e-12)
+    d = pe[:, :-1] / np.maximum(pe[:, :-1].sum(axis=1, keepdims=True), 1e-12)
+    return ((1.0 - weight) * b + weight * d) * (1.0 - pe[:, -1:]) ** power
+
+
 class DigitModel:
     """A fitted classifier with the feature parameters it was trained on.
 
@@ -116,7 +153,7 @@ class DigitModel:
 
     def __init__(self, estimator: Any = None, classes: list[str] | None = None, params: FeatureParams = DEFAULT_PARAMS,
                  meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None, estimator_blob: bytes | None = None,
-                 cnn: CnnMember | None = None):
+                 cnn: CnnMember | None = None, embed: EmbedMember | None = None):
         self._estimator = estimator
         self._blob = estimator_blob
         self.classes = [str(c) for c in (classes or [])]
@@ -124,6 +161,7 @@ class DigitModel:
         self.meta = dict(meta or {})
         self.runtime = runtime
         self.cnn = cnn
+        self.embed = embed
 
     @property
     def estimator(self) -> Any:
@@ -132,11 +170,14 @@ class DigitModel:
         return self._estimator
 
     def features(self, x: np.ndarray, *, trimmed: bool = False) -> Features:
+        # the embedding sees the utterance as given (it centres the word itself); the pooled
+        # MFCC and the log-mel view see the trimmed word
+        emb = None if self.embed is None else self.embed.frontend.pooled(x)
         if self.cnn is None:
-            return Features(extract(x, self.params, trimmed=trimmed))
+            return Features(extract(x, self.params, trimmed=trimmed), embed=emb)
         if not trimmed:
             x = trim(x, self.params)
-        return Features(extract(x, self.params, trimmed=True), logmel(x, self.params, trimmed=True))
+        return Features(extract(x, self.params, trimmed=True), logmel(x, self.params, trimmed=True), emb)
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes) from pooled vectors alone (no convolutional member):
@@ -147,7 +188,14 @@ class DigitModel:
         return sklearn_scores(self.estimator, feats)
 
     def probabilities(self, feats: Features) -> np.ndarray:
-        """(n_classes,) for one utterance, the convolutional member included when there is one."""
+        """(n_classes,) for one utterance, the convolutional and embedding members included when
+        the model has them."""
+        p = self._pooled_and_cnn(feats)
+        if self.embed is None or feats.embed is None:
+            return p
+        return self.embed.combine(p, self.embed.proba(feats.embed))[0]
+
+    def _pooled_and_cnn(self, feats: Features) -> np.ndarray:
         if self.cnn is None or feats.spec is None:
             return self.scores(feats.vector)[0]
         v = np.atleast_2d(feats.vector)
@@ -173,6 +221,18 @@ class DigitModel:
         self.predict_wave((rng.standard_normal(SAMPLE_RATE // 2) * 0.1).astype(np.float32))
 
 
+def reject_reason(audio: np.ndarray, confidence: float, threshold: float, min_voiced_ms: float) -> str | None:
+    """Why the daemon turns an utterance into a `rejected` event, or None to emit the digit:
+    no stretch of pitch as long as a syllable (coughs, claps, noise bursts), or low confidence."""
+    from digitd.voicing import longest_voiced_ms
+
+    if min_voiced_ms > 0 and longest_voiced_ms(audio) < min_voiced_ms:
+        return "unvoiced"
+    if confidence < threshold:
+        return "low_confidence"
+    return None
+
+
 def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
                check_x: np.ndarray | None = None) -> dict[str, Any]:
     """Write the bundle and its card (with the bundle's SHA-256); returns the card written.
@@ -195,15 +255,29 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
         want, got = sklearn_scores(est, probe), score(runtime, probe)
         if not np.allclose(want, got, atol=1e-5):
             raise ModelError(f"numpy runtime disagrees with scikit-learn (max diff {np.abs(want - got).max():.2e})")
+    if runtime is not None:
+        # the daemon scores the runtime; the scikit-learn copy (twice the bytes) goes to a file
+        # of its own that only someone inspecting or refitting the estimators reads
+        joblib.dump(est, path.with_suffix(".sklearn.joblib"), compress=3)
+    embed = None
+    if model.embed is not None:
+        front = model.embed.source
+        embed = {"lr": model.embed.lr, "classes": list(model.embed.classes), "weight": model.embed.weight,
+                 "power": model.embed.power, "frontend": front.name, "frontend_sha256": sha256_file(front)}
+        if front.resolve().parent != path.resolve().parent:
+            import shutil
+
+            shutil.copyfile(front, path.parent / front.name)
     bundle = {
         "format": FORMAT,
         "runtime": runtime,
-        "estimator_blob": pickle.dumps(est, protocol=pickle.HIGHEST_PROTOCOL),
+        "estimator_blob": None if runtime is not None else pickle.dumps(est, protocol=pickle.HIGHEST_PROTOCOL),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
         "sklearn_version": sklearn.__version__,
         "meta": model.meta,
         "cnn": None if model.cnn is None else {"nets": model.cnn.nets, "gain": model.cnn.gain, "base": model.cnn.base},
+        "embed": embed,
     }
     joblib.dump(bundle, path, compress=3)
     card = dict(card)
@@ -219,6 +293,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "numpy_runtime": runtime is not None,
             "cnn": None if model.cnn is None else {"gain": model.cnn.gain, "base": model.cnn.base, "nets": len(model.cnn.nets),
                                                    "parameters": model.cnn.n_parameters()},
+            "embed": None if embed is None else {k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
@@ -303,8 +378,9 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
             raise ModelError(f"{path}: bad convolutional member ({type(e).__name__}: {e})") from None
         if shape != (len(classes),):
             raise ModelError(f"{path}: convolutional member gives {shape[0]} scores for {len(classes)} classes")
+    embed = _load_embed(path, bundle.get("embed"), classes)
     model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
-                       runtime=runtime, estimator_blob=blob, cnn=cnn)
+                       runtime=runtime, estimator_blob=blob, cnn=cnn, embed=embed)
     if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit
         try:
             est = model.estimator
@@ -319,6 +395,29 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     if probs.shape != (1, len(classes)):
         raise ModelError(f"{path}: classifier gives {probs.shape[1]} scores for {len(classes)} classes")
     return model
+
+
+def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> EmbedMember | None:
+    """The embedding member: its front end is a data-only file beside the model (shared by every
+    model that uses it), checked against the SHA-256 the model was trained with."""
+    if spec is None:
+        return None
+    try:
+        front = path.parent / str(spec["frontend"])
+        if not front.is_file():
+            raise ValueError(f"its front end {front.name} is missing beside the model")
+        if sha256_file(front) != spec["frontend_sha256"]:
+            raise ValueError(f"{front.name} is not the front end it was trained with (SHA-256 differs)")
+        member = EmbedMember(SpeechEmbedding.load(front), spec["lr"], [str(c) for c in spec["classes"]],
+                             float(spec["weight"]), float(spec["power"]), front)
+        if member.classes != classes + [OTHER]:
+            raise ValueError(f"its classes {member.classes} are not the model's plus {OTHER!r}")
+        probe = member.proba(np.zeros((1, member.lr["coef"].shape[1])))
+        if probe.shape != (1, len(classes) + 1):
+            raise ValueError(f"it gives {probe.shape[1]} scores")
+    except Exception as e:  # noqa: BLE001 - any malformed array or key is a bad model file
+        raise ModelError(f"{path}: bad embedding member ({type(e).__name__}: {e})") from None
+    return member
 
 
 def _sklearn_version() -> str | None:

@@ -73,9 +73,9 @@ def noise(kind: str, n: int, rng: np.random.Generator, babble: np.ndarray | None
         return rng.standard_normal(n)
     if kind == "pink":
         return pink_noise(n, rng)
-    if kind == "babble":
+    if kind in ("babble", "recorded"):  # a slice of a bank: babble, or real background recordings
         if babble is None or len(babble) < n:
-            raise ValueError("babble noise needs a babble bank at least as long as the clip")
+            raise ValueError(f"{kind} noise needs a bank at least as long as the clip")
         s = int(rng.integers(0, len(babble) - n + 1))
         return babble[s : s + n]
     raise ValueError(f"unknown noise kind {kind!r}")

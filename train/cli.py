@@ -20,7 +20,7 @@ from digitd.model import DigitModel, card_path, default_model_path, load_model, 
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
-from train.cnn import fit_member, joint_digit_proba
+from train.cnn import fit_member
 from train.trainer import Recipe, _clean_mask, _corrupt_mask, extract_all, fit, fit_detector, loso, oof_confidence, stack
 
 GARBAGE_TRAIN = 1500  # synthetic non-digit clips for the speech detector (fewer for tiny data sets)
@@ -43,15 +43,20 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
             folder = default_data_dir(cfg.train.data_dir)
             records, bad = load_folder(folder, strict=getattr(args, "strict", False))
             source = f"FSDD folder {folder}"
-        if cfg.train.extra_dir:
-            extra, bad2 = load_extra(cfg.train.extra_dir, strict=getattr(args, "strict", False))
+        for folder in folders(cfg.train.extra_dir):
+            extra, bad2 = load_extra(folder, strict=getattr(args, "strict", False))
             records, bad = records + extra, bad + bad2
-            source += f" + extra {cfg.train.extra_dir}"
+            source += f" + extra {folder}"
     except DataError as e:
         raise DigitdError(str(e)) from None
     for line in bad:
         print(f"digitd: skipped {line}", file=sys.stderr)
     return records, source
+
+
+def folders(value: str) -> list[str]:
+    """A comma-separated config value of folders."""
+    return [f.strip() for f in value.split(",") if f.strip()]
 
 
 def recipe_from(cfg: Any) -> Recipe:
@@ -62,7 +67,8 @@ def recipe_from(cfg: Any) -> Recipe:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
-                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets, seed=t.seed, jobs=t.jobs)
+                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets, embed=t.embed, embed_c=t.embed_c,
+                  embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
 def synth_records(recipe: Recipe) -> list[Record]:
@@ -136,6 +142,27 @@ def _require_torch() -> None:
         raise DigitdError("--cnn needs torch: pip install '.[hf]' (the daemon itself never needs it)") from None
 
 
+def embed_loso_join(feat_recs: list[Record], recipe: Recipe, cfg: Any):
+    """LOSO with the embedding member: its features once, refitted per fold on the fold's
+    training records plus the negatives (whose speakers are never FSDD's)."""
+    from digitd.model import join_embedding
+    from train.embed import embed_features, loso_proba, negative_records
+
+    negs = negative_records(folders(cfg.train.negatives))
+    if not negs:
+        raise DigitdError("LOSO of a model with the embedding member needs its negatives (--negatives DIRS)")
+    recs = list(feat_recs) + negs
+    feats = embed_features(recs, noisy=recipe.embed_noisy, seed=recipe.seed, jobs=recipe.jobs)
+    neg_idx = np.arange(len(feat_recs), len(recs))
+    classes = sorted({r.label for r in feat_recs})  # the order of the fold estimators' classes_
+
+    def join(tr: np.ndarray, te: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        pe = loso_proba(feats, recs, np.concatenate([tr, neg_idx]), te, classes, recipe.embed_c)
+        return join_embedding(probs, pe, recipe.embed_weight, 1.0)
+
+    return join
+
+
 def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | None, copies: int | None = None):
     """Spectrogram versions for the CNN member (the clean one first)."""
     from train.cnn import spectrograms_all
@@ -189,24 +216,31 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
                             epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
                             nets=recipe.cnn_nets)
+    embed_member, embed_info = None, None
+    if recipe.embed:
+        from train.embed import describe, fit_embed, negative_records
+
+        negs = negative_records(folders(cfg.train.negatives))
+        if not negs:
+            raise DigitdError("--embed needs non-digit words or noise for its 'other' class (--negatives DIRS)")
+        err.print(f"fitting the speech-embedding member on {len(role)} digit clips + {len(negs)} non-digit clips")
+        ef = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
+                       seed=recipe.seed, jobs=recipe.jobs)
+        embed_member = ef.member
+        threshold = float(np.quantile(ef.oof_digit_conf, REJECT_QUANTILE))
+        embed_info = describe(ef, threshold) | {"n_negative_clips": len(negs), "negatives": folders(cfg.train.negatives)}
+        err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
+                  f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
     model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},
-                       cnn=member)
+                       cnn=member, embed=embed_member)
     metrics: dict[str, Any] = {}
     if test_recs:
-        # with --loso the test clips are among feat_recs already: their clean vectors/spectrograms are computed
-        te_feats = ([by_name[r.name] for r in test_recs] if want_loso
-                    else extract_all(test_recs, DEFAULT_PARAMS, jobs=recipe.jobs, label="test features"))
-        Xte, yte, _ = stack(te_feats, test_recs, augmented=False)
-        te_specs = None
-        if member is not None:
-            te_specs = ([spec_by_name[r.name][0] for r in test_recs] if want_loso
-                        else [v[0] for v in _cnn_spectrograms(test_recs, recipe, None, copies=0)])
-        m = summarize(yte, [classes[i] for i in np.argmax(joint_digit_proba(res.estimator, member, Xte, te_specs), axis=1)], classes)
-        metrics["test"] = {k: v for k, v in m.items() if k != "classes"}
+        m = evaluate_test(model, test_recs)  # every member, exactly as `digitd predict` runs them
+        metrics["test"] = {k: v for k, v in m.items() if k not in ("classes", "errors")}
         err.print(f"official test accuracy {m['accuracy']:.4f} (n={m['n']})")
     if want_loso:
         metrics["loso"] = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"),
-                               cnn_specs=cnn_specs)
+                               cnn_specs=cnn_specs, join_fold=embed_loso_join(feat_recs, recipe, cfg) if recipe.embed else None)
         err.print(f"LOSO mean {metrics['loso']['mean']:.4f}")
     out_dir = Path(args.out_dir) if args.out_dir else models_dirs()[-1]
     path = out_dir / f"{args.name}.joblib"
@@ -225,7 +259,9 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                         "cv": {"scheme": "speaker-grouped on the training data (one fold per speaker up to 8 speakers, else 6 grouped folds)",
                                "accuracy": res.cv_accuracy, "grid": res.cv_table}},
         "reject_threshold": threshold,
-        "reject_threshold_how": f"{REJECT_QUANTILE:.1%} quantile of out-of-fold (held-out speaker) confidence of true digits",
+        "reject_threshold_how": f"{REJECT_QUANTILE:.1%} quantile of out-of-fold (held-out speaker) confidence of true digits"
+                                + (" (embedding member's, with the others assumed to agree)" if embed_member else ""),
+        "embed": embed_info,
         "recipe": recipe.to_dict(),
         "feature_version": FEATURE_VERSION,
         "libraries": _lib_versions(),
@@ -318,6 +354,8 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
         ex["speakers"] = len(ex.pop("per_voice"))
         result["extra_heldout"] = ex
         show(f"held-out extra-corpus speakers: accuracy {ex['accuracy']:.4f} on {ex['n']} clips from {ex['speakers']} speakers")
+    if getattr(args, "unseen", False):
+        result["unseen"] = _unseen(model, cfg, show)
     if getattr(args, "espeak", False):
         from train.robust import accuracy_by_group
         from train.synth import espeak_available, espeak_digits
@@ -334,6 +372,8 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     if getattr(args, "loso", False):
         recipe = Recipe.from_dict(model.meta.get("recipe", {}))
         recipe.jobs = cfg.train.jobs
+        light = bool(getattr(args, "loso_light", False)) and recipe.cnn
+        recipe.cnn = recipe.cnn and not light
         if recipe.cnn:
             _require_torch()
         babble = babble_bank(records, recipe.seed) if recipe.augment.copies or recipe.cnn else None
@@ -341,11 +381,14 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
         feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
                             label="LOSO features", babble=babble)
         cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble) if recipe.cnn else None
-        res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"), cnn_specs=cnn_specs)
+        join = embed_loso_join(feat_recs, recipe, cfg) if recipe.embed else None
+        res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"), cnn_specs=cnn_specs,
+                   join_fold=join)
+        res["folds"] = "every member refitted per fold" + (", but the CNN (--loso-light)" if light else "")
         result["loso"] = res
         rows = [[s, f"{a:.3f}"] for s, a in res["per_speaker"].items()]
         rows += [["[bold]mean[/]", f"[bold]{res['mean']:.3f}[/]"], ["worst", f"{res['worst']:.3f}"]]
-        show(_table(f"leave-one-speaker-out ({recipe.classifier}, retrained per speaker)", ["held-out speaker", "accuracy"], rows))
+        show(_table(f"leave-one-speaker-out ({recipe.classifier}; {res['folds']})", ["held-out speaker", "accuracy"], rows))
     if getattr(args, "record", False):
         record_in_card(path, result, _command(args))
         err.print(f"recorded in {card_path(path)}")
@@ -372,6 +415,30 @@ def record_in_card(path: Path, result: dict[str, Any], command: str) -> None:
     card["eval"] = {**{k: v for k, v in old.items() if k != "created"}, **summary, "command": command,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "measured_by": by}
     write_card(path, card)
+
+
+def _unseen(model: DigitModel, cfg: Any, show) -> dict[str, Any]:
+    from digitd.corpora import available, shared_dir, split_clips
+    from train.unseen import evaluate_unseen
+
+    root = Path(cfg.train.corpora_dir) if cfg.train.corpora_dir else shared_dir()
+    if not available(root):
+        raise DigitdError(f"{root}: none of the extra corpora (speech-commands-digits, audiomnist-digits, ...) is there; "
+                          "set train.corpora_dir or $DIGITD_SHARED_DIR")
+    clips = split_clips(root, unseen=True)
+    res = evaluate_unseen(model, clips, cfg.classify.reject_threshold, cfg.classify.min_voiced_ms)
+    show(confusion_table({"classes": model.classes, "confusion": res["confusion"], **res},
+                         f"unseen speakers: {res['n']} digits from {res['speakers']} speakers never trained on"))
+    rows = [["accuracy", f"{res['accuracy']:.4f}"], ["balanced accuracy (mean per-class recall)", f"{res['balanced_accuracy']:.4f}"]]
+    rows += [[f"  {k}", f"{v['accuracy']:.4f} (n={v['n']})"] for k, v in res["per_corpus"].items()]
+    rows += [[f"  class {c}", f"{v:.3f} (n={res['n_per_class'][c]})"] for c, v in res["per_class"].items()]
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    rows += [[f"non-digit words rejected (n={res['n_words']})", fmt(res["words_rejected"])],
+             ["  'on' / 'tree' rejected", " / ".join(fmt(v) for v in res["near_homophones_rejected_by_word"].values())],
+             [f"noise clips rejected (n={res['n_noise']})", fmt(res["noise_rejected"])],
+             ["true digits rejected", fmt(res["digits_rejected"])]]
+    show(_table(f"unseen speakers at classify.reject_threshold = {res['threshold']}", ["measure", "value"], rows))
+    return res
 
 
 def _open_set(model: DigitModel, cfg: Any, test_recs: list[Record], seed: int, show) -> dict[str, Any]:

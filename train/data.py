@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from digitd import SAMPLE_RATE
+from digitd.corpora import is_unseen
 from digitd.paths import fsdd_dir
 from digitd.audio import AudioError, load_wav, prepare_clip
 
@@ -214,12 +215,11 @@ def load_hf(name: str = HF_NAME) -> list[Record]:
     return records
 
 
-def split_extra(records: list[Record], holdout_frac: float = 0.3) -> list[Record]:
-    """Mark ~holdout_frac of an extra corpus's SPEAKERS "extra-test" (never trained on), the rest
-    "extra". Decided by a hash of the speaker id, so it is stable across runs and machines."""
+def split_extra(records: list[Record]) -> list[Record]:
+    """Mark the unseen SPEAKERS of an extra corpus "extra-test" (never trained on), the rest
+    "extra": the one split of digitd.corpora, a hash of the speaker id."""
     for r in records:
-        h = int.from_bytes(hashlib.sha256(r.speaker.encode()).digest()[:4], "little") / 2**32
-        r.split = "extra-test" if h < holdout_frac else "extra"
+        r.split = "extra-test" if is_unseen(r.speaker) else "extra"
     return records
 
 

@@ -46,6 +46,10 @@ class Recipe:
     cnn_gain: float = 8.0
     cnn_base: float = 2.0
     cnn_nets: int = 1  # seeds seed .. seed + cnn_nets - 1, averaged
+    embed: bool = False  # the speech-embedding member (train.embed): digits + OTHER from real words and noise
+    embed_c: float = 0.03
+    embed_weight: float = 0.5
+    embed_noisy: int = 1
     seed: int = 0
     jobs: int = 2
 
@@ -328,11 +332,14 @@ def loso(
     on_speaker: Callable[[str, float], None] | None = None,
     cnn_specs: Sequence[Sequence[np.ndarray]] | None = None,
     speakers: Sequence[str] | None = None,
+    join_fold: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Leave one speaker out: train with `recipe` (tuning included) on every other speaker's
     takes (plus any extra corpus and synthetic voices), test on every clean take of the
     held-out FSDD speaker. With `recipe.cnn`, `cnn_specs` (per record, like `feats`) trains the
-    convolutional member per fold too, and the held-out speaker is scored by both."""
+    convolutional member per fold too, and the held-out speaker is scored by both.
+    `join_fold(train_idx, test_idx, probs)` lets a further member (the speech embedding, fitted
+    by the caller on the same training records) join the fold's probabilities."""
     speakers = list(speakers or sorted({r.speaker for r in records if r.split in ("train", "test")}))
     per: dict[str, float] = {}
     weighting: dict[str, dict[str, float]] = {}  # CNN weight (gain, base) -> per-speaker accuracy, a diagnostic
@@ -354,12 +361,15 @@ def loso(
                                 epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
                                 nets=recipe.cnn_nets, label=f"CNN without {sp}")
             parts, pc = res.estimator.parts(Xte), member_probs(member, [cnn_specs[i][0] for i in te])
-            acc = float(np.mean(np.asarray(classes)[member.combine(parts, pc).argmax(axis=1)] == yte))
+            probs = member.combine(parts, pc) * parts["speech"][:, None]
             for gain, base in CNN_WEIGHT_GRID:
                 q = CnnMember(member.nets, gain, base).combine(parts, pc)
                 weighting.setdefault(f"gain {gain:g} base {base:g}", {})[sp] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
         else:
-            acc = float(np.mean(res.estimator.predict(Xte) == yte))
+            probs = res.estimator.predict_proba(Xte)
+        if join_fold is not None:
+            probs = join_fold(tr, te, probs)
+        acc = float(np.mean(np.asarray(res.estimator.classes_)[probs.argmax(axis=1)] == yte))
         per[sp] = acc
         if on_speaker:
             on_speaker(sp, acc)
