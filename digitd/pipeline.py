@@ -24,11 +24,10 @@ from digitd.audio import float_to_int16
 from digitd.config import Config
 from digitd.endpoint import Endpointer, Utterance
 from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
-from digitd.model import DigitModel
+from digitd.model import DigitModel, reject_reason
 from digitd.sources import Source
 from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
-from digitd.voicing import longest_voiced_ms
 
 
 class Sink(Protocol):
@@ -215,8 +214,6 @@ class Pipeline:
 
     def _classify(self, job: _Job) -> None:
         t0 = time.perf_counter()
-        min_voiced = self.cfg.classify.min_voiced_ms
-        unvoiced = min_voiced > 0 and longest_voiced_ms(job.utt.audio) < min_voiced
         feats = self.model.features(job.utt.audio, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
@@ -232,10 +229,11 @@ class Pipeline:
         start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
         # emitted: the stream position now (live), or where the end was decided (inline)
         emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
-        if unvoiced or pred.confidence < self.cfg.classify.reject_threshold:
+        reason = reject_reason(job.utt.audio, pred.confidence, self.cfg.classify.reject_threshold,
+                               self.cfg.classify.min_voiced_ms)
+        if reason:
             self.counts["rejected"] += 1
-            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat,
-                                    "unvoiced" if unvoiced else "low_confidence"))
+            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat, reason))
         else:
             self.counts["digits"] += 1
             tm.eos_s.append(emitted - end)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from digitd.audio import AudioError, load_wav
-from digitd.model import DigitModel, load_model
+from digitd.model import DigitModel, load_model, reject_reason
 
 
 def iter_inputs(paths: list[str]) -> Iterator[Path]:
@@ -25,27 +25,33 @@ def iter_inputs(paths: list[str]) -> Iterator[Path]:
             yield p
 
 
-def predict_file(model: DigitModel, path: Path) -> dict[str, Any]:
+def predict_file(model: DigitModel, path: Path, classify: Any) -> dict[str, Any]:
+    """One line: the best digit and its confidence, plus `rejected` (and why) when the daemon
+    would have emitted a `rejected` event for this clip (classify.reject_threshold, min_voiced_ms)."""
     x = load_wav(path, model.params.sample_rate)
     try:
         p = model.predict_wave(x)
     except ValueError as e:
         raise AudioError(f"{path}: {e}") from None
-    return {"file": str(path), "digit": p.label, "confidence": round(p.confidence, 4)}
+    out: dict[str, Any] = {"file": str(path), "digit": p.label, "confidence": round(p.confidence, 4)}
+    reason = reject_reason(x, p.confidence, classify.reject_threshold, classify.min_voiced_ms)
+    if reason:
+        out |= {"rejected": True, "reason": reason}
+    return out
 
 
 def predict_command(args: argparse.Namespace, cfg: Any) -> int:
     model = load_model(cfg.classify.model or None, keep_estimator=False)
     failed = 0
     seen = 0
+    empty = [p for p in args.paths if Path(p).is_dir() and not any(True for _ in iter_inputs([p]))]
+    for folder in empty:
+        print(f"digitd: error: {folder}: no WAV files in this folder", file=sys.stderr, flush=True)
     for path in iter_inputs(args.paths):
         seen += 1
         try:
-            print(json.dumps(predict_file(model, path)), flush=True)
+            print(json.dumps(predict_file(model, path, cfg.classify)), flush=True)
         except AudioError as e:
             failed += 1
             print(f"digitd: error: {e}", file=sys.stderr, flush=True)
-    if seen == 0:
-        print("digitd: error: no WAV files found in the given directories", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+    return 1 if failed or empty or seen == 0 else 0

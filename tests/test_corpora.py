@@ -1,0 +1,53 @@
+"""The one speaker split: by the id alone, the same person on the same side in every folder."""
+
+from pathlib import Path
+
+import pytest
+
+from digitd.corpora import CORPORA, available, corpus_clips, is_unseen, speaker_fraction, split_clips
+from train.data import Record, split_extra
+
+
+@pytest.fixture(scope="module")
+def root() -> Path:
+    from digitd.corpora import shared_dir
+
+    r = shared_dir()
+    if not available(r):
+        pytest.skip(f"no extra corpora under {r}")
+    return r
+
+
+def test_rule_depends_on_the_id_only(tmp_path):
+    assert all(0.0 <= speaker_fraction(s) < 1.0 for s in ("sc-004ae714", "am-01", "x"))
+    assert is_unseen("sc-004ae714") == is_unseen("sc-004ae714")
+    # a folder's other contents never move a speaker
+    for n, names in enumerate((["1_sc-aa_0.wav"], ["1_sc-aa_0.wav", "2_sc-bb_0.wav", "3_sc-cc_1.wav"])):
+        d = tmp_path / f"f{n}"
+        d.mkdir()
+        for name in names:
+            (d / name).write_bytes(b"")
+        assert [c.unseen for c in corpus_clips(d, "digit") if c.speaker == "sc-aa"] == [is_unseen("sc-aa")]
+
+
+def test_trainer_holds_out_the_same_speakers():
+    recs = split_extra([Record("1", f"sc-{i:08x}", 0, "extra") for i in range(200)])
+    assert [r.split == "extra-test" for r in recs] == [is_unseen(r.speaker) for r in recs]
+
+
+def test_real_folders(root):
+    clips = {name: corpus_clips(path, CORPORA[name]) for name, path in available(root).items()}
+    digits = clips.get("speech-commands-digits", [])
+    words = clips.get("speech-commands-words", [])
+    assert all(c.label.isdigit() and c.kind == "digit" for c in digits)
+    assert all(not c.label.isdigit() and c.kind == "word" for c in words)
+    # the same person has one id in the digits and words folders, so one side of the split
+    shared = {c.speaker for c in digits} & {c.speaker for c in words}
+    assert shared, "the Speech Commands folders share speaker ids"
+    speakers = {c.speaker for cl in clips.values() for c in cl}
+    share = sum(map(is_unseen, speakers)) / len(speakers)
+    assert 0.25 < share < 0.35
+    unseen = split_clips(root, unseen=True)
+    seen = split_clips(root, unseen=False)
+    assert not {c.speaker for c in unseen} & {c.speaker for c in seen}
+    assert len(unseen) + len(seen) == sum(map(len, clips.values()))
