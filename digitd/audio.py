@@ -55,6 +55,8 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
                 rate, data = wavfile.read(path, mmap=False)
     except struct.error:
         raise AudioError(f"{path}: not a readable WAV file (incomplete header)") from None
+    except UnboundLocalError:  # scipy: a header that parses but never reaches a data chunk
+        raise AudioError(f"{path}: not a readable WAV file (no data chunk)") from None
     except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
         raise AudioError(f"{path}: not a readable WAV file ({_reason(e)})") from None
     for w in caught:

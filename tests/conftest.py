@@ -4,14 +4,17 @@ else a small one trained here), FSDD streams."""
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 
-import numpy as np
-import pytest
+# before numpy loads OpenBLAS: one thread, as the CLI runs it (a second thread only contends here)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _fsdd_or_skip() -> Path:

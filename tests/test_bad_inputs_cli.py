@@ -107,3 +107,11 @@ def test_corrupt_model_file_is_one_line(tmp_path, short_stream, model_path):
     shutil.copy(model_path, bad_model)  # unsigned copy: the card no longer matches
     r = run("run", "--input", str(short_stream[0]), "--speed", "max", "--jsonl", "--model", str(bad_model))
     assert r.returncode == 2 and "SHA-256" in r.stderr
+
+
+def test_predict_names_a_folder_without_wavs(tmp_path, model_path):
+    empty = tmp_path / "no_wavs_here"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not audio")
+    r = run("predict", str(empty), "--model", str(model_path))
+    _one_line_error(r, empty, "no WAV files")

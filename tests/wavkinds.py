@@ -70,6 +70,10 @@ def make_bad_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     put("text.wav", b"this is not audio at all, just some text\n" * 10, "not a readable WAV")
     put("riff_garbage.wav", b"RIFF" + os.urandom(200), "not a readable WAV")
     put("mp3_named_wav.wav", b"ID3\x03\x00\x00\x00" + os.urandom(500), "not a readable WAV")
+    # a complete RIFF/WAVE header with a fmt chunk and no data chunk at all
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    put("no_data_chunk.wav", b"RIFF" + struct.pack("<I", len(body)) + body, "no data chunk")
     zero = d / "zero_length.wav"
     wavfile.write(zero, 8000, np.zeros(0, dtype=np.int16))
     out["zero_length.wav"] = (zero, "no audio samples")
