@@ -161,3 +161,59 @@ def test_saved_stream_is_what_the_pipeline_was_given(pink, tmp_path):
     assert np.array_equal(load_wav(wav), pink.audio)
     data = json.loads(js.read_text())
     assert data["condition"] == "pink_5db" and len(data["truth"]) == len(pink.truth)
+
+
+# -- end to end: a tiny room scenario through the real pipeline, with the shipped model --------------
+
+TINY = ["--set", "bench.room_words=8", "--set", "bench.room_background_s=4", "--set", 'bench.room_backgrounds="none,babble"',
+        "--set", 'bench.room_snrs_db="10"']
+
+
+def _bench(*args: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--json", *args], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return json.loads(r.stdout)
+
+
+def _in_range(m: dict) -> None:
+    assert m["n_truth"] > 0 and m["der"] >= 0
+    assert m["der"] == pytest.approx((m["substitutions"] + m["deletions"] + m["insertions"]) / m["n_truth"])
+    assert 0.0 <= m["fa_rate"] <= 1.0
+    assert m["background_insertions_per_min"] >= 0
+    assert 0 <= m["background_insertions"] <= m["insertions"]
+    eos = m["eos_latency_ms"]
+    if eos["n"]:
+        assert 0 < eos["p50"] <= eos["p95"] < 3000  # stream time: hangover + end decision, never seconds
+    assert m["rtf"] > 0
+
+
+def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path):
+    out = _bench("--scenario", "room", "--model", str(model_path), "--save-stream", str(tmp_path), *TINY)
+    for key in ("der", "fa_rate", "background_insertions_per_min", "rtf", "by_condition"):
+        assert key in out, key
+    assert set(out["eos_latency_ms"]) >= {"p50", "p95"}
+    assert set(out["by_condition"]) == {"clean", "babble_10db"}
+    _in_range(out)
+    for name, m in out["by_condition"].items():
+        _in_range(m)
+    assert out["n_truth"] == sum(m["n_truth"] for m in out["by_condition"].values())
+    assert out["background_s"] == pytest.approx(8.0)
+    # a saved condition replays to the same accuracy numbers through `--input/--truth`
+    again = _bench("--input", str(tmp_path / "babble_10db.wav"), "--truth", str(tmp_path / "babble_10db.json"),
+                   "--model", str(model_path))
+    m = out["by_condition"]["babble_10db"]
+    for key in ("der", "substitutions", "deletions", "insertions", "fa_rate", "sound_fa_rate",
+                "background_insertions_per_min"):
+        assert again[key] == m[key], key
+    assert again["eos_latency_ms"]["p50"] == pytest.approx(m["eos_latency_ms"]["p50"])
+
+
+def test_bad_room_knob_is_one_line(model_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--scenario", "room", "--model", str(model_path),
+                        "--set", 'bench.room_backgrounds="none,traffic"'], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "traffic" in r.stderr, r.stderr
