@@ -235,8 +235,8 @@ def noise_bed(n: int, p: Pools, rng: np.random.Generator, placed: list[Placed]) 
 
 def babble_bed(n: int, talkers: int, p: Pools, rng: np.random.Generator, espeak: bool,
                placed: list[Placed]) -> np.ndarray:
-    """`talkers` overlapping voices, each saying runs of unseen non-digit words and (with
-    espeak-ng) sentences with short pauses; every piece at unit RMS +-4 dB; the sum at unit RMS."""
+    """`talkers` overlapping voices, each talking on with short pauses: runs of unseen non-digit
+    words and (with espeak-ng) sentences; every piece at unit RMS +-4 dB; the sum at unit RMS."""
     from digitd.espeak import VOICES
 
     out = np.zeros(n)
@@ -257,8 +257,8 @@ def babble_bed(n: int, talkers: int, p: Pools, rng: np.random.Generator, espeak:
                 w = _faded(w / (np.sqrt(np.mean(w**2)) + 1e-12) * 10 ** (rng.uniform(-4, 4) / 20), len(w), len(w))
                 _overlay(out, w, pos)
                 placed.append(who)
-                pos += len(w) + int(rng.uniform(0.05, 0.35) * SAMPLE_RATE)
-            pos += int(rng.uniform(0.1, 0.8) * SAMPLE_RATE)
+                pos += len(w) + int(rng.uniform(0.03, 0.2) * SAMPLE_RATE)
+            pos += int(rng.uniform(0.1, 0.5) * SAMPLE_RATE)
     return out / (np.sqrt(np.mean(out**2)) + 1e-12)
 
 
