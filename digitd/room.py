@@ -169,15 +169,15 @@ def pools(root: str | None = None) -> Pools:
 
 
 def _need(p: Pools, b: BenchConfig, conds: list[Condition], root: str | None) -> None:
-    where = ", ".join(str(v) for v in available(root).values()) or "nothing found"
+    where = ", ".join(str(v) for v in available(root).values()) or "none"
     missing = [str(d) for d, cs in p.digits.items() if not cs]
     if missing:
         raise RoomError(f"room scenario: no unseen-speaker clips of digit(s) {', '.join(missing)} "
-                        f"(needs speech-commands-digits and audiomnist-digits; found {where}; set DIGITD_SHARED_DIR)")
+                        f"(needs speech-commands-digits and audiomnist-digits; found: {where}; set DIGITD_SHARED_DIR)")
     if not p.words and (b.room_nondigit_share > 0 or any(c.background == "babble" for c in conds)):
-        raise RoomError(f"room scenario: no unseen speech-commands-words clips (found {where}; set DIGITD_SHARED_DIR)")
+        raise RoomError(f"room scenario: no unseen speech-commands-words clips (found: {where}; set DIGITD_SHARED_DIR)")
     if not p.noise and any(c.background == "noise" for c in conds):
-        raise RoomError(f"room scenario: no unseen speech-commands-noise clips (found {where}; set DIGITD_SHARED_DIR)")
+        raise RoomError(f"room scenario: no unseen speech-commands-noise clips (found: {where}; set DIGITD_SHARED_DIR)")
 
 
 @lru_cache(maxsize=1024)
