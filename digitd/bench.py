@@ -1,7 +1,10 @@
-"""`digitd bench`: how fast and how light the whole `digitd run` pipeline is.
+"""`digitd bench`: how fast, how light and how accurate the whole `digitd run` pipeline is.
 
-Runs the exact pipeline (same FileSource, framer, VAD, endpointer, worker) on a seeded
-stream of FSDD test-split digits, in whisper_streaming's two simulation modes:
+Runs the exact pipeline (same FileSource, framer, VAD, endpointer, worker) on seeded streams:
+`--scenario fsdd` (FSDD test-split digits: speakers the model trained on) or `--scenario room`
+(`digitd/room.py`: unseen speakers, non-digit words, coughs/clicks/knocks and backgrounds at
+several SNRs, one stream per condition, scored per condition and overall), or on a recorded
+`--input` WAV with its `--truth`. Two simulation modes (whisper_streaming's):
 - `--speed max`: compute-bound. Real-time factor, throughput, per-stage cost; `emitted`
   is the compute-unaware (lower-bound) end-of-speech latency in stream time.
 - `--speed 1`: paced like live audio through the same ring buffer as the microphone.
@@ -25,6 +28,7 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.config import Config, ConfigError, apply, as_dict, parse_override
+from digitd.scoring import Score, combine
 from digitd.sysinfo import peak_rss_mb, reset_peak_rss
 
 STAGES = ("vad", "endpoint", "features", "classify", "total")
@@ -81,7 +85,44 @@ class Recorder:
         pass
 
 
-def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> dict[str, Any]:
+def score_metrics(sc: Score) -> dict[str, Any]:
+    """The accuracy half of a report, from a `scoring.Score` (one stream or several combined)."""
+    return {
+        "der": sc.der,
+        "n_truth": sc.n,
+        "correct": sc.correct,
+        "substitutions": sc.substitutions,
+        "deletions": sc.deletions,
+        "insertions": sc.insertions,
+        "fa_rate": sc.fa_rate,
+        "n_words": sc.n_words,
+        "word_false_alarms": sc.word_false_alarms,
+        "sound_fa_rate": sc.sound_fa_rate,
+        "n_sounds": sc.n_sounds,
+        "sound_false_alarms": sc.sound_false_alarms,
+        "background_insertions": sc.background_insertions,
+        "background_s": sc.background_s,
+        "background_insertions_per_min": sc.background_insertions_per_min,
+        "eos_latency_ms": _pcts([1000 * x for x in sc.latencies_s]),
+    }
+
+
+def _pcts(values_ms: Sequence[float]) -> dict[str, float]:
+    return {k.replace("_ms", ""): v for k, v in percentiles_ms(values_ms).items()}
+
+
+@dataclass
+class Run:
+    """One pass of the pipeline over one stream: the report's numbers and what pools across streams."""
+
+    metrics: dict[str, Any]
+    score: Score
+    wall_s: float
+    audio_s: float
+    wall_latencies_ms: list[float] = field(default_factory=list)  # paced runs only
+
+
+def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> Run:
     """One pass of the real pipeline over `audio`; every number of the report but cold start."""
     from digitd.pipeline import Pipeline
     from digitd.scoring import score
@@ -110,13 +151,7 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         "audio_s_per_cpu_s": audio_s / cpu if cpu > 0 else float("inf"),
         "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
         "peak_rss_mb": peak_rss_mb(),
-        "eos_latency_ms": {k.replace("_ms", ""): v for k, v in percentiles_ms([1000 * x for x in sc.latencies_s]).items()},
-        "der": sc.der,
-        "n_truth": sc.n,
-        "correct": sc.correct,
-        "substitutions": sc.substitutions,
-        "deletions": sc.deletions,
-        "insertions": sc.insertions,
+        **score_metrics(sc),
         "digits": summary.digits,
         "rejected": summary.rejected,
         "utterances": summary.utterances,
@@ -124,13 +159,14 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         "stages": stages,
         "stage_rtf": stage_rtf,
     }
+    wl: list[float] = []
     if speed != "max" and getattr(source, "t0", None) is not None:
         ev_index = {id(e): i for i, e in enumerate(rec.events)}
         recv = [rec.recv[ev_index[id(digit_events[j])]] for _, j in sc.pairs]
         ends = [truth[i].end if hasattr(truth[i], "end") else truth[i]["end"] for i, _ in sc.pairs]
         wl = wall_latencies_ms(recv, ends, source.t0, float(speed))
-        out["eos_wall_latency_ms"] = {k.replace("_ms", ""): v for k, v in percentiles_ms(wl).items()}
-    return out
+        out["eos_wall_latency_ms"] = _pcts(wl)
+    return Run(out, sc, wall, audio_s, wl)
 
 
 def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | None) -> dict[str, float]:
@@ -177,13 +213,28 @@ def with_override(cfg: Config, key: str, value: str) -> Config:
 
 
 def load_truth(path: str) -> list[dict[str, Any]]:
+    """A truth file: a list of {digit, start, end}, or a room truth file ({"truth": [items]},
+    items with a kind: digit | word | sound | background; `digitd/scoring.py`)."""
+    from digitd.scoring import KINDS
+
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: unreadable truth file ({e})") from None
-    items = data.get("words", data) if isinstance(data, dict) else data
-    if not isinstance(items, list) or not all(isinstance(t, dict) and {"digit", "start", "end"} <= set(t) for t in items):
-        raise ConfigError(f"{path}: truth must be a list of {{digit, start, end}} objects")
+    items = data.get("truth", data.get("words", data)) if isinstance(data, dict) else data
+    shape = "a list of {digit, start, end} objects or a room truth file"
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: truth must be {shape}")
+    for t in items:
+        if not isinstance(t, dict) or not {"start", "end"} <= set(t):
+            raise ConfigError(f"{path}: truth must be {shape}")
+        kind = t.get("kind", "digit")
+        if kind not in KINDS:
+            raise ConfigError(f"{path}: truth kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind != "background" and kind not in t:
+            raise ConfigError(f"{path}: a {kind} item needs a {kind!r} field")
+        if not all(isinstance(t[k], (int, float)) and not isinstance(t[k], bool) for k in ("start", "end")):
+            raise ConfigError(f"{path}: start and end must be numbers (seconds)")
     return items
 
 
@@ -201,18 +252,33 @@ def build_stream(args: Any, cfg: Config) -> tuple[np.ndarray, list[Any]]:
                        level_min_db=b.level_min_db, level_max_db=b.level_max_db, noise=b.noise, snr_db=b.snr_db)
 
 
-def bench_command(args: Any, cfg: Config) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
+def sweep_runs(args: Any, cfg: Config) -> list[tuple[str, Config]]:
+    """("default", cfg), or one (label, config) per --sweep value."""
+    sweeps = [parse_sweep(s) for s in args.sweep]
+    if not sweeps:
+        return [("default", cfg)]
+    return [(f"{key}={v}", with_override(cfg, key, v)) for key, vals in sweeps for v in vals]
 
+
+def bench_command(args: Any, cfg: Config) -> int:
     from digitd.model import load_model
 
-    err = Console(stderr=True)
-    speed = cfg.bench.speed
     t = time.perf_counter()
     model = load_model(cfg.classify.model or None, keep_estimator=False)
     model_load_s = time.perf_counter() - t
     model.warm_up()
+    if cfg.bench.scenario == "room" and not args.input:
+        return room_command(args, cfg, model)
+    return stream_command(args, cfg, model, model_load_s)
+
+
+def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> int:
+    """One stream (the FSDD scenario, or --input with its truth): stage costs, accuracy, cold start."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    err = Console(stderr=True)
+    speed = cfg.bench.speed
     audio, truth = build_stream(args, cfg)
     if args.save_stream:
         from digitd.audio import write_wav
@@ -221,16 +287,14 @@ def bench_command(args: Any, cfg: Config) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_wav(out / "stream.wav", audio)
         (out / "truth.json").write_text(json.dumps([t.to_dict() if hasattr(t, "to_dict") else t for t in truth], indent=1))
-    sweeps = [parse_sweep(s) for s in args.sweep]
-    runs: list[tuple[str, Config]] = [("default", cfg)]
-    if sweeps:
-        runs = [(f"{key}={v}", with_override(cfg, key, v)) for key, vals in sweeps for v in vals]
+    runs = sweep_runs(args, cfg)
     results = []
     with Progress(console=err, transient=True, disable=args.json and not err.is_terminal) as prog:
         task = prog.add_task(f"bench ({'max' if speed == 'max' else 'paced x' + speed})", total=len(runs) + 1)
         for label, c in runs:
-            r = run_once(c, model, audio, truth, speed)
+            r = run_once(c, model, audio, truth, speed).metrics
             r["label"] = label
+            r["scenario"] = "input" if args.input else "fsdd"
             results.append(r)
             prog.advance(task)
         cs = cold_start(args.config, list(args.overrides), cfg.classify.model or None)
@@ -244,6 +308,131 @@ def bench_command(args: Any, cfg: Config) -> int:
     else:
         print_tables(results)
     return 0
+
+
+# -- the room scenario ----------------------------------------------------------------------------
+
+CONDITION_KEYS = ("der", "n_truth", "correct", "substitutions", "deletions", "insertions", "fa_rate", "n_words",
+                  "word_false_alarms", "sound_fa_rate", "n_sounds", "sound_false_alarms", "background_insertions",
+                  "background_s", "background_insertions_per_min", "eos_latency_ms", "eos_wall_latency_ms", "rtf",
+                  "audio_s", "digits", "rejected", "dropped_ms")
+
+
+def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[str, Any]:
+    """Overall numbers (every condition's counts and latencies pooled) and one entry per condition."""
+    rs = list(runs.values())
+    wall, audio_s = sum(r.wall_s for r in rs), sum(r.audio_s for r in rs)
+    cpu = sum(r.metrics["cpu_s"] for r in rs)
+    out: dict[str, Any] = {
+        "scenario": "room",
+        "mode": "max" if speed == "max" else "realtime",
+        "speed": speed,
+        "audio_s": audio_s,
+        "wall_s": wall,
+        "rtf": wall / audio_s if audio_s > 0 else float("nan"),
+        "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
+        **score_metrics(combine([r.score for r in rs])),
+        "rejected": sum(r.metrics["rejected"] for r in rs),
+        "dropped_ms": sum(r.metrics["dropped_ms"] for r in rs),
+    }
+    if speed != "max":
+        out["eos_wall_latency_ms"] = _pcts([x for r in rs for x in r.wall_latencies_ms])
+    by = {}
+    for c in conds:
+        m = runs[c.name].metrics
+        by[c.name] = {"background": c.background, "snr_db": c.snr_db, **{k: m[k] for k in CONDITION_KEYS if k in m}}
+    out["by_condition"] = by
+    return out
+
+
+def room_command(args: Any, cfg: Config, model: Any) -> int:
+    """Every room condition through the real pipeline, once per --sweep setting."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from digitd.cli import DigitdError
+    from digitd.espeak import EspeakError
+    from digitd.room import RoomError, conditions, make_room_stream, write_stream
+
+    err = Console(stderr=True)
+    speed = cfg.bench.speed
+    runs = sweep_runs(args, cfg)
+    try:
+        conds = conditions(cfg.bench)
+    except RoomError as e:
+        raise DigitdError(str(e)) from None
+    streams: dict[str, tuple[np.ndarray, list[dict[str, Any]]]] = {}
+    synthetic = True
+    results = []
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True, disable=args.json and not err.is_terminal) as prog:
+        task = prog.add_task("room", total=len(conds) * (1 + len(runs)))
+        for c in conds:
+            prog.update(task, description=f"generating {c.name}")
+            try:
+                st = make_room_stream(c, cfg.bench)
+            except (RoomError, EspeakError) as e:
+                raise DigitdError(str(e)) from None
+            if args.save_stream:
+                write_stream(st, Path(args.save_stream))
+            streams[c.name] = (st.audio, [t.to_dict() for t in st.truth])
+            synthetic = synthetic and st.synthetic_voices
+            prog.advance(task)
+        for label, rc in runs:
+            done: dict[str, Run] = {}
+            for c in conds:
+                prog.update(task, description=f"{c.name}" + (f" ({label})" if len(runs) > 1 else ""))
+                audio, truth = streams[c.name]
+                done[c.name] = run_once(rc, model, audio, truth, speed)
+                prog.advance(task)
+            r = room_report(done, conds, speed)
+            r.update(label=label, seed=cfg.bench.seed, synthetic_voices=synthetic, model=str(model.meta.get("path", "")))
+            results.append(r)
+    if not synthetic:
+        err.print("digitd: espeak-ng not found: real voices only (no synthetic digits or babble sentences)")
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else {"sweep": results}, indent=None))
+    elif len(results) == 1:
+        print_room_table(results[0])
+    else:
+        print_tables(results)
+    return 0
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def print_room_table(r: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    t = Table(title=f"digitd bench --scenario room: {r['mode']} mode, {r['audio_s']:.0f} s of audio, "
+                    f"{len(r['by_condition'])} conditions, unseen speakers (seed {r['seed']})")
+    for col in ("condition", "digits", "DER %", "S/D/I", "word FA %", "sound FA", "bg ins/min", "EOS p50/p95 ms", "RTF"):
+        t.add_column(col, justify="left" if col == "condition" else "right")
+
+    def row(name: str, m: dict[str, Any], **kw: Any) -> None:
+        eos = m["eos_latency_ms"]
+        t.add_row(name, str(m["n_truth"]), _pct(m["der"]), f"{m['substitutions']}/{m['deletions']}/{m['insertions']}",
+                  f"{_pct(m['fa_rate'])} ({m['word_false_alarms']}/{m['n_words']})",
+                  f"{m['sound_false_alarms']}/{m['n_sounds']}", _f(m["background_insertions_per_min"], 1),
+                  f"{_f(eos['p50'], 0)} / {_f(eos['p95'], 0)}", _f(m["rtf"], 4), **kw)
+
+    for name, m in r["by_condition"].items():
+        row(name, m)
+    t.add_section()
+    row("overall", r, style="bold")
+    con.print(t)
+    notes = ("DER = (S+D+I) / digits. word FA = non-digit words that came out as a digit; a digit on a word or "
+             "sound is a false alarm, not an insertion. bg ins/min = digits emitted during the background-only "
+             "stretches, per minute of them (also counted in I). EOS = truth end of the word -> `emitted`, stream time.")
+    if "eos_wall_latency_ms" in r:
+        w = r["eos_wall_latency_ms"]
+        notes += f" Wall clock end of speech -> digit p50 / p95: {_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms."
+    con.print(f"[dim]{notes} Rejected utterances: {r['rejected']}; audio dropped: {r['dropped_ms']:.0f} ms.[/dim]")
 
 
 def _f(x: float, nd: int = 2) -> str:
@@ -280,6 +469,15 @@ def print_tables(results: list[dict[str, Any]]) -> None:
             rows.append(("end-of-speech -> digit p50 / p95 (wall)", f"{_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms"))
         rows += [
             ("digit error rate (S+D+I)/N", f"{100 * r0['der']:.1f}% ({r0['substitutions']}S {r0['deletions']}D {r0['insertions']}I of {r0['n_truth']})"),
+        ]
+        if r0["n_words"] or r0["n_sounds"]:
+            rows.append(("non-digit words / sounds emitted as a digit",
+                         f"{_pct(r0['fa_rate'])}% ({r0['word_false_alarms']} of {r0['n_words']}) / "
+                         f"{r0['sound_false_alarms']} of {r0['n_sounds']}"))
+        if r0["background_s"]:
+            rows.append(("insertions per minute of background only",
+                         f"{_f(r0['background_insertions_per_min'], 1)} ({r0['background_insertions']} in {r0['background_s']:.0f} s)"))
+        rows += [
             ("rejected utterances", str(r0["rejected"])),
             ("audio dropped", f"{r0['dropped_ms']:.0f} ms"),
             ("peak RSS (pipeline in the bench process)", f"{r0['peak_rss_mb']:.0f} MB"),
@@ -291,12 +489,14 @@ def print_tables(results: list[dict[str, Any]]) -> None:
             s.add_row(a, b)
         con.print(s)
         return
-    t = Table(title=f"digitd bench sweep ({r0['mode']} mode, {r0['audio_s']:.0f} s, {r0['n_truth']} digits)")
-    for c in ("setting", "DER %", "S/D/I", "rejected", "EOS p50 ms", "EOS p95 ms", "RTF", "CPU %"):
+    where = f"{r0['scenario']} scenario, {len(r0['by_condition'])} conditions pooled, " if "by_condition" in r0 else ""
+    t = Table(title=f"digitd bench sweep ({where}{r0['mode']} mode, {r0['audio_s']:.0f} s, {r0['n_truth']} digits)")
+    for c in ("setting", "DER %", "S/D/I", "word FA %", "bg ins/min", "rejected", "EOS p50 ms", "EOS p95 ms", "RTF", "CPU %"):
         t.add_column(c, justify="right" if c != "setting" else "left")
     for r in results:
         t.add_row(r["label"], f"{100 * r['der']:.1f}", f"{r['substitutions']}/{r['deletions']}/{r['insertions']}",
+                  _pct(r["fa_rate"]), _f(r["background_insertions_per_min"], 1),
                   str(r["rejected"]), _f(r["eos_latency_ms"]["p50"], 0), _f(r["eos_latency_ms"]["p95"], 0),
-                  _f(r["rtf"], 5), _f(r["cpu_percent"], 1))
+                  _f(r["rtf"], 5), _f(r.get("cpu_percent"), 1))
     con.print(t)
 

@@ -62,12 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
     _common(p)
     p.add_argument("--speed", dest="bench_speed", help="max (compute-bound) or 1 (paced like live audio) [bench.speed]")
+    p.add_argument("--scenario", choices=("fsdd", "room"),
+                   help="fsdd: FSDD test digits; room: unseen speakers, non-digit words, noises, backgrounds [bench.scenario]")
     p.add_argument("--input", metavar="WAV", help="benchmark this recorded stream instead of a generated one")
-    p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...]")
+    p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...] or a room truth file")
     p.add_argument("--model", help="model file [classify.model]")
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here")
+    p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here (room: one pair per condition)")
 
     p = sub.add_parser("train", help="train a model from FSDD (and optional extra data)")
     _common(p)
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 FLAG_KNOBS = {
     "speed": "run.speed",
     "bench_speed": "bench.speed",
+    "scenario": "bench.scenario",
     "device": "audio.device",
     "model": "classify.model",
     "vad_aggressiveness": "vad.aggressiveness",

@@ -84,6 +84,19 @@ class BenchConfig:
     snr_db: float = knob(20.0, lo=-20.0, hi=80.0)
     level_min_db: float = knob(-20.0, lo=-80.0, hi=0.0)
     level_max_db: float = knob(-3.0, lo=-80.0, hi=0.0)
+    scenario: str = knob("fsdd", choices=("fsdd", "room"))  # fsdd: the stream above; room: unseen speakers in rooms
+    room_backgrounds: str = knob("none,noise,pink,brown,babble")  # comma list of none|noise|white|pink|brown|babble
+    room_snrs_db: str = knob("20,10,5")  # comma list: each background at each SNR (vs the speech); none runs once
+    room_words: int = knob(40, lo=1, hi=100000)  # spoken words per condition, digits and non-digit words
+    room_nondigit_share: float = knob(0.167, lo=0.0, hi=0.9)  # of those words, the share that are not digits
+    room_sound_share: float = knob(0.1, lo=0.0, hi=2.0)  # coughs, clicks, door knocks per spoken word
+    room_espeak_share: float = knob(0.1, lo=0.0, hi=0.25)  # digits said by espeak-ng evaluation voices
+    room_background_s: float = knob(30.0, lo=0.0, hi=3600.0)  # one stretch of background only per condition
+    room_gap_min_s: float = knob(0.08, lo=0.0, hi=60.0)
+    room_gap_max_s: float = knob(2.0, lo=0.0, hi=60.0)
+    room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)
+    room_level_step_db: float = knob(10.0, lo=0.0, hi=40.0)  # word-to-word level change up to +-this, within centre +-this
+    room_babble_talkers: int = knob(4, lo=3, hi=32)
 
 
 @dataclass
@@ -175,6 +188,8 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("endpoint.start_frames: must be <= endpoint.start_window")
     if cfg.bench.gap_min_s > cfg.bench.gap_max_s:
         raise ConfigError("bench.gap_min_s: must be <= bench.gap_max_s")
+    if cfg.bench.room_gap_min_s > cfg.bench.room_gap_max_s:
+        raise ConfigError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
     if cfg.bench.level_min_db > cfg.bench.level_max_db:
         raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
     for key, speed in (("run.speed", cfg.run.speed), ("bench.speed", cfg.bench.speed)):

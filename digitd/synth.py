@@ -49,16 +49,18 @@ class Truth:
 
 
 def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
-    """Unit-RMS white or pink (1/f power from 20 Hz up, flat below, no DC) noise."""
+    """Unit-RMS white, pink (1/f power) or brown (1/f^2 power: rumble, traffic, HVAC) noise;
+    coloured noise is shaped from 20 Hz up, flat below, no DC."""
     w = rng.standard_normal(n)
-    if kind == "pink":
+    if kind in ("pink", "brown"):
         spec = np.fft.rfft(w)
         f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-        spec = spec / np.sqrt(np.maximum(f, 20.0))
+        fm = np.maximum(f, 20.0)
+        spec = spec / (np.sqrt(fm) if kind == "pink" else fm)
         spec[0] = 0.0
         w = np.fft.irfft(spec, n)
     elif kind != "white":
-        raise ValueError(f"noise must be white or pink, got {kind!r}")
+        raise ValueError(f"noise must be white, pink or brown, got {kind!r}")
     return (w / (np.sqrt(np.mean(w**2)) + 1e-12)).astype(np.float32)
 
 

@@ -92,3 +92,68 @@ def test_sweep_parsing_and_override_do_not_touch_the_base_config():
         with_override(base, key, "7")
     with pytest.raises(ConfigError):
         parse_sweep("vad.aggressiveness")
+
+
+# -- non-digit words, sounds and background-only stretches (the room scenario's truth) --------------
+
+ROOM_TRUTH = [
+    {"kind": "digit", "digit": "4", "start": 1.0, "end": 1.4},
+    {"kind": "word", "word": "left", "start": 2.0, "end": 2.5},
+    {"kind": "digit", "digit": "1", "start": 2.6, "end": 2.9},  # quick string: 0.1 s after "left"
+    {"kind": "sound", "sound": "cough", "start": 4.0, "end": 4.3},
+    {"kind": "background", "start": 5.0, "end": 35.0},
+    {"kind": "digit", "digit": "7", "start": 36.0, "end": 36.5},
+    {"kind": "word", "word": "stop", "start": 38.0, "end": 38.4},
+]
+
+
+def _digit(d, s, e, lag=0.15):
+    return DigitEvent(d, 0.9, s, e, e + lag, {})
+
+
+def test_a_digit_on_a_non_digit_word_is_a_false_alarm_not_an_insertion():
+    events = [_digit("4", 1.0, 1.4), _digit("1", 2.05, 2.45), _digit("1", 2.6, 2.9), _digit("7", 36.0, 36.5)]
+    sc = score(events, ROOM_TRUTH)
+    assert (sc.n, sc.correct, sc.substitutions, sc.deletions, sc.insertions) == (3, 3, 0, 0, 0)
+    assert (sc.n_words, sc.word_false_alarms, sc.fa_rate) == (2, 1, 0.5)
+    assert sc.der == 0.0
+    # a second digit on the same word is still that one false alarm
+    sc2 = score(events + [_digit("9", 2.3, 2.5)], ROOM_TRUTH)
+    assert (sc2.word_false_alarms, sc2.insertions) == (1, 0)
+
+
+def test_non_digit_items_never_count_as_deletions():
+    sc = score([], ROOM_TRUTH)
+    assert (sc.n, sc.deletions, sc.der) == (3, 3, 1.0)
+    assert (sc.word_false_alarms, sc.sound_false_alarms, sc.insertions) == (0, 0, 0)
+
+
+def test_a_digit_on_a_cough_is_a_sound_false_alarm():
+    sc = score([_digit("2", 4.0, 4.3)], ROOM_TRUTH)
+    assert (sc.n_sounds, sc.sound_false_alarms, sc.sound_fa_rate, sc.insertions) == (1, 1, 1.0, 0)
+
+
+def test_a_digit_in_background_only_time_is_a_background_insertion():
+    events = [_digit("4", 1.0, 1.4), _digit("3", 10.0, 10.4), _digit("8", 20.0, 20.3), _digit("5", 3.3, 3.6)]
+    sc = score(events, ROOM_TRUTH)
+    assert sc.insertions == 3  # two in the stretch, one in an ordinary pause
+    assert sc.background_insertions == 2 and sc.background_s == pytest.approx(30.0)
+    assert sc.background_insertions_per_min == pytest.approx(4.0)
+    assert sc.der == pytest.approx((2 + 3) / 3)  # 2 deletions + 3 insertions over 3 digits
+
+
+def test_plain_digit_truth_has_no_false_alarm_measures():
+    truth = _stream_truth(5)
+    sc = score([], truth)
+    assert sc.fa_rate is None and sc.background_insertions_per_min is None and sc.deletions == 5
+
+
+def test_combined_scores_pool_counts_and_latencies():
+    from digitd.scoring import combine
+
+    a = score([_digit("4", 1.0, 1.4, lag=0.1), _digit("3", 10.0, 10.4)], ROOM_TRUTH)
+    b = score([_digit("1", 2.6, 2.9, lag=0.3), _digit("9", 38.0, 38.4)], ROOM_TRUTH)
+    c = combine([a, b])
+    assert (c.n, c.correct, c.deletions, c.insertions) == (6, 2, 4, 1)
+    assert (c.n_words, c.word_false_alarms, c.background_insertions, c.background_s) == (4, 1, 1, pytest.approx(60.0))
+    assert sorted(c.latencies_s) == pytest.approx([0.1, 0.3])

@@ -1,44 +1,26 @@
 """Synthetic speech from espeak-ng: unseen voices for the digit test, non-digit words for the
 open-set test and the speech detector, and (only with `digitd train --synth`) digits from
 training-only voices. The three voice sets are disjoint by espeak-ng variant, so a voice that
-is tested on is never trained on (`test_synth.py` checks it)."""
+is tested on is never trained on (`test_synth.py` checks it). The evaluation voices and `say`
+live in `digitd/espeak.py` (the room benchmark speaks with them too)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
-from digitd import SAMPLE_RATE
-from digitd.audio import load_wav, write_wav
+from digitd import espeak
+from digitd.espeak import DIGIT_WORDS, VOICES, EspeakError, espeak_available  # noqa: F401  (re-exported)
 from train.data import DataError, Record
 
-DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-# espeak-ng language+variant voices: 7 female-sounding, 7 male-sounding, several accents.
-VOICES = [
-    "en+f1", "en+f2", "en+f3", "en-us+f4", "en+f5", "en-us-nyc+linda", "en-029+Annie",
-    "en+m1", "en+m3", "en+m7", "en-gb-x-rp+m4", "en-gb-scotland+klatt", "en-us+john", "en+grandpa",
-]
 NONDIGIT_WORDS = ["hello", "yes", "stop", "cat", "go", "left", "right", "up", "down", "house", "water", "dog", "apple", "help", "okay", "wow"]
 
 
-def espeak_available() -> bool:
-    return shutil.which("espeak-ng") is not None
-
-
 def say(text: str, voice: str, path: Path, *, speed: int = 150, pitch: int = 50) -> Path:
-    """Synthesize `text` into an 8 kHz mono 16-bit WAV at `path`."""
-    if not espeak_available():
-        raise DataError("espeak-ng is not installed (apt install espeak-ng)")
-    raw = path.with_suffix(".raw.wav")
+    """`digitd.espeak.say`, failures as the trainer's DataError."""
     try:
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(raw), text],
-                       check=True, capture_output=True, timeout=30)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-        raise DataError(f"espeak-ng failed for voice {voice!r}: {e}") from None
-    write_wav(path, load_wav(raw, SAMPLE_RATE), SAMPLE_RATE)
-    raw.unlink()
-    return path
+        return espeak.say(text, voice, path, speed=speed, pitch=pitch)
+    except EspeakError as e:
+        raise DataError(str(e)) from None
 
 
 def espeak_digits(out_dir: Path, voices: list[str] = VOICES) -> list[Record]:

@@ -1,0 +1,219 @@
+"""The room scenario: its generator on the real unseen-speaker corpora, and one tiny run of it
+through the real pipeline with the shipped model (numbers checked for range, never for value)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitd import SAMPLE_RATE
+from digitd.audio import load_wav
+from digitd.config import Config
+from digitd.corpora import available, is_unseen, split_clips
+from digitd.espeak import VOICES
+from digitd.features import trim_bounds
+from digitd.room import Condition, conditions, make_room_stream, write_stream
+from digitd.sounds import SOUND_KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+NEEDED = ("speech-commands-digits", "audiomnist-digits", "speech-commands-words", "speech-commands-noise")
+pytestmark = pytest.mark.skipif(not set(NEEDED) <= set(available()),
+                                reason=f"needs {', '.join(NEEDED)} in ../shared (or $DIGITD_SHARED_DIR)")
+
+
+def bench(**room) -> "Config.bench":
+    b = Config().bench
+    return dataclasses.replace(b, **{f"room_{k}": v for k, v in room.items()})
+
+
+SMALL = dict(words=40, background_s=6.0)
+
+
+@pytest.fixture(scope="module")
+def pink():
+    return make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL))
+
+
+def _speech(items):
+    return [t for t in items if t.kind in ("digit", "word")]
+
+
+def test_conditions_are_clean_once_plus_background_by_snr():
+    names = [c.name for c in conditions(Config().bench)]
+    assert len(names) == 13 and names[0] == "clean" and len(set(names)) == 13
+    assert {"noise_20db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
+
+
+def test_the_same_seed_gives_the_same_stream_and_another_seed_another(pink):
+    again = make_room_stream(pink.condition, bench(**SMALL))
+    assert np.array_equal(again.pcm, pink.pcm)
+    assert [t.to_dict() for t in again.truth] == [t.to_dict() for t in pink.truth]
+    other = make_room_stream(pink.condition, dataclasses.replace(bench(**SMALL), seed=1))
+    assert [t.to_dict() for t in other.truth] != [t.to_dict() for t in pink.truth]
+
+
+def test_only_unseen_speakers_and_evaluation_voices_are_placed():
+    from train.synth import DETECTOR_VOICES, TRAIN_VARIANTS, variant_of
+
+    b = bench(words=40, background_s=3.0, espeak_share=0.25)
+    seen_roles, corpora = set(), set()
+    for cond in (Condition("babble_10db", "babble", 10.0), Condition("noise_10db", "noise", 10.0)):
+        st = make_room_stream(cond, b)
+        assert st.placed
+        for p in st.placed:
+            seen_roles.add(p.role)
+            corpora.add(p.corpus)
+            if p.corpus == "espeak-ng":
+                assert p.speaker in VOICES and p.speaker not in DETECTOR_VOICES
+                assert variant_of(p.speaker) not in TRAIN_VARIANTS
+            elif p.corpus == "synthesised":
+                assert p.speaker in SOUND_KINDS
+            else:
+                assert is_unseen(p.speaker), p
+    assert seen_roles == {"foreground", "babble", "noise"}
+    assert {"speech-commands-digits", "speech-commands-words", "speech-commands-noise"} <= corpora
+    if shutil.which("espeak-ng"):
+        assert "espeak-ng" in corpora
+
+
+@pytest.mark.parametrize("background", ["noise", "white", "pink", "brown", "babble"])
+def test_the_background_is_at_the_asked_snr_against_the_placed_speech(background):
+    snr = 5.0 if background != "babble" else 10.0
+    st = make_room_stream(Condition(f"{background}_{snr:g}db", background, snr), bench(words=16, background_s=3.0))
+    words = _speech(st.truth)
+    # speech power measured on the speech track inside each truth word, background on its own track
+    p_speech = np.mean([np.mean(st.speech[round(t.start * SAMPLE_RATE): round(t.end * SAMPLE_RATE)].astype(np.float64) ** 2)
+                        for t in words])
+    p_bg = np.mean(st.background.astype(np.float64) ** 2)
+    assert 10 * np.log10(p_speech / p_bg) == pytest.approx(snr, abs=0.3)
+
+
+def test_the_mixed_stream_has_that_snr_in_its_background_only_stretch(pink):
+    (stretch,) = [t for t in pink.truth if t.kind == "background"]
+    x = pink.audio[round(stretch.start * SAMPLE_RATE): round(stretch.end * SAMPLE_RATE)].astype(np.float64)
+    assert 10 * np.log10(pink.speech_power / np.mean(x**2)) == pytest.approx(5.0, abs=0.3)
+
+
+def test_truth_boundaries_are_the_trimmed_clean_clips_where_they_were_placed(pink):
+    paths = {c.path.name: c.path for c in split_clips(unseen=True)}
+    checked = 0
+    for t in _speech(pink.truth):
+        if t.source not in paths:
+            continue  # an espeak-ng digit
+        x = load_wav(paths[t.source]).astype(np.float64)
+        s, e = trim_bounds(x)
+        a, z = round(t.start * SAMPLE_RATE), round(t.end * SAMPLE_RATE)
+        assert z - a == e - s
+        seg = pink.speech[a:z].astype(np.float64)
+        assert np.corrcoef(seg, x[s:e])[0, 1] > 0.98, t  # the same audio, only scaled
+        assert 10 * np.log10(np.mean(seg**2)) == pytest.approx(t.level_dbfs, abs=0.5)
+        checked += 1
+    assert checked >= 20
+
+
+def test_about_one_word_in_six_is_not_a_digit_and_sounds_are_there(pink):
+    kinds = [t.kind for t in pink.truth]
+    spoken = kinds.count("digit") + kinds.count("word")
+    assert spoken == 40
+    assert kinds.count("word") / spoken == pytest.approx(1 / 6, abs=0.02)
+    assert kinds.count("sound") == 4
+    assert {t.label for t in pink.truth if t.kind == "sound"} <= set(SOUND_KINDS)
+    assert sorted({t.label for t in pink.truth if t.kind == "digit"}) == [str(d) for d in range(10)]
+
+
+def test_a_background_only_stretch_holds_no_foreground(pink):
+    (stretch,) = [t for t in pink.truth if t.kind == "background"]
+    assert stretch.end - stretch.start == pytest.approx(6.0)
+    others = [t for t in pink.truth if t.kind != "background"]
+    assert not any(t.start < stretch.end and t.end > stretch.start for t in others)
+    a, z = round(stretch.start * SAMPLE_RATE), round(stretch.end * SAMPLE_RATE)
+    assert not np.any(pink.speech[a:z])  # nothing spoken leaks in (the sounds are silent there too)
+    assert np.sqrt(np.mean(pink.audio[a:z].astype(np.float64) ** 2)) > 1e-3  # but the background plays
+
+
+def test_quick_strings_levels_and_synthetic_share(pink):
+    b = bench(**SMALL)
+    heard = sorted((t for t in pink.truth if t.kind != "background"), key=lambda t: t.start)
+    gaps = [n.start - p.end for p, n in zip(heard, heard[1:])]
+    assert min(gaps) >= b.room_gap_min_s - 1e-3 and sum(g < 0.3 for g in gaps) >= 2  # "4 1 7"
+    levels = [t.level_dbfs for t in heard]
+    assert max(abs(np.diff(levels))) <= b.room_level_step_db + 1e-6
+    assert all(abs(v - b.room_level_dbfs) <= b.room_level_step_db + 1e-6 for v in levels)
+    digits = [t for t in pink.truth if t.kind == "digit"]
+    synthetic = [t for t in digits if t.source == "espeak-ng"]
+    assert len(synthetic) <= len(digits) / 4
+    heavy = make_room_stream(pink.condition, bench(words=40, background_s=1.0, espeak_share=0.25))
+    d2 = [t for t in heavy.truth if t.kind == "digit"]
+    if shutil.which("espeak-ng"):
+        assert 0 < sum(t.source == "espeak-ng" for t in d2) <= len(d2) / 4
+
+
+def test_saved_stream_is_what_the_pipeline_was_given(pink, tmp_path):
+    wav, js = write_stream(pink, tmp_path)
+    assert np.array_equal(load_wav(wav), pink.audio)
+    data = json.loads(js.read_text())
+    assert data["condition"] == "pink_5db" and len(data["truth"]) == len(pink.truth)
+
+
+# -- end to end: a tiny room scenario through the real pipeline, with the shipped model --------------
+
+TINY = ["--set", "bench.room_words=8", "--set", "bench.room_background_s=4", "--set", 'bench.room_backgrounds="none,babble"',
+        "--set", 'bench.room_snrs_db="10"']
+
+
+def _bench(*args: str) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--json", *args], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=ROOT)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return json.loads(r.stdout)
+
+
+def _in_range(m: dict) -> None:
+    assert m["n_truth"] > 0 and m["der"] >= 0
+    assert m["der"] == pytest.approx((m["substitutions"] + m["deletions"] + m["insertions"]) / m["n_truth"])
+    assert 0.0 <= m["fa_rate"] <= 1.0
+    assert m["background_insertions_per_min"] >= 0
+    assert 0 <= m["background_insertions"] <= m["insertions"]
+    eos = m["eos_latency_ms"]
+    if eos["n"]:
+        assert 0 < eos["p50"] <= eos["p95"] < 3000  # stream time: hangover + end decision, never seconds
+    assert m["rtf"] > 0
+
+
+def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path):
+    out = _bench("--scenario", "room", "--model", str(model_path), "--save-stream", str(tmp_path), *TINY)
+    for key in ("der", "fa_rate", "background_insertions_per_min", "rtf", "by_condition"):
+        assert key in out, key
+    assert set(out["eos_latency_ms"]) >= {"p50", "p95"}
+    assert set(out["by_condition"]) == {"clean", "babble_10db"}
+    _in_range(out)
+    for name, m in out["by_condition"].items():
+        _in_range(m)
+    assert out["n_truth"] == sum(m["n_truth"] for m in out["by_condition"].values())
+    assert out["background_s"] == pytest.approx(8.0)
+    # a saved condition replays to the same accuracy numbers through `--input/--truth`
+    again = _bench("--input", str(tmp_path / "babble_10db.wav"), "--truth", str(tmp_path / "babble_10db.json"),
+                   "--model", str(model_path))
+    m = out["by_condition"]["babble_10db"]
+    for key in ("der", "substitutions", "deletions", "insertions", "fa_rate", "sound_fa_rate",
+                "background_insertions_per_min"):
+        assert again[key] == m[key], key
+    assert again["eos_latency_ms"]["p50"] == pytest.approx(m["eos_latency_ms"]["p50"])
+
+
+def test_bad_room_knob_is_one_line(model_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--scenario", "room", "--model", str(model_path),
+                        "--set", 'bench.room_backgrounds="none,traffic"'], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "traffic" in r.stderr, r.stderr
