@@ -350,7 +350,7 @@ def room_command(args: Any, cfg: Config, model: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from digitd.cli import DigitdError
+    from digitd.errors import DigitdError
     from digitd.espeak import EspeakError
     from digitd.room import RoomError, conditions, make_room_stream, write_stream
 

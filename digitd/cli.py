@@ -16,10 +16,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from digitd import __version__  # noqa: E402
-
-
-class DigitdError(Exception):
-    """Any failure the user can act on: printed as one line, exit status 2."""
+from digitd.errors import DigitdError  # noqa: E402
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from digitd.cli import DigitdError
+from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
 from digitd.model import DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
 from train.augment import AugmentSpec, make_babble

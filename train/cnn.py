@@ -19,6 +19,7 @@ from digitd.features import DEFAULT_PARAMS, FeatureParams, logmel
 from digitd.model import CnnMember
 from train.augment import AugmentSpec, augment_wave
 from train.data import Record
+from train.parallel import map_records
 
 
 @dataclass
@@ -153,7 +154,6 @@ def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *
                      babble: np.ndarray | None = None, jobs: int = 2, params: FeatureParams = DEFAULT_PARAMS,
                      label: str = "CNN spectrograms") -> list[list[np.ndarray]]:
     """Per record: [clean, copy 1, ...] spectrograms, `jobs` processes, a progress bar."""
-    from train.trainer import map_records
 
     spec = replace(aug, copies=copies, warps=[])
 
@@ -184,10 +184,3 @@ def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], cla
 def member_probs(member: CnnMember, specs: Sequence[np.ndarray]) -> np.ndarray:
     """(n, classes) probabilities of the numpy net, one spectrogram at a time (as the daemon does)."""
     return np.asarray([member.proba(s) for s in specs])
-
-
-def joint_digit_proba(estimator, member: CnnMember | None, X: np.ndarray, specs: Sequence[np.ndarray] | None) -> np.ndarray:
-    """The shipped model's digit probabilities on feature rows + their clean spectrograms."""
-    if member is None or specs is None:
-        return estimator.digit_proba(X) if hasattr(estimator, "digit_proba") else estimator.predict_proba(X)
-    return member.combine(estimator.parts(X), member_probs(member, specs))

@@ -21,7 +21,7 @@ from digitd.model import OTHER, EmbedMember
 from digitd.runtime import compile_estimator, score
 from train.augment import add_noise
 from train.data import Record
-from train.trainer import map_records
+from train.parallel import map_records
 
 NOISY_SNR_DB = (5.0, 20.0)
 

@@ -16,6 +16,7 @@ import numpy as np
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract
 from train.augment import AugmentSpec, augment_wave
 from train.data import Record
+from train.parallel import map_records
 
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "lr": {"clf__C": [0.03, 0.1, 0.3]},
@@ -128,30 +129,6 @@ def extract_all(
     """Per record: [clean, aug1, ...] vectors, computed by `jobs` processes with a progress bar."""
     return map_records(records, lambda r: _record_features(r, params, spec, seed, babble), jobs=jobs, label=label,
                        progress=progress)
-
-
-def map_records(records: Sequence[Record], fn: Callable[[Record], Any], *, jobs: int = 2, label: str = "records",
-                progress: bool = True) -> list[Any]:
-    """[fn(r) for r in records], by `jobs` processes in chunks of 32, with a rich progress bar."""
-    from joblib import Parallel, delayed
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    results: list[Any] = []
-    chunks = [records[i : i + 32] for i in range(0, len(records), 32)]
-
-    def work(chunk: Sequence[Record]) -> list[Any]:
-        return [fn(r) for r in chunk]
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=not progress, transient=True,
-    ) as bar:
-        task = bar.add_task(label, total=len(records))
-        for chunk_out in Parallel(n_jobs=jobs, return_as="generator")(delayed(work)(c) for c in chunks):
-            results.extend(chunk_out)
-            bar.advance(task, len(chunk_out))
-    return results
 
 
 def stack(feats: Sequence[ClipFeatures], records: Sequence[Record], *, augmented: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
