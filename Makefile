@@ -29,8 +29,13 @@ run: system venv
 		$(VENV)/bin/digitd run --demo; \
 	fi
 
-test: system venv data
-	DIGITD_FSDD_DIR="$$(bash scripts/get-data.sh)" $(PY) -m pytest -q -ra
+# openWakeWord's wheel (PyPI) holds the ONNX graphs the numpy speech-embedding port is checked against
+OWW := data/oww/openwakeword-0.4.0-py3-none-any.whl
+$(OWW): | venv
+	$(PY) -m pip download -q --no-deps openwakeword==0.4.0 -d data/oww
+
+test: system venv data $(OWW)
+	DIGITD_FSDD_DIR="$$(bash scripts/get-data.sh)" DIGITD_OWW_MODELS=$(OWW) $(PY) -m pytest -q -ra
 
 bench: venv data
 	DIGITD_FSDD_DIR="$$(bash scripts/get-data.sh)" $(VENV)/bin/digitd bench
