@@ -69,6 +69,12 @@ class OutputConfig:
 
 
 @dataclass
+class GroupConfig:
+    pause_ms: int = knob(700, lo=1, hi=60000)  # digits closer than this (end to next start) form one number
+    length: int = knob(0, lo=0, hi=1000)  # close a number as soon as it has this many digits; 0 = off
+
+
+@dataclass
 class RunConfig:
     speed: str = knob("1")  # file input pacing: "1" real time, "max" as fast as possible, or a factor
 
@@ -112,6 +118,7 @@ class Config:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
     run: RunConfig = field(default_factory=RunConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -222,3 +229,4 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 
 def as_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return dataclasses.asdict(cfg)
+

@@ -8,6 +8,7 @@ real world). `latency_ms` holds wall-clock compute times per stage.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ class Event:
                 v = {k: (_r(x, 3) if isinstance(x, float) else x) for k, x in v.items()}
             d[f.name] = v
         return d
+
+    def to_json(self) -> str:
+        """The JSON Lines form: one line, the same bytes for stdout and every socket client."""
+        return json.dumps(self.to_dict(), separators=(", ", ": "))
 
 
 @dataclass
@@ -57,6 +62,24 @@ class RejectedEvent(Event):
     confidence: float
     latency_ms: dict[str, float] = field(default_factory=dict)
     reason: str = "low_confidence"  # low_confidence | unvoiced (no sustained pitch: cough, clap, noise)
+
+
+@dataclass
+class NumberEvent(Event):
+    """Digits spoken with pauses shorter than `group.pause_ms` (see numbers.py).
+
+    `confidence` is the weakest digit's. `complete` is false when a rejected utterance or
+    lost audio fell inside the number: a digit may be missing, so do not trust it as a PIN.
+    """
+
+    kind: ClassVar[str] = "number"
+    digits: str
+    start: float
+    end: float
+    emitted: float
+    confidence: float
+    complete: bool = True
+    rejected: int = 0  # rejected utterances inside the number
 
 
 @dataclass
@@ -99,3 +122,21 @@ class SummaryEvent(Event):
     transcript: str = ""
     first_frame_unix: float = 0.0  # wall clock (Unix time) when the first frame was processed
     peak_rss_mb: float = 0.0  # peak resident memory of the process so far
+
+
+
+KINDS: dict[str, type[Event]] = {c.kind: c for c in (DigitEvent, RejectedEvent, NumberEvent, OverflowEvent,
+                                                     DeviceEvent, SummaryEvent)}
+
+
+def from_dict(d: dict[str, Any]) -> Event | None:
+    """An event back from its JSON Lines form; None for an unknown kind. Unknown fields
+    are ignored, so newer producers can add fields."""
+    cls = KINDS.get(str(d.get("event")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError:  # a required field is missing
+        return None

@@ -42,7 +42,7 @@ class JsonlSink(_StreamSink):
     """One JSON object per event, flushed at once (stable field names: see events.py)."""
 
     def handle(self, event: Event) -> None:
-        self._write(json.dumps(event.to_dict(), separators=(", ", ": ")))
+        self._write(event.to_json())
 
 
 class PlainSink(_StreamSink):
