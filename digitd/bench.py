@@ -84,7 +84,7 @@ class Recorder:
 def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> dict[str, Any]:
     """One pass of the real pipeline over `audio`; every number of the report but cold start."""
     from digitd.pipeline import Pipeline
-    from digitd.scoring import score
+    from digitd.scoring import score, score_numbers
     from digitd.sources import FileSource
 
     rec = Recorder()
@@ -124,6 +124,8 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         "stages": stages,
         "stage_rtf": stage_rtf,
     }
+    ns = score_numbers(rec.events, truth, cfg.group)  # truth grouped by the daemon's own pause rule
+    out.update(number_accuracy=ns.accuracy, n_numbers=ns.n, numbers_correct=ns.correct)
     if speed != "max" and getattr(source, "t0", None) is not None:
         ev_index = {id(e): i for i, e in enumerate(rec.events)}
         recv = [rec.recv[ev_index[id(digit_events[j])]] for _, j in sc.pairs]
@@ -280,6 +282,8 @@ def print_tables(results: list[dict[str, Any]]) -> None:
             rows.append(("end-of-speech -> digit p50 / p95 (wall)", f"{_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms"))
         rows += [
             ("digit error rate (S+D+I)/N", f"{100 * r0['der']:.1f}% ({r0['substitutions']}S {r0['deletions']}D {r0['insertions']}I of {r0['n_truth']})"),
+            ("numbers exactly right (same pause rule on truth)",
+             f"{100 * r0['number_accuracy']:.1f}% ({r0['numbers_correct']} of {r0['n_numbers']})"),
             ("rejected utterances", str(r0["rejected"])),
             ("audio dropped", f"{r0['dropped_ms']:.0f} ms"),
             ("peak RSS (pipeline in the bench process)", f"{r0['peak_rss_mb']:.0f} MB"),

@@ -4,6 +4,9 @@ Each event digit is matched to at most one truth word (the one it overlaps most;
 match needs overlap, or centres within `tol` seconds). Matched with the wrong label =
 substitution, unmatched truth = deletion, unmatched event = insertion;
 DER = (S + D + I) / N. Latency = emitted - truth end for every matched digit.
+
+Numbers: the truth digits grouped by the daemon's own rule (numbers.py) on truth times; a
+truth number is right when a `complete` number event with exactly its digits overlaps it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from digitd.config import GroupConfig
+from digitd.events import DigitEvent
+from digitd.numbers import group_events
 
 
 @dataclass
@@ -64,3 +71,37 @@ def score(events: Iterable[Any], truth: Iterable[Any], tol: float = 0.3) -> Scor
     correct = sum(1 for i, j in pairs if str(_get(tr[i], "digit")) == str(_get(ev[j], "digit")))
     lat = [float(_get(ev[j], "emitted")) - float(_get(tr[i], "end")) for i, j in pairs]
     return Score(len(tr), correct, len(pairs) - correct, len(tr) - len(pairs), len(ev) - len(pairs), lat, pairs)
+
+
+@dataclass
+class NumberScore:
+    n: int  # truth numbers
+    correct: int  # emitted exactly (same digits, complete, overlapping in time)
+    emitted: int  # number events
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+
+def _kind(e: Any) -> str:
+    return str(e.get("event")) if isinstance(e, Mapping) else getattr(e, "kind", "")
+
+
+def score_numbers(events: Iterable[Any], truth: Iterable[Any], group: GroupConfig) -> NumberScore:
+    """Share of truth numbers (truth digits grouped by `group`'s rule on truth times) that a
+    number event reproduced exactly. Each event counts for at most one truth number."""
+    words = [DigitEvent(str(_get(t, "digit")), 1.0, float(_get(t, "start")), float(_get(t, "end")),
+                        float(_get(t, "end"))) for t in truth]
+    want = group_events(words, group)
+    got = [e for e in events if _kind(e) == "number"]
+    used: set[int] = set()
+    correct = 0
+    for t in want:
+        for j, e in enumerate(got):
+            if (j not in used and _get(e, "complete") and str(_get(e, "digits")) == t.digits
+                    and _get(e, "start") < t.end and t.start < _get(e, "end")):
+                used.add(j)
+                correct += 1
+                break
+    return NumberScore(len(want), correct, len(got))

@@ -10,6 +10,7 @@ import pytest
 from digitd.config import Config, GroupConfig
 from digitd.events import DigitEvent, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent, from_dict
 from digitd.numbers import NumberGrouper, group_events
+from digitd.scoring import score_numbers
 
 
 def D(digit: str, start: float, end: float, conf: float = 0.9, emitted: float | None = None) -> DigitEvent:
@@ -143,6 +144,21 @@ def test_number_event_contract_round_trips():
     assert from_dict({"event": "nonsense"}) is None and from_dict({"event": "number"}) is None
 
 
+def test_truth_grouping_and_number_score():
+    truth = [{"digit": "4", "start": 1.0, "end": 1.4}, {"digit": "1", "start": 1.6, "end": 2.0},
+             {"digit": "9", "start": 4.0, "end": 4.4}, {"digit": "3", "start": 7.0, "end": 7.4},
+             {"digit": "3", "start": 7.6, "end": 7.9}]
+    want = group_events([D(t["digit"], t["start"], t["end"]) for t in truth], GroupConfig())
+    assert [n.digits for n in want] == ["41", "9", "33"]
+    got = [NumberEvent("41", 1.0, 2.0, 2.9, 0.9), NumberEvent("9", 4.0, 4.4, 5.3, 0.9, complete=False),
+           NumberEvent("38", 7.0, 7.9, 8.8, 0.9), NumberEvent("41", 20.0, 21.0, 21.9, 0.9)]
+    sc = score_numbers(got, truth, GroupConfig())
+    # "41" right; "9" incomplete does not count; "38" wrong; the 2nd "41" overlaps no truth number
+    assert (sc.n, sc.correct, sc.emitted) == (3, 1, 4) and sc.accuracy == pytest.approx(1 / 3)
+    assert score_numbers([n.to_dict() for n in got], truth, GroupConfig()).correct == 1  # JSON dicts too
+    assert score_numbers(got, truth, GroupConfig(length=1)).n == 5
+
+
 # -- through the real pipeline on real audio ---------------------------------------------
 
 class Collect:
@@ -169,6 +185,7 @@ def test_pipeline_groups_real_speech_by_the_pause(model, number_stream, speed):
     summary = Pipeline(Config(), model, [sink]).run(FileSource(audio, speed))
     nums = [e for e in sink.events if isinstance(e, NumberEvent)]
     assert [n.digits for n in nums] == want
+    assert score_numbers(sink.events, truth, GroupConfig()).accuracy == 1.0
     pause = Config().group.pause_ms / 1000
     for n in nums:
         assert n.complete
@@ -193,3 +210,26 @@ def test_pipeline_closes_the_last_number_when_the_stream_ends(model, fsdd):
     assert nums[-1].emitted == pytest.approx(summary.audio_s, abs=1e-3)  # flushed by the end, not the clock
     assert sink.events[-2] is nums[-1] and sink.events[-1] is summary
 
+
+def test_bench_reports_number_accuracy(model_path, number_stream, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    wav, _, truth, want = number_stream
+    tj = tmp_path / "truth.json"
+    tj.write_text(json.dumps([t.to_dict() for t in truth]))
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--input", str(wav), "--truth", str(tj), "--json",
+                        "--model", str(model_path)], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert (res["n_numbers"], res["numbers_correct"], res["number_accuracy"]) == (len(want), len(want), 1.0)
+    # a pause rule that glues everything into one number: the truth side follows it too
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--input", str(wav), "--truth", str(tj), "--json",
+                        "--model", str(model_path), "--set", "group.pause_ms=5000"], cwd=root,
+                       env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=300)
+    res = json.loads(r.stdout)
+    assert res["n_numbers"] == 1 and res["number_accuracy"] == 1.0
