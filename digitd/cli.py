@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--jsonl", action="store_const", const="jsonl", dest="output", help="JSON Lines events on stdout")
     out.add_argument("--ui", action="store_const", const="ui", dest="output", help="Rich live terminal UI")
     out.add_argument("--plain", action="store_const", const="plain", dest="output", help="plain text lines")
+    out.add_argument("--numbers", action="store_const", const="numbers", dest="output",
+                     help="one line per complete number, just its digits [output.mode=numbers]")
 
     p = sub.add_parser("devices", help="list audio input devices")
     _common(p)

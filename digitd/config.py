@@ -64,7 +64,7 @@ class ClassifyConfig:
 
 @dataclass
 class OutputConfig:
-    mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain"))
+    mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain", "numbers"))
     transcript_len: int = knob(24, lo=1, hi=1000)
 
 

@@ -59,6 +59,10 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
         from digitd.sinks import PlainSink
 
         sink = PlainSink(on_closed=pipeline.stop)
+    elif mode == "numbers":
+        from digitd.sinks import NumbersSink
+
+        sink = NumbersSink(on_closed=pipeline.stop)
     else:
         from digitd.sinks import JsonlSink
 

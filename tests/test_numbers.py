@@ -211,6 +211,48 @@ def test_pipeline_closes_the_last_number_when_the_stream_ends(model, fsdd):
     assert sink.events[-2] is nums[-1] and sink.events[-1] is summary
 
 
+def test_live_ui_brackets_each_number(model, number_stream):
+    import io
+
+    from rich.console import Console
+
+    from digitd.pipeline import Pipeline
+    from digitd.sources import FileSource
+    from digitd.ui import LiveUI
+
+    _, audio, _, want = number_stream
+    p = Pipeline(Config(), model)
+    ui = LiveUI(p, Config(), console=Console(file=io.StringIO(), width=120, force_terminal=False))
+    p.sinks.append(ui)
+    p.run(FileSource(audio, "max"))
+    out = io.StringIO()
+    Console(file=out, width=400).print(ui.render())
+    text = out.getvalue()
+    assert all(f"] = {n}" in text for n in want), text
+    assert text.count("[") - text.count("[a number]") == len(want)
+
+
+def test_cli_plain_and_numbers_output(model_path, number_stream):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    wav, _, _, want = number_stream
+    env = dict(os.environ, PYTHONPATH=str(root))
+    base = [sys.executable, "-m", "digitd", "run", "--input", str(wav), "--speed", "max", "--model", str(model_path)]
+    r = subprocess.run(base + ["--numbers"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stderr == "" and r.stdout.splitlines() == want
+    r = subprocess.run(base + ["--plain"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    lines = r.stdout.splitlines()
+    assert [x.split()[1] for x in lines if x.startswith("N ")] == want  # one line per number
+    assert sum(1 for x in lines if x[:1].isdigit()) == sum(map(len, want))  # and the digit lines as before
+    r = subprocess.run(base + ["--numbers", "--set", "classify.reject_threshold=1.0"], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "" and "incomplete" not in r.stderr  # nothing recognised: no number
+
+
 def test_bench_reports_number_accuracy(model_path, number_stream, tmp_path):
     import os
     import subprocess
