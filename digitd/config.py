@@ -75,6 +75,14 @@ class GroupConfig:
 
 
 @dataclass
+class ServeConfig:
+    address: str = knob("")  # unix:PATH or tcp:HOST:PORT, several separated by commas; "" = off
+    allow_remote: bool = knob(False)  # allow tcp addresses that are not loopback
+    client_buffer_kb: int = knob(64, lo=1, hi=65536)  # unsent bytes per client before it is dropped as stuck
+    wait_clients: int = knob(0, lo=0, hi=1000)  # start the stream once this many clients are connected
+
+
+@dataclass
 class RunConfig:
     speed: str = knob("1")  # file input pacing: "1" real time, "max" as fast as possible, or a factor
 
@@ -119,6 +127,7 @@ class Config:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     run: RunConfig = field(default_factory=RunConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

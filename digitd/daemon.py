@@ -1,4 +1,5 @@
-"""`digitd run`: wire a source, the pipeline and the sinks; stop cleanly on Ctrl-C/SIGTERM."""
+"""`digitd run`: wire a source, the pipeline and the sinks (output, `--serve`); stop cleanly
+on Ctrl-C/SIGTERM."""
 
 from __future__ import annotations
 
@@ -46,46 +47,62 @@ def load(cfg: Config) -> DigitModel:
     return model
 
 
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
-    model = load(cfg)
-    mode = output_mode(cfg)
-    pipeline = Pipeline(cfg, model)
+def make_server(cfg: Config):
+    """The `--serve` sink, bound and serving (None without an address). Addresses are
+    checked and bound before the slow model load, so a bad one fails at once."""
+    if not cfg.serve.address.strip():
+        return None
+    from digitd.serve import EventServer, check_allowed, parse_addresses
+
+    addrs = parse_addresses(cfg.serve.address)
+    for a in addrs:
+        check_allowed(a, cfg.serve.allow_remote)
+    return EventServer(addrs, cfg.serve.client_buffer_kb * 1024).start()
+
+
+def output_sink(mode: str, pipeline: Pipeline, cfg: Config):
     if mode == "ui":
         from digitd.ui import LiveUI
 
-        sink = LiveUI(pipeline, cfg)
-    elif mode == "plain":
-        from digitd.sinks import PlainSink
+        return LiveUI(pipeline, cfg)
+    from digitd.sinks import JsonlSink, NumbersSink, PlainSink
 
-        sink = PlainSink(on_closed=pipeline.stop)
-    elif mode == "numbers":
-        from digitd.sinks import NumbersSink
+    cls = {"plain": PlainSink, "numbers": NumbersSink}.get(mode, JsonlSink)
+    return cls(on_closed=pipeline.stop)
 
-        sink = NumbersSink(on_closed=pipeline.stop)
-    else:
-        from digitd.sinks import JsonlSink
 
-        sink = JsonlSink(on_closed=pipeline.stop)
-    pipeline.sinks.append(sink)
-
+def run_command(args: argparse.Namespace, cfg: Config) -> int:
+    source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
+    server = make_server(cfg)
     stopped_by: list[int] = []
-
-    def _stop(signum, frame):  # the loop polls every 50 ms; the pending utterance is flushed
-        stopped_by.append(signum)
-        pipeline.stop()
-
-    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        if mode == "ui":
-            with sink:  # type: ignore[attr-defined]
+        model = load(cfg)
+        pipeline = Pipeline(cfg, model)
+        mode = output_mode(cfg)
+        sink = output_sink(mode, pipeline, cfg)
+        pipeline.sinks += [s for s in (sink, server) if s is not None]
+
+        def _stop(signum, frame):  # the loop polls every 50 ms; the pending utterance is flushed
+            stopped_by.append(signum)
+            pipeline.stop()
+
+        old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if server is not None and cfg.serve.wait_clients:
+                while not stopped_by and not server.wait_for_clients(cfg.serve.wait_clients, 0.1):
+                    pass
+            if mode == "ui":
+                with sink:  # type: ignore[attr-defined]
+                    pipeline.run(source)
+            else:
                 pipeline.run(source)
-        else:
-            pipeline.run(source)
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            sink.close()
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        sink.close()
+        if server is not None:
+            server.close()  # last events out, clients disconnected, socket file removed
     if stopped_by:
         # Stopped by Ctrl-C/SIGTERM: the stream is closed, threads joined, the last utterance
         # and the summary written. Skip interpreter teardown (0.3-0.7 s of freeing numpy/scipy/
