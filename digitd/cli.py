@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also publish events as JSON Lines at unix:/path.sock or tcp:127.0.0.1:PORT (repeatable) [serve.address]")
     p.add_argument("--serve-wait", type=int, dest="serve_wait", metavar="N",
                    help="start the stream once N clients are connected [serve.wait_clients]")
+    p.add_argument("--exec", dest="exec_command", metavar="CMD",
+                   help="run CMD once per number with DIGITD_NUMBER in its environment (no shell) [exec.command]")
 
     p = sub.add_parser("listen", help="print the events a `digitd run --serve` publishes (a client)")
     p.add_argument("address", metavar="ADDRESS", help="unix:/path/to.sock or tcp:HOST:PORT")
@@ -138,6 +140,7 @@ FLAG_KNOBS = {
     "output": "output.mode",
     "serve": "serve.address",
     "serve_wait": "serve.wait_clients",
+    "exec_command": "exec.command",
     "data": "train.data_dir",
     "classifier": "train.classifier",
     "extra": "train.extra_dir",

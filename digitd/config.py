@@ -83,6 +83,13 @@ class ServeConfig:
 
 
 @dataclass
+class ExecConfig:
+    command: str = knob("")  # run once per number, DIGITD_NUMBER in its environment; "" = off
+    timeout_s: float = knob(10.0, lo=0.01, hi=3600.0)  # killed and reported after this long
+    queue_size: int = knob(16, lo=1, hi=10000)  # numbers waiting for their command; more are dropped and reported
+
+
+@dataclass
 class RunConfig:
     speed: str = knob("1")  # file input pacing: "1" real time, "max" as fast as possible, or a factor
 
@@ -128,6 +135,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    exec: ExecConfig = field(default_factory=ExecConfig)
     run: RunConfig = field(default_factory=RunConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -1,5 +1,5 @@
-"""`digitd run`: wire a source, the pipeline and the sinks (output, `--serve`); stop cleanly
-on Ctrl-C/SIGTERM."""
+"""`digitd run`: wire a source, the pipeline and the sinks (output, `--serve`, `--exec`);
+stop cleanly on Ctrl-C/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from digitd.audio import read_wav
 from digitd.config import Config
+from digitd.hook import ExecSink
 from digitd.model import DigitModel, load_model
 from digitd.pipeline import Pipeline
 
@@ -74,13 +75,15 @@ def output_sink(mode: str, pipeline: Pipeline, cfg: Config):
 def run_command(args: argparse.Namespace, cfg: Config) -> int:
     source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
     server = make_server(cfg)
+    exec_sink = None
     stopped_by: list[int] = []
     try:
         model = load(cfg)
         pipeline = Pipeline(cfg, model)
         mode = output_mode(cfg)
         sink = output_sink(mode, pipeline, cfg)
-        pipeline.sinks += [s for s in (sink, server) if s is not None]
+        exec_sink = ExecSink(cfg.exec, report=pipeline.emit, clock=lambda: pipeline.stream_time)
+        pipeline.sinks += [s for s in (sink, server, exec_sink) if s is not None]
 
         def _stop(signum, frame):  # the loop polls every 50 ms; the pending utterance is flushed
             stopped_by.append(signum)
@@ -99,8 +102,12 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
         finally:
             for sig, h in old.items():
                 signal.signal(sig, h)
+            exec_sink.close(wait=not stopped_by)  # its reports still reach the sinks below
+            exec_sink = None
             sink.close()
     finally:
+        if exec_sink is not None:
+            exec_sink.close(wait=False)
         if server is not None:
             server.close()  # last events out, clients disconnected, socket file removed
     if stopped_by:

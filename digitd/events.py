@@ -105,6 +105,18 @@ class DeviceEvent(Event):
 
 
 @dataclass
+class ExecEvent(Event):
+    """An `--exec` command that did not succeed for a number (never fatal: see hook.py)."""
+
+    kind: ClassVar[str] = "exec"
+    status: str  # failed (non-zero exit) | timeout (killed) | error (could not start) | dropped (queue full)
+    number: str = ""
+    returncode: int | None = None
+    message: str = ""  # the last line of its stderr/stdout, or why it did not run
+    at: float = 0.0
+
+
+@dataclass
 class SummaryEvent(Event):
     """Counts at the end of a stream."""
 
@@ -124,14 +136,13 @@ class SummaryEvent(Event):
     peak_rss_mb: float = 0.0  # peak resident memory of the process so far
 
 
-
 KINDS: dict[str, type[Event]] = {c.kind: c for c in (DigitEvent, RejectedEvent, NumberEvent, OverflowEvent,
-                                                     DeviceEvent, SummaryEvent)}
+                                                     DeviceEvent, ExecEvent, SummaryEvent)}
 
 
 def from_dict(d: dict[str, Any]) -> Event | None:
-    """An event back from its JSON Lines form; None for an unknown kind. Unknown fields
-    are ignored, so newer producers can add fields."""
+    """An event back from its JSON Lines form (what `digitd listen` receives); None for an
+    unknown kind. Unknown fields are ignored, so newer servers can add fields."""
     cls = KINDS.get(str(d.get("event")))
     if cls is None:
         return None

@@ -1,5 +1,6 @@
 """Event sinks: JSON Lines (machines), plain lines (logs), bare numbers (shell pipelines).
-The Rich live UI is in `ui.py`."""
+The Rich live UI is in `ui.py`, the socket server in `serve.py`, `--exec` in `hook.py`.
+`digitd listen` formats what it receives with these same sinks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 import sys
 from typing import Callable, TextIO
 
-from digitd.events import DeviceEvent, DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.events import (DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, OverflowEvent, RejectedEvent,
+                           SummaryEvent)
 
 
 class _StreamSink:
@@ -55,8 +57,8 @@ class PlainSink(_StreamSink):
 
 class NumbersSink(_StreamSink):
     """One line per complete number, just its digits (`... | while read n; do ...; done`).
-    Incomplete numbers (a rejected word or lost audio inside) and lost audio are one-line
-    notes on stderr, never in the pipe."""
+    Incomplete numbers (a rejected word or lost audio inside), lost audio and `--exec`
+    failures are one-line notes on stderr, never in the pipe."""
 
     def __init__(self, stream: TextIO | None = None, on_closed: Callable[[], None] | None = None,
                  err: TextIO | None = None) -> None:
@@ -68,7 +70,7 @@ class NumbersSink(_StreamSink):
             self._write(event.digits)
         elif isinstance(event, NumberEvent):
             self._note(f"incomplete number {event.digits or '-'} ({_why_incomplete(event)}), not printed")
-        elif isinstance(event, OverflowEvent):
+        elif isinstance(event, (ExecEvent, OverflowEvent)):
             self._note(format_plain(event).lstrip("!# ").strip())
 
     def _note(self, text: str) -> None:
@@ -90,6 +92,9 @@ def format_plain(e: Event) -> str:
     if isinstance(e, NumberEvent):
         tail = "" if e.complete else f"  INCOMPLETE ({_why_incomplete(e)})"
         return f"N  {e.digits}  conf {e.confidence:.2f}  {e.start:8.2f}-{e.end:.2f} s{tail}"
+    if isinstance(e, ExecEvent):
+        rc = f" (exit {e.returncode})" if e.returncode is not None else ""
+        return f"!  exec {e.status} for {e.number or '-'}{rc}: {e.message}".rstrip(": ")
     if isinstance(e, OverflowEvent):
         return f"!  overflow ({e.where}): {e.dropped_ms:.0f} ms of audio lost at {e.at:.2f} s"
     if isinstance(e, DeviceEvent):

@@ -20,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from digitd.config import Config
-from digitd.events import DeviceEvent, DigitEvent, Event, NumberEvent, RejectedEvent, SummaryEvent
+from digitd.events import DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, RejectedEvent, SummaryEvent
 from digitd.pipeline import Pipeline
+from digitd.sinks import format_plain
 
 STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
 
@@ -61,6 +62,8 @@ class LiveUI:
                 self.numbers.append(event)
             elif isinstance(event, DeviceEvent):
                 self.last_device = f"{event.state} {event.message}".strip()
+            elif isinstance(event, ExecEvent):
+                self.last_device = format_plain(event).lstrip("!# ")
             elif isinstance(event, SummaryEvent):
                 self.summary = event
 
