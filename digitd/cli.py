@@ -189,7 +189,7 @@ def dispatch(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     if args.command == "run":
         from digitd.daemon import run_command
-        return run_command(args, cfg)
+        return run_command(args, cfg, reload=lambda: load_config(args))
     if args.command == "devices":
         from digitd.capture import devices_command
         return devices_command(args, cfg)

@@ -247,3 +247,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 def as_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return dataclasses.asdict(cfg)
 
+
+def changed(old: Config, new: Config) -> list[str]:
+    """'section.key' of every knob whose value differs (config reload)."""
+    a, b = as_dict(old), as_dict(new)
+    return [f"{sec}.{k}" for sec in a for k in a[sec] if a[sec][k] != b[sec][k]]

@@ -1,5 +1,5 @@
 """`digitd run`: wire a source, the pipeline and the sinks (output, `--serve`, `--exec`);
-stop cleanly on Ctrl-C/SIGTERM."""
+stop cleanly on Ctrl-C/SIGTERM, reload the live knobs on SIGHUP."""
 
 from __future__ import annotations
 
@@ -7,10 +7,14 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 from digitd.audio import read_wav
-from digitd.config import Config
+from digitd.config import Config, ConfigError
+from digitd.config import changed as config_changed
+from digitd.events import ReloadEvent
 from digitd.hook import ExecSink
 from digitd.model import DigitModel, load_model
 from digitd.pipeline import Pipeline
@@ -48,6 +52,11 @@ def load(cfg: Config) -> DigitModel:
     return model
 
 
+# knobs a SIGHUP applies to the running stream; every other change needs a restart
+LIVE_KNOBS = ("classify.reject_threshold", "classify.min_voiced_ms", "group.pause_ms", "group.length",
+              "exec.command", "exec.timeout_s")
+
+
 def make_server(cfg: Config):
     """The `--serve` sink, bound and serving (None without an address). Addresses are
     checked and bound before the slow model load, so a bad one fails at once."""
@@ -72,7 +81,23 @@ def output_sink(mode: str, pipeline: Pipeline, cfg: Config):
     return cls(on_closed=pipeline.stop)
 
 
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
+def apply_reload(cfg: Config, new: Config) -> tuple[list[str], list[str]]:
+    """Copy the live knobs of `new` into the running `cfg` (the pipeline, grouper and exec
+    hook read them per utterance); return (applied "knob=value", knobs needing a restart)."""
+    applied, restart = [], []
+    for knob in config_changed(cfg, new):
+        section, key = knob.split(".")
+        if knob in LIVE_KNOBS:
+            value = getattr(getattr(new, section), key)
+            setattr(getattr(cfg, section), key, value)
+            applied.append(f"{knob}={value}")
+        else:
+            restart.append(knob)
+    return applied, restart
+
+
+def run_command(args: argparse.Namespace, cfg: Config, reload: Callable[[], Config] | None = None) -> int:
+    """`reload`: re-reads the config the way this run read it (SIGHUP)."""
     source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
     server = make_server(cfg)
     exec_sink = None
@@ -89,7 +114,23 @@ def run_command(args: argparse.Namespace, cfg: Config) -> int:
             stopped_by.append(signum)
             pipeline.stop()
 
-        old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        def _reload() -> None:
+            try:
+                new = reload() if reload else None
+            except ConfigError as e:
+                pipeline.emit(ReloadEvent(error=str(e), at=pipeline.stream_time))
+                return
+            if new is not None:
+                applied, restart = apply_reload(cfg, new)
+                pipeline.emit(ReloadEvent(applied, restart, "", pipeline.stream_time))
+
+        def _hup(signum, frame):  # read the file off the audio path (this handler runs on it)
+            threading.Thread(target=_reload, name="reload", daemon=True).start()
+
+        handlers = {signal.SIGINT: _stop, signal.SIGTERM: _stop}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = _hup
+        old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
         try:
             if server is not None and cfg.serve.wait_clients:
                 while not stopped_by and not server.wait_for_clients(cfg.serve.wait_clients, 0.1):

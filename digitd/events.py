@@ -117,6 +117,17 @@ class ExecEvent(Event):
 
 
 @dataclass
+class ReloadEvent(Event):
+    """SIGHUP re-read the config: which knobs took effect now and which need a restart."""
+
+    kind: ClassVar[str] = "reload"
+    applied: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+    error: str = ""  # the config could not be read: nothing changed
+    at: float = 0.0
+
+
+@dataclass
 class SummaryEvent(Event):
     """Counts at the end of a stream."""
 
@@ -137,7 +148,7 @@ class SummaryEvent(Event):
 
 
 KINDS: dict[str, type[Event]] = {c.kind: c for c in (DigitEvent, RejectedEvent, NumberEvent, OverflowEvent,
-                                                     DeviceEvent, ExecEvent, SummaryEvent)}
+                                                     DeviceEvent, ExecEvent, ReloadEvent, SummaryEvent)}
 
 
 def from_dict(d: dict[str, Any]) -> Event | None:

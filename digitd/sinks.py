@@ -10,7 +10,7 @@ import sys
 from typing import Callable, TextIO
 
 from digitd.events import (DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, OverflowEvent, RejectedEvent,
-                           SummaryEvent)
+                           ReloadEvent, SummaryEvent)
 
 
 class _StreamSink:
@@ -70,7 +70,7 @@ class NumbersSink(_StreamSink):
             self._write(event.digits)
         elif isinstance(event, NumberEvent):
             self._note(f"incomplete number {event.digits or '-'} ({_why_incomplete(event)}), not printed")
-        elif isinstance(event, (ExecEvent, OverflowEvent)):
+        elif isinstance(event, (ExecEvent, ReloadEvent, OverflowEvent)):
             self._note(format_plain(event).lstrip("!# ").strip())
 
     def _note(self, text: str) -> None:
@@ -95,6 +95,11 @@ def format_plain(e: Event) -> str:
     if isinstance(e, ExecEvent):
         rc = f" (exit {e.returncode})" if e.returncode is not None else ""
         return f"!  exec {e.status} for {e.number or '-'}{rc}: {e.message}".rstrip(": ")
+    if isinstance(e, ReloadEvent):
+        if e.error:
+            return f"#  reload failed, config unchanged: {e.error}"
+        return (f"#  reloaded: applied {', '.join(e.applied) or 'nothing'}"
+                + (f"; needs a restart: {', '.join(e.restart_needed)}" if e.restart_needed else ""))
     if isinstance(e, OverflowEvent):
         return f"!  overflow ({e.where}): {e.dropped_ms:.0f} ms of audio lost at {e.at:.2f} s"
     if isinstance(e, DeviceEvent):

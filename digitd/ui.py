@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from digitd.config import Config
-from digitd.events import DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, RejectedEvent, SummaryEvent
+from digitd.events import DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, RejectedEvent, ReloadEvent, SummaryEvent
 from digitd.pipeline import Pipeline
 from digitd.sinks import format_plain
 
@@ -62,7 +62,7 @@ class LiveUI:
                 self.numbers.append(event)
             elif isinstance(event, DeviceEvent):
                 self.last_device = f"{event.state} {event.message}".strip()
-            elif isinstance(event, ExecEvent):
+            elif isinstance(event, (ExecEvent, ReloadEvent)):
                 self.last_device = format_plain(event).lstrip("!# ")
             elif isinstance(event, SummaryEvent):
                 self.summary = event

@@ -253,3 +253,36 @@ def test_stale_socket_is_replaced_and_a_live_one_is_not(model_path, short_stream
     finally:
         live.close()
 
+
+def test_sighup_reloads_live_knobs_without_dropping_the_stream(model_path, number_stream, tmp_path):
+    """group.length changes mid-stream; a knob that needs a restart is named; a broken
+    config is reported and changes nothing; the stream never stops."""
+    wav, _, truth, _ = number_stream
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[group]\npause_ms = 700\n")
+    sock_path = str(tmp_path / "d.sock")
+    p = digitd("run", "--config", str(cfg), "--input", str(wav), "--speed", "4", "--jsonl", "--model", str(model_path),
+               "--serve", f"unix:{sock_path}", "--serve-wait", "1")
+    try:
+        c = Reader(connect(sock_path))
+        assert c.first_line.wait(30)
+        cfg.write_text("[group\n")  # broken
+        p.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        cfg.write_text("[group]\npause_ms = 700\nlength = 2\n[audio]\nblock_ms = 20\n")
+        p.send_signal(signal.SIGHUP)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err
+    c.join(5)
+    events = c.events()
+    reloads = [e for e in events if e["event"] == "reload"]
+    assert len(reloads) == 2 and "invalid TOML" in reloads[0]["error"]
+    assert reloads[1]["applied"] == ["group.length=2"] and reloads[1]["restart_needed"] == ["audio.block_ms"]
+    nums = [e for e in events if e["event"] == "number"]
+    begun_after = [n for n in nums if n["start"] > reloads[1]["at"]]  # a number already open keeps going
+    assert len(begun_after) >= 3 and all(len(n["digits"]) <= 2 for n in begun_after)
+    summary = events[-1]
+    assert summary["event"] == "summary" and summary["dropped_ms"] == 0
+    assert summary["digits"] >= len(truth) - 1  # the whole file was heard
