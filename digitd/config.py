@@ -193,6 +193,8 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("endpoint.start_frames: must be <= endpoint.start_window")
     if cfg.bench.gap_min_s > cfg.bench.gap_max_s:
         raise ConfigError("bench.gap_min_s: must be <= bench.gap_max_s")
+    if cfg.serve.wait_clients and not cfg.serve.address.strip():
+        raise ConfigError("serve.wait_clients: needs serve.address (--serve) to wait on")
     if cfg.bench.level_min_db > cfg.bench.level_max_db:
         raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
     for key, speed in (("run.speed", cfg.run.speed), ("bench.speed", cfg.bench.speed)):

@@ -276,6 +276,8 @@ class EventServer:
                 for key, mask in sel.select(max(0.0, deadline - time.monotonic())):
                     if isinstance(key.data, _Client):
                         self._client_ready(sel, key.data, mask)
+                    elif key.data == "wake":
+                        self._drain_wake()  # else it stays readable and this loop spins
         finally:
             for c in list(self._clients.values()):
                 self._forget(sel, c)
