@@ -125,7 +125,7 @@ class Run:
 def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> Run:
     """One pass of the real pipeline over `audio`; every number of the report but cold start."""
     from digitd.pipeline import Pipeline
-    from digitd.scoring import score
+    from digitd.scoring import score, score_numbers
     from digitd.sources import FileSource
 
     rec = Recorder()
@@ -160,6 +160,8 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         "stage_rtf": stage_rtf,
     }
     wl: list[float] = []
+    ns = score_numbers(rec.events, truth, cfg.group)  # truth grouped by the daemon's own pause rule
+    out.update(number_accuracy=ns.accuracy, n_numbers=ns.n, numbers_correct=ns.correct)
     if speed != "max" and getattr(source, "t0", None) is not None:
         ev_index = {id(e): i for i, e in enumerate(rec.events)}
         recv = [rec.recv[ev_index[id(digit_events[j])]] for _, j in sc.pairs]
@@ -478,6 +480,8 @@ def print_tables(results: list[dict[str, Any]]) -> None:
             rows.append(("insertions per minute of background only",
                          f"{_f(r0['background_insertions_per_min'], 1)} ({r0['background_insertions']} in {r0['background_s']:.0f} s)"))
         rows += [
+            ("numbers exactly right (same pause rule on truth)",
+             f"{100 * r0['number_accuracy']:.1f}% ({r0['numbers_correct']} of {r0['n_numbers']})"),
             ("rejected utterances", str(r0["rejected"])),
             ("audio dropped", f"{r0['dropped_ms']:.0f} ms"),
             ("peak RSS (pipeline in the bench process)", f"{r0['peak_rss_mb']:.0f} MB"),

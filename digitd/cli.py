@@ -46,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--jsonl", action="store_const", const="jsonl", dest="output", help="JSON Lines events on stdout")
     out.add_argument("--ui", action="store_const", const="ui", dest="output", help="Rich live terminal UI")
     out.add_argument("--plain", action="store_const", const="plain", dest="output", help="plain text lines")
+    out.add_argument("--numbers", action="store_const", const="numbers", dest="output",
+                     help="one line per complete number, just its digits [output.mode=numbers]")
+    p.add_argument("--serve", action="append", metavar="ADDRESS",
+                   help="also publish events as JSON Lines at unix:/path.sock or tcp:127.0.0.1:PORT (repeatable) [serve.address]")
+    p.add_argument("--serve-wait", type=int, dest="serve_wait", metavar="N",
+                   help="start the stream once N clients are connected [serve.wait_clients]")
+    p.add_argument("--exec", dest="exec_command", metavar="CMD",
+                   help="run CMD once per number with DIGITD_NUMBER in its environment (no shell) [exec.command]")
+
+    p = sub.add_parser("listen", help="print the events a `digitd run --serve` publishes (a client)")
+    p.add_argument("address", metavar="ADDRESS", help="unix:/path/to.sock or tcp:HOST:PORT")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--numbers", action="store_true", help="one line per complete number, just its digits")
+    fmt.add_argument("--plain", action="store_true", help="plain text lines instead of JSON Lines")
 
     p = sub.add_parser("devices", help="list audio input devices")
     _common(p)
@@ -131,6 +145,9 @@ FLAG_KNOBS = {
     "hangover_ms": "endpoint.hangover_ms",
     "reject_threshold": "classify.reject_threshold",
     "output": "output.mode",
+    "serve": "serve.address",
+    "serve_wait": "serve.wait_clients",
+    "exec_command": "exec.command",
     "data": "train.data_dir",
     "classifier": "train.classifier",
     "extra": "train.extra_dir",
@@ -159,6 +176,8 @@ def load_config(args: argparse.Namespace):
     for attr, knob in FLAG_KNOBS.items():
         value = getattr(args, attr, None)
         if value is not None:
+            if isinstance(value, list):  # repeatable flags (--serve)
+                value = ",".join(value)
             section, key = knob.split(".")
             config_value = value if not isinstance(value, str) else value
             overrides.append(f"{section}.{key}={_toml_literal(config_value)}")
@@ -174,10 +193,13 @@ def _toml_literal(v) -> str:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "listen":  # a client: no config
+        from digitd.listen import listen_command
+        return listen_command(args)
     cfg = load_config(args)
     if args.command == "run":
         from digitd.daemon import run_command
-        return run_command(args, cfg)
+        return run_command(args, cfg, reload=lambda: load_config(args))
     if args.command == "devices":
         from digitd.capture import devices_command
         return devices_command(args, cfg)
@@ -200,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     from digitd.audio import AudioError
     from digitd.config import ConfigError
     from digitd.model import ModelError
+    from digitd.serve import ServeError
 
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
@@ -208,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return dispatch(args)
-    except (DigitdError, AudioError, ConfigError, ModelError) as e:
+    except (DigitdError, AudioError, ConfigError, ModelError, ServeError) as e:
         print(f"digitd: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -64,8 +64,29 @@ class ClassifyConfig:
 
 @dataclass
 class OutputConfig:
-    mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain"))
+    mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain", "numbers"))
     transcript_len: int = knob(24, lo=1, hi=1000)
+
+
+@dataclass
+class GroupConfig:
+    pause_ms: int = knob(700, lo=1, hi=60000)  # digits closer than this (end to next start) form one number
+    length: int = knob(0, lo=0, hi=1000)  # close a number as soon as it has this many digits; 0 = off
+
+
+@dataclass
+class ServeConfig:
+    address: str = knob("")  # unix:PATH or tcp:HOST:PORT, several separated by commas; "" = off
+    allow_remote: bool = knob(False)  # allow tcp addresses that are not loopback
+    client_buffer_kb: int = knob(64, lo=1, hi=65536)  # unsent bytes per client before it is dropped as stuck
+    wait_clients: int = knob(0, lo=0, hi=1000)  # start the stream once this many clients are connected
+
+
+@dataclass
+class ExecConfig:
+    command: str = knob("")  # run once per number, DIGITD_NUMBER in its environment; "" = off
+    timeout_s: float = knob(10.0, lo=0.01, hi=3600.0)  # killed and reported after this long
+    queue_size: int = knob(16, lo=1, hi=10000)  # numbers waiting for their command; more are dropped and reported
 
 
 @dataclass
@@ -131,6 +152,9 @@ class Config:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    group: GroupConfig = field(default_factory=GroupConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    exec: ExecConfig = field(default_factory=ExecConfig)
     run: RunConfig = field(default_factory=RunConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -190,6 +214,8 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("bench.gap_min_s: must be <= bench.gap_max_s")
     if cfg.bench.room_gap_min_s > cfg.bench.room_gap_max_s:
         raise ConfigError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
+    if cfg.serve.wait_clients and not cfg.serve.address.strip():
+        raise ConfigError("serve.wait_clients: needs serve.address (--serve) to wait on")
     if cfg.bench.level_min_db > cfg.bench.level_max_db:
         raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
     for key, speed in (("run.speed", cfg.run.speed), ("bench.speed", cfg.bench.speed)):
@@ -243,3 +269,9 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
 
 def as_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return dataclasses.asdict(cfg)
+
+
+def changed(old: Config, new: Config) -> list[str]:
+    """'section.key' of every knob whose value differs (config reload)."""
+    a, b = as_dict(old), as_dict(new)
+    return [f"{sec}.{k}" for sec in a for k in a[sec] if a[sec][k] != b[sec][k]]

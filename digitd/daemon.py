@@ -1,4 +1,5 @@
-"""`digitd run`: wire a source, the pipeline and the sinks; stop cleanly on Ctrl-C/SIGTERM."""
+"""`digitd run`: wire a source, the pipeline and the sinks (output, `--serve`, `--exec`);
+stop cleanly on Ctrl-C/SIGTERM, reload the live knobs on SIGHUP."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 from digitd.audio import read_wav
-from digitd.config import Config
+from digitd.config import Config, ConfigError
+from digitd.config import changed as config_changed
+from digitd.events import ReloadEvent
+from digitd.hook import ExecSink
 from digitd.model import DigitModel, load_model
 from digitd.pipeline import Pipeline
 
@@ -46,42 +52,105 @@ def load(cfg: Config) -> DigitModel:
     return model
 
 
-def run_command(args: argparse.Namespace, cfg: Config) -> int:
-    source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
-    model = load(cfg)
-    mode = output_mode(cfg)
-    pipeline = Pipeline(cfg, model)
+# knobs a SIGHUP applies to the running stream; every other change needs a restart
+LIVE_KNOBS = ("classify.reject_threshold", "classify.min_voiced_ms", "group.pause_ms", "group.length",
+              "exec.command", "exec.timeout_s")
+
+
+def make_server(cfg: Config):
+    """The `--serve` sink, bound and serving (None without an address). Addresses are
+    checked and bound before the slow model load, so a bad one fails at once."""
+    if not cfg.serve.address.strip():
+        return None
+    from digitd.serve import EventServer, check_allowed, parse_addresses
+
+    addrs = parse_addresses(cfg.serve.address)
+    for a in addrs:
+        check_allowed(a, cfg.serve.allow_remote)
+    return EventServer(addrs, cfg.serve.client_buffer_kb * 1024).start()
+
+
+def output_sink(mode: str, pipeline: Pipeline, cfg: Config):
     if mode == "ui":
         from digitd.ui import LiveUI
 
-        sink = LiveUI(pipeline, cfg)
-    elif mode == "plain":
-        from digitd.sinks import PlainSink
+        return LiveUI(pipeline, cfg)
+    from digitd.sinks import JsonlSink, NumbersSink, PlainSink
 
-        sink = PlainSink(on_closed=pipeline.stop)
-    else:
-        from digitd.sinks import JsonlSink
+    cls = {"plain": PlainSink, "numbers": NumbersSink}.get(mode, JsonlSink)
+    return cls(on_closed=pipeline.stop)
 
-        sink = JsonlSink(on_closed=pipeline.stop)
-    pipeline.sinks.append(sink)
 
-    stopped_by: list[int] = []
-
-    def _stop(signum, frame):  # the loop polls every 50 ms; the pending utterance is flushed
-        stopped_by.append(signum)
-        pipeline.stop()
-
-    old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if mode == "ui":
-            with sink:  # type: ignore[attr-defined]
-                pipeline.run(source)
+def apply_reload(cfg: Config, new: Config) -> tuple[list[str], list[str]]:
+    """Copy the live knobs of `new` into the running `cfg` (the pipeline, grouper and exec
+    hook read them per utterance); return (applied "knob=value", knobs needing a restart)."""
+    applied, restart = [], []
+    for knob in config_changed(cfg, new):
+        section, key = knob.split(".")
+        if knob in LIVE_KNOBS:
+            value = getattr(getattr(new, section), key)
+            setattr(getattr(cfg, section), key, value)
+            applied.append(f"{knob}={value}")
         else:
-            pipeline.run(source)
+            restart.append(knob)
+    return applied, restart
+
+
+def run_command(args: argparse.Namespace, cfg: Config, reload: Callable[[], Config] | None = None) -> int:
+    """`reload`: re-reads the config the way this run read it (SIGHUP)."""
+    source = make_source(args, cfg)  # bad file / missing PortAudio: fail before the slow model load
+    server = make_server(cfg)
+    exec_sink = None
+    stopped_by: list[int] = []
+    try:
+        model = load(cfg)
+        pipeline = Pipeline(cfg, model)
+        mode = output_mode(cfg)
+        sink = output_sink(mode, pipeline, cfg)
+        exec_sink = ExecSink(cfg.exec, report=pipeline.emit, clock=lambda: pipeline.stream_time)
+        pipeline.sinks += [s for s in (sink, server, exec_sink) if s is not None]
+
+        def _stop(signum, frame):  # the loop polls every 50 ms; the pending utterance is flushed
+            stopped_by.append(signum)
+            pipeline.stop()
+
+        def _reload() -> None:
+            try:
+                new = reload() if reload else None
+            except ConfigError as e:
+                pipeline.emit(ReloadEvent(error=str(e), at=pipeline.stream_time))
+                return
+            if new is not None:
+                applied, restart = apply_reload(cfg, new)
+                pipeline.emit(ReloadEvent(applied, restart, "", pipeline.stream_time))
+
+        def _hup(signum, frame):  # read the file off the audio path (this handler runs on it)
+            threading.Thread(target=_reload, name="reload", daemon=True).start()
+
+        handlers = {signal.SIGINT: _stop, signal.SIGTERM: _stop}
+        if hasattr(signal, "SIGHUP"):
+            handlers[signal.SIGHUP] = _hup
+        old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        try:
+            if server is not None and cfg.serve.wait_clients:
+                while not stopped_by and not server.wait_for_clients(cfg.serve.wait_clients, 0.1):
+                    pass
+            if mode == "ui":
+                with sink:  # type: ignore[attr-defined]
+                    pipeline.run(source)
+            else:
+                pipeline.run(source)
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+            exec_sink.close(wait=not stopped_by)  # its reports still reach the sinks below
+            exec_sink = None
+            sink.close()
     finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        sink.close()
+        if exec_sink is not None:
+            exec_sink.close(wait=False)
+        if server is not None:
+            server.close()  # last events out, clients disconnected, socket file removed
     if stopped_by:
         # Stopped by Ctrl-C/SIGTERM: the stream is closed, threads joined, the last utterance
         # and the summary written. Skip interpreter teardown (0.3-0.7 s of freeing numpy/scipy/

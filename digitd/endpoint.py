@@ -107,6 +107,14 @@ class Endpointer:
     def noise_floor_db(self) -> float:
         return self._floor
 
+    @property
+    def horizon(self) -> int:
+        """Earliest stream sample a word not yet handed out could start at: the start of the
+        utterance in progress, else the oldest frame that could become its pre-roll."""
+        if self._in_speech:
+            return self._start
+        return self.pos - len(self._hist) * self.frame_len
+
     def push(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         """Feed one frame (float32, `frame_len` samples) with its VAD info; returns the
         utterances it completed (usually none; several when run-together words are split)."""

@@ -8,6 +8,7 @@ real world). `latency_ms` holds wall-clock compute times per stage.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +31,10 @@ class Event:
                 v = {k: (_r(x, 3) if isinstance(x, float) else x) for k, x in v.items()}
             d[f.name] = v
         return d
+
+    def to_json(self) -> str:
+        """The JSON Lines form: one line, the same bytes for stdout and every socket client."""
+        return json.dumps(self.to_dict(), separators=(", ", ": "))
 
 
 @dataclass
@@ -60,6 +65,24 @@ class RejectedEvent(Event):
 
 
 @dataclass
+class NumberEvent(Event):
+    """Digits spoken with pauses shorter than `group.pause_ms` (see numbers.py).
+
+    `confidence` is the weakest digit's. `complete` is false when a rejected utterance or
+    lost audio fell inside the number: a digit may be missing, so do not trust it as a PIN.
+    """
+
+    kind: ClassVar[str] = "number"
+    digits: str
+    start: float
+    end: float
+    emitted: float
+    confidence: float
+    complete: bool = True
+    rejected: int = 0  # rejected utterances inside the number
+
+
+@dataclass
 class OverflowEvent(Event):
     """Audio was lost (capture ring full, or the utterance queue full)."""
 
@@ -82,6 +105,29 @@ class DeviceEvent(Event):
 
 
 @dataclass
+class ExecEvent(Event):
+    """An `--exec` command that did not succeed for a number (never fatal: see hook.py)."""
+
+    kind: ClassVar[str] = "exec"
+    status: str  # failed (non-zero exit) | timeout (killed) | error (could not start) | dropped (queue full)
+    number: str = ""
+    returncode: int | None = None
+    message: str = ""  # the last line of its stderr/stdout, or why it did not run
+    at: float = 0.0
+
+
+@dataclass
+class ReloadEvent(Event):
+    """SIGHUP re-read the config: which knobs took effect now and which need a restart."""
+
+    kind: ClassVar[str] = "reload"
+    applied: list[str] = field(default_factory=list)
+    restart_needed: list[str] = field(default_factory=list)
+    error: str = ""  # the config could not be read: nothing changed
+    at: float = 0.0
+
+
+@dataclass
 class SummaryEvent(Event):
     """Counts at the end of a stream."""
 
@@ -99,3 +145,20 @@ class SummaryEvent(Event):
     transcript: str = ""
     first_frame_unix: float = 0.0  # wall clock (Unix time) when the first frame was processed
     peak_rss_mb: float = 0.0  # peak resident memory of the process so far
+
+
+KINDS: dict[str, type[Event]] = {c.kind: c for c in (DigitEvent, RejectedEvent, NumberEvent, OverflowEvent,
+                                                     DeviceEvent, ExecEvent, ReloadEvent, SummaryEvent)}
+
+
+def from_dict(d: dict[str, Any]) -> Event | None:
+    """An event back from its JSON Lines form (what `digitd listen` receives); None for an
+    unknown kind. Unknown fields are ignored, so newer servers can add fields."""
+    cls = KINDS.get(str(d.get("event")))
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError:  # a required field is missing
+        return None

@@ -1,4 +1,4 @@
-"""The streaming core: source -> frames -> VAD -> endpointer -> classifier -> events -> sinks.
+"""The streaming core: source -> frames -> VAD -> endpointer -> classifier -> events -> numbers -> sinks.
 
 `Pipeline(cfg, model, sinks).run(source) -> SummaryEvent` is shared by the daemon and the
 benchmark. Live sources (microphone, paced file) classify in a worker thread, so the
@@ -6,6 +6,9 @@ stream keeps being read while a word is classified; `emitted` is then the stream
 when the result was ready (compute-aware). Unpaced sources (`--speed max`) classify inline:
 `emitted` is the stream position of the end decision (compute-unaware lower bound), and the
 wall-clock compute times are in `latency_ms` / `Timings`.
+
+Every event passes the number grouper (numbers.py) on its way to the sinks; the frame loop
+gives it a clock tick once stream time passes the open number's pause.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
 from digitd.endpoint import Endpointer, Utterance
-from digitd.events import DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.model import DigitModel, reject_reason
+from digitd.numbers import NumberGrouper
 from digitd.sources import Source
 from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
@@ -83,7 +87,7 @@ class Pipeline:
         self.threaded = threaded
         self.timings = Timings(history)
         self.stop_event = threading.Event()
-        self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0}
+        self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0, "numbers": 0}
         self.dropped_samples = 0
         self.transcript: list[str] = []
         # live status for UIs (read without locks; plain values)
@@ -93,15 +97,42 @@ class Pipeline:
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
+        # start samples of utterances handed to the classifier and not yet emitted, oldest first
+        # (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
+        self._inflight: deque[int] = deque()
+        self.numbers = NumberGrouper(cfg.group)
         self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
 
     # -- events -------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
+        """Deliver `event` (and any number it closes) to every sink; any thread."""
         with self._lock:
+            self._deliver(self.numbers.push(event))
+
+    def _deliver(self, events: list[Event]) -> None:  # holding self._lock
+        for e in events:
+            if isinstance(e, NumberEvent):
+                self.counts["numbers"] += 1
             for s in self.sinks:
-                s.handle(event)
+                s.handle(e)
+
+    def _maybe_tick(self) -> None:
+        """Close the open number once its pause is over in stream time. Per frame this is one
+        comparison; it never waits for the lock (a busy sink delays the tick by a frame, never
+        the audio)."""
+        d = self.numbers.deadline
+        if d is None or self._pos < d * SAMPLE_RATE:
+            return
+        inflight = self._inflight
+        horizon = min(self.endpointer.horizon, inflight[0] if inflight else self._pos)
+        if horizon < d * SAMPLE_RATE or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._deliver(self.numbers.tick(self.stream_time, horizon / SAMPLE_RATE))
+        finally:
+            self._lock.release()
 
     def stop(self) -> None:
         """Ask `run` to finish (thread- and signal-safe)."""
@@ -139,6 +170,7 @@ class Pipeline:
                         self.dropped_samples += chunk.dropped
                         self.counts["overflows"] += 1
                         self.emit(OverflowEvent(1000.0 * chunk.dropped / SAMPLE_RATE, "capture", self.stream_time))
+                    self._maybe_tick()
                 if not len(chunk.audio):
                     continue
                 buf = np.concatenate([buf, chunk.audio]) if len(buf) else chunk.audio
@@ -193,15 +225,18 @@ class Pipeline:
         st["floor_db"] = self.endpointer.noise_floor_db
         for utt in utts:
             self._submit(_Job(utt, t0, (t1 - t0) * 1e3, (t2 - t1) * 1e3), threaded)
+        self._maybe_tick()
 
     def _submit(self, job: _Job, threaded: bool) -> None:
         self.counts["utterances"] += 1
+        self._inflight.append(job.utt.start_sample)
         if not threaded:
             self._classify(job)
             return
         try:
             self._queue.put_nowait(job)
         except queue.Full:
+            self._inflight.pop()  # ours: the worker holds >= queue_size older entries
             self.counts["queue_dropped"] += 1
             self.emit(OverflowEvent(1000.0 * job.utt.duration_s, "queue", self.stream_time))
 
@@ -213,6 +248,12 @@ class Pipeline:
             self._classify(job)
 
     def _classify(self, job: _Job) -> None:
+        try:
+            self._classify_one(job)
+        finally:
+            self._inflight.popleft()  # after the event is out, so a tick never outruns it
+
+    def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
         feats = self.model.features(job.utt.audio, trimmed=True)
         t1 = time.perf_counter()

@@ -12,6 +12,9 @@ of that item, not an insertion (more events on the same item too); non-digit ite
 as deletions. Any other event is an insertion, and also a background insertion when its middle
 lies in a background-only stretch. DER = (S + D + I) / N over the N digits.
 Latency = emitted - truth end for every digit that got an event.
+
+Numbers: the truth digits grouped by the daemon's own rule (numbers.py) on truth times; a
+truth number is right when a `complete` number event with exactly its digits overlaps it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from digitd.config import GroupConfig
+from digitd.events import DigitEvent
+from digitd.numbers import group_events
 
 KINDS = ("digit", "word", "sound", "background")
 
@@ -154,3 +161,37 @@ def combine(scores: Sequence[Score]) -> Score:
         s.background_insertions += x.background_insertions
         s.background_s += x.background_s
     return s
+
+
+@dataclass
+class NumberScore:
+    n: int  # truth numbers
+    correct: int  # emitted exactly (same digits, complete, overlapping in time)
+    emitted: int  # number events
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else float("nan")
+
+
+def _kind(e: Any) -> str:
+    return str(e.get("event")) if isinstance(e, Mapping) else getattr(e, "kind", "")
+
+
+def score_numbers(events: Iterable[Any], truth: Iterable[Any], group: GroupConfig) -> NumberScore:
+    """Share of truth numbers (truth digits grouped by `group`'s rule on truth times) that a
+    number event reproduced exactly. Each event counts for at most one truth number."""
+    words = [DigitEvent(label_of(t), 1.0, float(_get(t, "start")), float(_get(t, "end")), float(_get(t, "end")))
+             for t in truth if kind_of(t) == "digit"]
+    want = group_events(words, group)
+    got = [e for e in events if _kind(e) == "number"]
+    used: set[int] = set()
+    correct = 0
+    for t in want:
+        for j, e in enumerate(got):
+            if (j not in used and _get(e, "complete") and str(_get(e, "digits")) == t.digits
+                    and _get(e, "start") < t.end and t.start < _get(e, "end")):
+                used.add(j)
+                correct += 1
+                break
+    return NumberScore(len(want), correct, len(got))

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -67,14 +68,15 @@ def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
 def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_max_s: float = 2.0,
                 level_min_db: float = -20.0, level_max_db: float = -3.0, noise: str = "none",
                 snr_db: float = 20.0, room_snr_db: float | None = 40.0, lead_s: float = 0.5, tail_s: float = 1.0,
-                data_dir: str | None = None) -> tuple[np.ndarray, list[Truth]]:
+                data_dir: str | None = None, gaps: Sequence[float] | None = None) -> tuple[np.ndarray, list[Truth]]:
     """(float32 8 kHz audio, truth). Each word is a whole clip (with its own background),
     scaled so the word's peak is at a random level in [level_min_db, level_max_db] dBFS;
     pauses between words (trimmed boundary to boundary) are uniform in [gap_min_s,
     gap_max_s]; where pauses are shorter than the clips' own silences these overlap-add.
     A faint pink room tone (`room_snr_db` under the mean speech power; None = off) is
     always added, since a real input is never digital silence. Noise (white|pink) is
-    added at `snr_db` relative to the mean power of the speech."""
+    added at `snr_db` relative to the mean power of the speech. `gaps` (n_digits - 1 pauses
+    in seconds) replaces the random pauses."""
     rng = np.random.default_rng(seed)
     clips = fsdd_test_clips(data_dir)
     placed: list[tuple[int, np.ndarray]] = []  # (offset of the whole clip, scaled clip)
@@ -91,7 +93,10 @@ def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_
         truth.append(Truth(digit, pos / SAMPLE_RATE, (pos + e - s) / SAMPLE_RATE))
         placed.append((pos - s, x))
         pos += e - s
-        gap = tail_s if i == n_digits - 1 else rng.uniform(gap_min_s, gap_max_s)
+        if i == n_digits - 1:
+            gap = tail_s
+        else:
+            gap = gaps[i] if gaps is not None else rng.uniform(gap_min_s, gap_max_s)
         pos += int(round(gap * SAMPLE_RATE))
     shift = max(0, -min(o for o, _ in placed))  # a long clip lead could start before 0
     total = max(pos, max(o + len(x) for o, x in placed)) + shift
@@ -106,6 +111,20 @@ def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_
     if noise != "none":
         audio = audio + colored_noise(len(audio), noise, rng) * np.sqrt(p_speech / 10 ** (snr_db / 10))
     return np.clip(audio, -1.0, 1.0).astype(np.float32), truth
+
+
+def make_number_stream(lengths: Sequence[int], seed: int = 0, quick_s: tuple[float, float] = (0.2, 0.4),
+                       pause_s: tuple[float, float] = (1.4, 2.2), **kw) -> tuple[np.ndarray, list[Truth]]:
+    """Numbers spoken as people enter them: quick strings of `lengths[k]` digits (pauses in
+    `quick_s`) separated by long pauses (`pause_s`). With `group.pause_ms` between the two
+    ranges, the truth grouping is exactly `lengths`. Other arguments go to `make_stream`."""
+    rng = np.random.default_rng(seed + 7919)
+    gaps: list[float] = []
+    for k, n in enumerate(lengths):
+        gaps += [float(rng.uniform(*quick_s)) for _ in range(n - 1)]
+        if k < len(lengths) - 1:
+            gaps.append(float(rng.uniform(*pause_s)))
+    return make_stream(int(sum(lengths)), seed=seed, gaps=gaps, **kw)
 
 
 def noise_stream(seconds: float, kind: str, level_dbfs: float, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Rich live terminal UI: transcript, VAD state + level meter, per-stage latency, counters.
+"""Rich live terminal UI: transcript grouped into numbers, VAD state + level meter, per-stage
+latency, counters.
 
 It only reads the pipeline's status/timings at 10 Hz and receives events like any sink,
 so it adds nothing to the audio path. Used only when stdout is a terminal.
@@ -19,8 +20,9 @@ from rich.table import Table
 from rich.text import Text
 
 from digitd.config import Config
-from digitd.events import DeviceEvent, DigitEvent, Event, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.events import DeviceEvent, DigitEvent, Event, ExecEvent, NumberEvent, RejectedEvent, ReloadEvent, SummaryEvent
 from digitd.pipeline import Pipeline
+from digitd.sinks import format_plain
 
 STATE_STYLE = {"silence": "dim", "speech": "bold green", "trailing": "yellow"}
 
@@ -39,6 +41,7 @@ class LiveUI:
         self.cfg = cfg
         self.console = console or Console()
         self.items: deque[Event] = deque(maxlen=cfg.output.transcript_len)
+        self.numbers: deque[NumberEvent] = deque(maxlen=cfg.output.transcript_len)
         self.last_device = ""
         self.summary: SummaryEvent | None = None
         self._lock = threading.Lock()
@@ -55,8 +58,12 @@ class LiveUI:
         with self._lock:
             if isinstance(event, (DigitEvent, RejectedEvent)):
                 self.items.append(event)
+            elif isinstance(event, NumberEvent):
+                self.numbers.append(event)
             elif isinstance(event, DeviceEvent):
                 self.last_device = f"{event.state} {event.message}".strip()
+            elif isinstance(event, (ExecEvent, ReloadEvent)):
+                self.last_device = format_plain(event).lstrip("!# ")
             elif isinstance(event, SummaryEvent):
                 self.summary = event
 
@@ -66,8 +73,8 @@ class LiveUI:
     # -- rendering ------------------------------------------------------------------------
     def render(self) -> Group:
         with self._lock:
-            items = list(self.items)
-        return Group(self._header(), self._transcript(items), self._stats())
+            items, numbers = list(self.items), list(self.numbers)
+        return Group(self._header(), self._transcript(items, numbers), self._stats())
 
     def _header(self) -> Panel:
         st = self.p.status
@@ -86,20 +93,36 @@ class LiveUI:
             t.append("\nstopped", style="bold red")
         return Panel(t, title="digitd", border_style="blue")
 
-    def _transcript(self, items: list[Event]) -> Panel:
+    def _transcript(self, items: list[Event], numbers: list[NumberEvent]) -> Panel:
+        """Words in order; the words of each closed number inside [ ] followed by the number;
+        words after the last number are the one still open (its pause is not over)."""
         t = Text()
+        group = [None] * len(items)  # index of the closed number each word belongs to
+        for k, e in enumerate(items):
+            for j, n in enumerate(numbers):
+                if n.start <= e.start and e.end <= n.end:  # type: ignore[attr-defined]
+                    group[k] = j
         for k, e in enumerate(items):
             latest = k == len(items) - 1
+            if group[k] is not None and (k == 0 or group[k - 1] != group[k]):
+                t.append("[", style="cyan")
             if isinstance(e, DigitEvent):
                 t.append(f" {e.digit} ", style="bold black on green" if latest else "bold")
                 t.append(f"{e.confidence:.2f}", style="green" if latest else "dim")
             elif isinstance(e, RejectedEvent):
                 t.append(f" ?{e.best}", style="grey50" if not latest else "grey70 on grey23")
                 t.append(f" {e.confidence:.2f}", style="grey42")
+            if group[k] is not None and (k == len(items) - 1 or group[k + 1] != group[k]):
+                n = numbers[group[k]]  # type: ignore[index]
+                t.append("] ", style="cyan")
+                t.append(f"= {n.digits}", style="bold cyan" if n.complete else "yellow")
+                if not n.complete:
+                    t.append(" (incomplete)", style="yellow")
             t.append("  ")
         if not items:
             t.append("say some digits...", style="dim italic")
-        return Panel(t, title="transcript (digit + confidence; rejected greyed)", border_style="green")
+        return Panel(t, title=f"transcript (digit + confidence; rejected greyed; \\[a number] once its "
+                              f"{self.cfg.group.pause_ms} ms pause is over)", border_style="green")
 
     def _stats(self) -> Table:
         tm = self.p.timings
@@ -119,6 +142,7 @@ class LiveUI:
         cnt.add_column("v", justify="right")
         cnt.add_row("utterances", str(c["utterances"]))
         cnt.add_row("digits", str(c["digits"]))
+        cnt.add_row("numbers", str(c.get("numbers", 0)))
         cnt.add_row("rejected", str(c["rejected"]))
         cnt.add_row("dropped (clicks)", str(self.p.endpointer.dropped_short + self.p.endpointer.dropped_quiet))
         cnt.add_row("overflows", f"{c['overflows']} ({1000 * self.p.dropped_samples / 8000:.0f} ms)")

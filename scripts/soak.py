@@ -31,6 +31,7 @@ from digitd.synth import make_stream
 REQUIRED = {
     "digit": {"digit", "confidence", "start", "end", "emitted", "latency_ms"},
     "rejected": {"start", "end", "emitted", "best", "confidence"},
+    "number": {"digits", "start", "end", "emitted", "confidence", "complete"},
     "overflow": {"dropped_ms"},
     "summary": {"utterances", "digits", "rejected", "audio_s"},
 }

@@ -99,3 +99,24 @@ def short_stream(tmp_path_factory, fsdd):
     path = tmp_path_factory.mktemp("streams") / "digits.wav"
     write_wav(path, audio)
     return path, audio, truth
+
+
+NUMBER_LENGTHS = (4, 3, 1, 5, 2, 4)
+
+
+@pytest.fixture(scope="session")
+def number_stream(tmp_path_factory, fsdd):
+    """(wav path, audio, truth, truth numbers): numbers as people say them, quick strings of
+    FSDD test-split digits (pauses 0.2-0.4 s) separated by 1.4-2.2 s pauses; ~21 s, 19
+    digits, 6 numbers (`NUMBER_LENGTHS`)."""
+    from digitd.audio import write_wav
+    from digitd.synth import make_number_stream
+
+    audio, truth = make_number_stream(NUMBER_LENGTHS, seed=5, level_min_db=-10, level_max_db=-3, lead_s=1.0)
+    path = tmp_path_factory.mktemp("streams") / "numbers.wav"
+    write_wav(path, audio)
+    numbers, k = [], 0
+    for n in NUMBER_LENGTHS:
+        numbers.append("".join(t.digit for t in truth[k : k + n]))
+        k += n
+    return path, audio, truth, numbers

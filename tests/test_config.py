@@ -42,6 +42,8 @@ def test_override_wins_and_is_typed(tmp_path):
         ("[vad]\naggressiveness = \"high\"\n", "vad.aggressiveness"),
         ("[endpoint]\nsplit_dips = 1\n", "endpoint.split_dips"),
         ("[run]\nspeed = \"fast\"\n", "run.speed"),
+        ("[serve]\nwait_clients = 2\n", "needs serve.address"),
+        ("[group]\npause_ms = 0\n", "group.pause_ms"),
         ("[vad\n", "invalid TOML"),
     ],
 )
