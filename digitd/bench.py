@@ -266,7 +266,7 @@ def bench_command(args: Any, cfg: Config) -> int:
     from digitd.model import load_model
 
     t = time.perf_counter()
-    model = load_model(cfg.classify.model or None, keep_estimator=False)
+    model = load_model(cfg.classify.model or None)
     model_load_s = time.perf_counter() - t
     model.warm_up()
     if cfg.bench.scenario == "room" and not args.input:

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--check", action="store_true", help="print nothing; exit 0 if an input device exists, else 1")
 
+    p = sub.add_parser("convert-model", help="rewrite a trusted pickle-based model (.joblib, digitd < 0.2) as a data-only .npz")
+    _common(p)
+    p.add_argument("old", metavar="OLD.joblib", help="the bundle to convert: it is unpickled, which can run code; only one you trust")
+    p.add_argument("--out", metavar="NEW.npz", help="where to write (default: OLD with .npz), its card beside it")
+
     p = sub.add_parser("predict", help="classify whole WAV clips; one JSON line per file")
     _common(p)
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
@@ -103,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-base", type=float, dest="cnn_base", metavar="B", help="CNN weight on clean audio [train.cnn_base]")
     p.add_argument("--cnn-nets", type=int, dest="cnn_nets", metavar="N",
                    help="CNN copies from different seeds, averaged [train.cnn_nets]")
-    p.add_argument("--name", default="default", help="model name: writes models/NAME.joblib and NAME.json")
+    p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad training file instead of skipping it")
@@ -203,6 +208,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "devices":
         from digitd.capture import devices_command
         return devices_command(args, cfg)
+    if args.command == "convert-model":
+        from digitd.model import convert_pickle_model
+
+        out = convert_pickle_model(args.old, args.out)
+        print(f"wrote {out} and {out.with_suffix('.json').name}")
+        return 0
     if args.command == "predict":
         from digitd.predict import predict_command
         return predict_command(args, cfg)

@@ -47,7 +47,7 @@ def make_source(args: argparse.Namespace, cfg: Config):
 
 
 def load(cfg: Config) -> DigitModel:
-    model = load_model(cfg.classify.model or None, keep_estimator=False)
+    model = load_model(cfg.classify.model or None)
     model.warm_up()  # predictable first-digit latency
     return model
 

@@ -1,10 +1,13 @@
-"""The classifier file: a joblib bundle plus a JSON model card beside it.
+"""The classifier file: numpy arrays and JSON in an .npz, plus a JSON model card beside it.
 
-joblib files are pickles and can run code when loaded, so only load models you trust. As a
-guard against swapped or damaged files, `load_model` checks the file's SHA-256 against the
-model card before unpickling it, then checks the format, the scikit-learn major version and
-the feature parameters against what this digitd computes. Every failure is a `ModelError`
-with a one-line reason.
+A model file is data, never code: `load_model` reads it with `np.load(allow_pickle=False)`, so
+no file given as `--model` can run anything when loaded. The card's SHA-256 is checked first (a
+swapped or damaged file is refused), then the format and the feature parameters against what
+this digitd computes. Every failure is a `ModelError` with a one-line reason. Pickle-based
+bundles of digitd before 0.2 (`.joblib`, format digitd-model/1) are refused unread; `digitd
+convert-model` turns one you trust into this format. The scikit-learn estimators, wanted only for
+refitting or inspection, are saved beside the model as NAME.sklearn.joblib, which nothing but
+the trainer reads.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import time
-import zlib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from digitd.embedding import SpeechEmbedding, default_path as default_frontend_p
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
 from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, score, sklearn_scores
 
-FORMAT = "digitd-model/1"
+FORMAT = "digitd-model/2"
+PICKLE_FORMAT = "digitd-model/1"  # joblib bundles before 0.2: converted, never loaded
+SUFFIX = ".npz"
 DEFAULT_NAME = "default"
 OTHER = "other"  # the embedding member's extra class: a non-digit word, noise, anything else
 
@@ -44,10 +48,10 @@ def models_dirs() -> list[Path]:
 
 def default_model_path() -> Path:
     for d in models_dirs():
-        p = d / f"{DEFAULT_NAME}.joblib"
+        p = d / f"{DEFAULT_NAME}{SUFFIX}"
         if p.is_file():
             return p
-    return models_dirs()[-1] / f"{DEFAULT_NAME}.joblib"
+    return models_dirs()[-1] / f"{DEFAULT_NAME}{SUFFIX}"
 
 
 def card_path(model_path: str | Path) -> Path:
@@ -147,27 +151,21 @@ class DigitModel:
     """A fitted classifier with the feature parameters it was trained on.
 
     Scoring uses the numpy `runtime` (see digitd.runtime) when the model has one, so the
-    daemon never imports scikit-learn; `estimator` is unpickled only when asked for. An
-    optional `cnn` member (digitd.cnn, numpy too) joins the pooled members' average.
+    daemon never imports scikit-learn; a loaded model has only the runtime, a freshly trained
+    one also its scikit-learn `estimator`. Optional members join the pooled members' average:
+    `cnn` (digitd.cnn) and `embed` (digitd.embedding), numpy too.
     """
 
     def __init__(self, estimator: Any = None, classes: list[str] | None = None, params: FeatureParams = DEFAULT_PARAMS,
-                 meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None, estimator_blob: bytes | None = None,
+                 meta: dict[str, Any] | None = None, *, runtime: Runtime | None = None,
                  cnn: CnnMember | None = None, embed: EmbedMember | None = None):
-        self._estimator = estimator
-        self._blob = estimator_blob
+        self.estimator = estimator
         self.classes = [str(c) for c in (classes or [])]
         self.params = params
         self.meta = dict(meta or {})
         self.runtime = runtime
         self.cnn = cnn
         self.embed = embed
-
-    @property
-    def estimator(self) -> Any:
-        if self._estimator is None and self._blob is not None:
-            self._estimator = pickle.loads(self._blob)
-        return self._estimator
 
     def features(self, x: np.ndarray, *, trimmed: bool = False) -> Features:
         # the embedding sees the utterance as given (it centres the word itself); the pooled
@@ -235,29 +233,34 @@ def reject_reason(audio: np.ndarray, confidence: float, threshold: float, min_vo
 
 def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
                check_x: np.ndarray | None = None) -> dict[str, Any]:
-    """Write the bundle and its card (with the bundle's SHA-256); returns the card written.
+    """Write the model file and its card (with the file's SHA-256); returns the card written.
 
-    The estimator is compiled to a numpy runtime when possible; `check_x` (some feature
-    rows) is used to prove the runtime scores equal scikit-learn's before anything is saved.
+    The estimator is compiled to a numpy runtime; `check_x` (some feature rows) is used to
+    prove the runtime scores equal scikit-learn's before anything is saved. An estimator the
+    runtime cannot express is refused: a model file holds arrays, never pickled objects.
     """
     import joblib
     import sklearn
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix != SUFFIX:
+        raise ModelError(f"{path}: a model file is named *{SUFFIX}")
     est = model.estimator
-    try:
-        runtime = compile_estimator(est)
-    except NotCompilable:
-        runtime = None
-    if runtime is not None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if est is None:  # a loaded model saved again: its runtime is all there is
+        if model.runtime is None:
+            raise ModelError("the model has neither an estimator nor a runtime")
+        runtime = model.runtime
+    else:
+        try:
+            runtime = compile_estimator(est)
+        except NotCompilable as e:
+            raise ModelError(f"the numpy runtime cannot score this estimator ({e}); a model file holds arrays only") from None
         probe = check_x if check_x is not None else np.random.default_rng(0).standard_normal((20, model.params.dim))
         want, got = sklearn_scores(est, probe), score(runtime, probe)
         if not np.allclose(want, got, atol=1e-5):
             raise ModelError(f"numpy runtime disagrees with scikit-learn (max diff {np.abs(want - got).max():.2e})")
-    if runtime is not None:
-        # the daemon scores the runtime; the scikit-learn copy (twice the bytes) goes to a file
-        # of its own that only someone inspecting or refitting the estimators reads
+        # the scikit-learn copy, for refitting or inspection only: the daemon never reads it
         joblib.dump(est, path.with_suffix(".sklearn.joblib"), compress=3)
     embed = None
     if model.embed is not None:
@@ -271,15 +274,13 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
     bundle = {
         "format": FORMAT,
         "runtime": runtime,
-        "estimator_blob": None if runtime is not None else pickle.dumps(est, protocol=pickle.HIGHEST_PROTOCOL),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
-        "sklearn_version": sklearn.__version__,
         "meta": model.meta,
         "cnn": None if model.cnn is None else {"nets": model.cnn.nets, "gain": model.cnn.gain, "base": model.cnn.base},
         "embed": embed,
     }
-    joblib.dump(bundle, path, compress=3)
+    write_bundle(bundle, path)
     card = dict(card)
     card.update(
         {
@@ -290,7 +291,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "classes": list(model.classes),
             "feature_params": model.params.to_dict(),
             "sklearn_version": sklearn.__version__,
-            "numpy_runtime": runtime is not None,
+            "numpy_runtime": True,
             "cnn": None if model.cnn is None else {"gain": model.cnn.gain, "base": model.cnn.base, "nets": len(model.cnn.nets),
                                                    "parameters": model.cnn.n_parameters()},
             "embed": None if embed is None else {k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
@@ -299,6 +300,79 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
     )
     write_card(path, card)
     return card
+
+
+def write_bundle(bundle: dict[str, Any], path: Path) -> None:
+    """The bundle as one compressed .npz: its arrays as members, everything else as JSON."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def pack(obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                raise ModelError("a model file cannot hold object arrays")
+            key = f"a{len(arrays)}"
+            arrays[key] = obj
+            return {ARRAY_KEY: key}
+        if isinstance(obj, dict):
+            return {str(k): pack(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [pack(v) for v in obj]
+        if isinstance(obj, np.generic):
+            return obj.item()
+        if obj is None or isinstance(obj, (str, int, float, bool)):
+            return obj
+        raise ModelError(f"a model file cannot hold a {type(obj).__name__}")
+
+    tree = json.dumps(pack(bundle)).encode()
+    np.savez_compressed(path, **{TREE_KEY: np.frombuffer(tree, dtype=np.uint8)}, **arrays)
+
+
+ARRAY_KEY = "__array__"
+TREE_KEY = "__bundle__"
+
+
+def check_archive(path: Path) -> None:
+    """Refuse anything but an .npz archive before reading a byte of it as data; a pickle gets a
+    message that says how to convert it."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelError(f"{path}: unreadable ({e.strerror})") from None
+    if magic == b"PK\x03\x04":
+        return
+    if magic[:1] == b"\x80" or magic[:2] in (b"x\x9c", b"x\x01", b"x\xda") or path.suffix == ".joblib":
+        raise ModelError(f"{path}: a pickle-based model ({PICKLE_FORMAT}), which can run code when loaded: "
+                         f"not loaded. If you trust it, convert it: digitd convert-model {path}")
+    raise ModelError(f"{path}: not a digitd model file (expected an {SUFFIX} archive)")
+
+
+def read_bundle(path: Path) -> dict[str, Any]:
+    """The bundle of a model file, read as data only (no pickle): ModelError if it is not one."""
+    check_archive(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            tree = json.loads(bytes(z[TREE_KEY]).decode())
+            arrays = {k: z[k] for k in z.files if k != TREE_KEY}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as e:
+        raise ModelError(f"{path}: corrupt or unreadable model ({type(e).__name__}: {str(e)[:80]})") from None
+
+    def unpack(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            if set(obj) == {ARRAY_KEY}:
+                return arrays[obj[ARRAY_KEY]]
+            return {k: unpack(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [unpack(v) for v in obj]
+        return obj
+
+    try:
+        bundle = unpack(tree)
+    except KeyError as e:
+        raise ModelError(f"{path}: corrupt model (missing array {e})") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        raise ModelError(f"{path}: not a digitd model (expected format {FORMAT})")
+    return bundle
 
 
 def write_card(path: str | Path, card: dict[str, Any]) -> None:
@@ -316,14 +390,8 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"{cp}: unreadable model card ({e})") from None
 
 
-def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS, *,
-               keep_estimator: bool = True) -> DigitModel:
-    """Verify and load a model; refuse one whose features differ from `params`.
-
-    `keep_estimator=False` (the daemon, bench, predict) drops the pickled scikit-learn copy
-    when the numpy runtime can score alone: tens of MB the daemon would never unpickle."""
-    import joblib
-
+def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS) -> DigitModel:
+    """Verify and load a model; refuse one whose features differ from `params`."""
     path = Path(path) if path else default_model_path()
     if not path.exists():
         raise ModelError(f"{path}: model file not found (train one with `digitd train`)")
@@ -331,21 +399,12 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
         raise ModelError(f"{path}: is a directory, not a model file")
     if not os.access(path, os.R_OK):
         raise ModelError(f"{path}: permission denied")
+    check_archive(path)
     card = read_card(path)
     digest = sha256_file(path)
     if card.get("sha256") != digest:
         raise ModelError(f"{path}: SHA-256 {digest[:12]}... does not match its model card; refusing to load")
-    try:
-        bundle = joblib.load(path)
-    except (EOFError, pickle.UnpicklingError, zlib.error, ValueError, KeyError, IndexError,
-            AttributeError, ImportError, TypeError, OSError) as e:
-        raise ModelError(f"{path}: corrupt or unreadable model ({type(e).__name__})") from None
-    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
-        raise ModelError(f"{path}: not a digitd model (expected format {FORMAT})")
-    saved = str(bundle.get("sklearn_version", "0"))
-    mine = _sklearn_version()
-    if mine is not None and saved.split(".")[0] != mine.split(".")[0]:
-        raise ModelError(f"{path}: trained with scikit-learn {saved}, this is {mine} (major versions differ); retrain it")
+    bundle = read_bundle(path)
     try:
         model_params = FeatureParams.from_dict(bundle["feature_params"])
     except (ValueError, TypeError, KeyError) as e:
@@ -356,16 +415,13 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
         raise ModelError(f"{path}: feature parameters differ from this digitd ({shown})")
     classes = [str(c) for c in bundle.get("classes", [])]
     runtime = bundle.get("runtime")
-    blob = bundle.get("estimator_blob")
-    if runtime is None and not isinstance(blob, bytes):
+    if not isinstance(runtime, dict):
         raise ModelError(f"{path}: holds no classifier")
-    if runtime is not None and not keep_estimator:
-        blob = None
     cnn = None
     if bundle.get("cnn") is not None:
         try:
             c = bundle["cnn"]
-            nets = list(c["nets"]) if "nets" in c else [c["weights"]]  # "weights": one net (models before v5)
+            nets = list(c["nets"])
             if not nets:
                 raise ValueError("no nets")
             cnn = CnnMember(nets, float(c["gain"]), float(c.get("base", 0.0)))
@@ -380,14 +436,7 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
             raise ModelError(f"{path}: convolutional member gives {shape[0]} scores for {len(classes)} classes")
     embed = _load_embed(path, bundle.get("embed"), classes)
     model = DigitModel(None, classes, model_params, dict(bundle.get("meta", {})) | {"path": str(path), "card": card},
-                       runtime=runtime, estimator_blob=blob, cnn=cnn, embed=embed)
-    if runtime is None:  # scored by scikit-learn: unpickle and check it now, not at the first digit
-        try:
-            est = model.estimator
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad model file
-            raise ModelError(f"{path}: corrupt classifier ({type(e).__name__})") from None
-        if not (hasattr(est, "predict_proba") or hasattr(est, "decision_function")):
-            raise ModelError(f"{path}: the estimator cannot score samples")
+                       runtime=runtime, cnn=cnn, embed=embed)
     try:
         probs = model.scores(np.zeros((1, model_params.dim), dtype=np.float32))
     except Exception as e:  # noqa: BLE001 - shapes or arrays that do not fit
@@ -395,6 +444,43 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     if probs.shape != (1, len(classes)):
         raise ModelError(f"{path}: classifier gives {probs.shape[1]} scores for {len(classes)} classes")
     return model
+
+
+def convert_pickle_model(old: str | Path, new: str | Path | None = None) -> Path:
+    """Rewrite a trusted pickle-based bundle (digitd-model/1, .joblib) as a model file.
+
+    This unpickles `old`, which can run code: only for a file you trust. Its card's SHA-256 is
+    checked first, so at least the file is the one its card describes."""
+    import joblib
+
+    old = Path(old)
+    new = Path(new) if new else old.with_suffix(SUFFIX)
+    card = read_card(old)
+    if card.get("sha256") != sha256_file(old):
+        raise ModelError(f"{old}: SHA-256 does not match its model card; not converting")
+    try:
+        b = joblib.load(old)
+    except Exception as e:  # noqa: BLE001 - whatever a damaged pickle raises
+        raise ModelError(f"{old}: unreadable bundle ({type(e).__name__})") from None
+    if not isinstance(b, dict) or b.get("format") != PICKLE_FORMAT or b.get("runtime") is None:
+        raise ModelError(f"{old}: not a {PICKLE_FORMAT} bundle with a numpy runtime; retrain it instead")
+    c = b.get("cnn")
+    if c is not None and "nets" not in c:
+        c = {"nets": [c["weights"]], "gain": c["gain"], "base": c.get("base", 0.0)}  # one net (models before v5)
+    bundle = {"format": FORMAT, "runtime": b["runtime"], "classes": b["classes"], "feature_params": b["feature_params"],
+              "meta": b.get("meta", {}), "cnn": c, "embed": b.get("embed")}
+    if new.resolve() == old.resolve():
+        raise ModelError(f"{new}: would overwrite the file it converts")
+    write_bundle(bundle, new)
+    card = {**card, "format": FORMAT, "file": new.name, "sha256": sha256_file(new), "size_bytes": new.stat().st_size,
+            "converted_from": {"file": old.name, "sha256": card.get("sha256"), "format": PICKLE_FORMAT}}
+    write_card(new, card)
+    embed = bundle.get("embed")
+    if embed and (old.parent / embed["frontend"]).resolve() != (new.parent / embed["frontend"]).resolve():
+        import shutil
+
+        shutil.copyfile(old.parent / embed["frontend"], new.parent / embed["frontend"])
+    return new
 
 
 def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> EmbedMember | None:
@@ -418,13 +504,3 @@ def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> 
     except Exception as e:  # noqa: BLE001 - any malformed array or key is a bad model file
         raise ModelError(f"{path}: bad embedding member ({type(e).__name__}: {e})") from None
     return member
-
-
-def _sklearn_version() -> str | None:
-    """The installed scikit-learn version, read from metadata so the daemon need not import it."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("scikit-learn")
-    except PackageNotFoundError:
-        return None

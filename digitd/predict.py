@@ -41,7 +41,7 @@ def predict_file(model: DigitModel, path: Path, classify: Any) -> dict[str, Any]
 
 
 def predict_command(args: argparse.Namespace, cfg: Any) -> int:
-    model = load_model(cfg.classify.model or None, keep_estimator=False)
+    model = load_model(cfg.classify.model or None)
     failed = 0
     seen = 0
     empty = [p for p in args.paths if Path(p).is_dir() and not any(True for _ in iter_inputs([p]))]

@@ -1,6 +1,6 @@
 """Per-utterance compute of several models, measured in one run on the same clips.
 
-  python scripts/compare_models.py MODEL.joblib [MODEL.joblib ...] [--clips 300]
+  python scripts/compare_models.py MODEL.npz [MODEL.npz ...] [--clips 300]
 
 Why: timings from separate runs on a shared 2-core machine differ by more than one model
 differs from the next, so a cost ratio is only honest when both models are timed side by side.
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--clips", type=int, default=300, help="how many official test clips (default all 300)")
     args = ap.parse_args()
-    models = [load_model(m, keep_estimator=False) for m in args.models]
+    models = [load_model(m) for m in args.models]
     for m in models:
         m.warm_up()
     paths = sorted(p for p in fsdd_dir().glob("*.wav") if int(p.stem.split("_")[2]) <= 4)[: args.clips]

@@ -1,6 +1,6 @@
 """Paced (live-like) measurement: DER, stream and wall-clock end-of-speech latency.
 
-  python scripts/measure_live.py [--model models/default.joblib] [--digits 40]
+  python scripts/measure_live.py [--model models/default.npz] [--digits 40]
 The stream plays at real time through the same ring buffer as the microphone and the
 classifier runs in its worker thread, so `emitted` includes compute (compute-aware).
 Wall latency = time the event reached the sink - time the word's last sample was due.

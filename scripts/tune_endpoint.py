@@ -1,6 +1,6 @@
 """Measure DER and end-of-speech latency on generated streams for endpointer settings.
 
-  python scripts/tune_endpoint.py --model /tmp/dev-model/default.joblib \
+  python scripts/tune_endpoint.py --model /tmp/dev-model/default.npz \
       --set vad.aggressiveness=2,3 --set endpoint.hangover_ms=120,150,210
 Runs every combination on: clean, white 20 dB, pink 10 dB streams (+ 60 s noise-only
 false-accept check) with speed=max (compute-unaware stream latency), prints a table.

@@ -50,10 +50,10 @@ def small_subset(fsdd_dir: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory, fsdd) -> Path:
-    """models/default.joblib if present and loadable, else a small LR model (takes 5-24)."""
+    """models/default.npz if present and loadable, else a small LR model (takes 5-24)."""
     from digitd.model import ModelError, load_model
 
-    shipped = ROOT / "models" / "default.joblib"
+    shipped = ROOT / "models" / "default.npz"
     if shipped.is_file():
         try:
             load_model(shipped)
@@ -75,7 +75,7 @@ def model_path(tmp_path_factory, fsdd) -> Path:
             X.append(extract(load_wav(p)))
             y.append(m.group(1))
     est = make_pipeline(StandardScaler(), LogisticRegression(C=1, max_iter=2000)).fit(np.array(X), y)
-    path = tmp_path_factory.mktemp("model") / "default.joblib"
+    path = tmp_path_factory.mktemp("model") / "default.npz"
     save_model(DigitModel(est, classes=[str(d) for d in range(10)]), path, card={"note": "test fixture"})
     return path
 

@@ -80,7 +80,7 @@ def test_predict_on_a_folder_skips_bad_files(bad, model_path):
         (["--set", "audio.frame_ms=25"], "audio.frame_ms"),
         (["--set", "endpoint.hangover_ms=-1"], "endpoint.hangover_ms"),
         (["--set", "nosuch.key=1"], "nosuch"),
-        (["--model", "/nonexistent/model.joblib"], "model file not found"),
+        (["--model", "/nonexistent/model.npz"], "model file not found"),
     ],
 )
 def test_bad_config_and_model_are_one_line(args, needle, short_stream):
@@ -95,11 +95,11 @@ def test_corrupt_model_file_is_one_line(tmp_path, short_stream, model_path):
 
     from digitd.model import card_path, sha256_file
 
-    bad_model = tmp_path / "m.joblib"
+    bad_model = tmp_path / "m.npz"
     data = Path(model_path).read_bytes()
     bad_model.write_bytes(data[: len(data) // 3])  # truncated
     card = json.loads(card_path(model_path).read_text())
-    card["sha256"] = sha256_file(bad_model)  # re-signed, so the unpickler itself must cope
+    card["sha256"] = sha256_file(bad_model)  # re-signed, so the reader itself must cope
     card_path(bad_model).write_text(json.dumps(card))
     r = run("run", "--input", str(short_stream[0]), "--speed", "max", "--jsonl", "--model", str(bad_model))
     assert r.returncode == 2 and "Traceback" not in r.stderr

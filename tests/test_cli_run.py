@@ -60,7 +60,7 @@ def test_closed_stdout_exits_quietly(model_path):
 @pytest.mark.parametrize("args, needle", [
     (["--input", "/nonexistent/x.wav"], "no such file"),
     (["--input", "config.toml"], "not a readable WAV"),
-    (["--demo", "--model", "/nonexistent/m.joblib"], "model file not found"),
+    (["--demo", "--model", "/nonexistent/m.npz"], "model file not found"),
 ])
 def test_bad_input_is_one_line_exit_2(args, needle):
     r = subprocess.run(digitd(*args, "--jsonl"), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)

@@ -13,7 +13,7 @@ def trained(small_subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("models")
     rc = main(["train", "--data", str(small_subset), "--classifier", "lr", "--out-dir", str(out), "--name", "tiny", "--jobs", "1"])
     assert rc == 0
-    return out / "tiny.joblib"
+    return out / "tiny.npz"
 
 
 def test_train_writes_model_and_card(trained):
@@ -92,7 +92,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nope"), "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("digitd: error:") and "\n" not in err
-    assert main(["eval", "--model", str(tmp_path / "none.joblib")]) == 2
+    assert main(["eval", "--model", str(tmp_path / "none.npz")]) == 2
     assert "model file not found" in capsys.readouterr().err
 
 
@@ -153,7 +153,7 @@ def test_eval_record_writes_the_card_and_model_still_loads(trained, small_subset
 
     from digitd.model import load_model
 
-    model = tmp_path / "rec.joblib"
+    model = tmp_path / "rec.npz"
     shutil.copy(trained, model)
     shutil.copy(trained.with_suffix(".json"), model.with_suffix(".json"))
     assert main(["eval", "--model", str(model), "--data", str(small_subset), "--conditions", "--jobs", "1", "--record"]) == 0

@@ -90,7 +90,7 @@ def cnn_model(small_subset, tmp_path_factory):
     rc = main(["train", "--data", str(small_subset), "--classifier", "lr", "--aug", "1", "--cnn", "--cnn-epochs", "3",
                "--cnn-copies", "1", "--out-dir", str(out), "--name", "c", "--jobs", "1"])
     assert rc == 0
-    return out / "c.joblib"
+    return out / "c.npz"
 
 
 def test_trained_cnn_bundle_round_trips(cnn_model, small_subset, capsys):
@@ -98,7 +98,7 @@ def test_trained_cnn_bundle_round_trips(cnn_model, small_subset, capsys):
 
     card = json.loads(cnn_model.with_suffix(".json").read_text())
     assert card["recipe"]["cnn"] and card["cnn"]["gain"] == 8.0 and card["cnn"]["base"] == 2.0 and card["cnn"]["parameters"] > 50_000
-    m = load_model(cnn_model, keep_estimator=False)
+    m = load_model(cnn_model)
     assert m.cnn is not None and card["cnn"]["nets"] == len(m.cnn.nets) == 2  # config.toml's train.cnn_nets
     assert sum(n_parameters(net) for net in m.cnn.nets) == card["cnn"]["parameters"]
     clip = small_subset / "4_george_0.wav"
@@ -120,31 +120,35 @@ def test_damaged_cnn_member_is_refused(cnn_model, tmp_path):
     w = dict(m.cnn.nets[0])
     fw, fb = w["fc"]
     w["fc"] = (fw[:7], fb[:7])  # 7 scores for 10 classes
-    path = tmp_path / "bad.joblib"
-    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
+    path = tmp_path / "bad.npz"
+    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
     with pytest.raises(ModelError, match="convolutional member gives 7 scores"):
         load_model(path)
-    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w, m.cnn.nets[1]], 4.0)), path, {"command": "test"})
+    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, cnn=CnnMember([w, m.cnn.nets[1]], 4.0)), path, {"command": "test"})
     with pytest.raises(ModelError, match="nets disagree on the number of classes"):
         load_model(path)
     w["proj"] = (w["proj"][0][:, :5], w["proj"][1])  # does not fit the conv output
-    save_model(DigitModel(m.estimator, m.classes, m.params, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
+    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, cnn=CnnMember([w], 4.0)), path, {"command": "test"})
     with pytest.raises(ModelError, match="bad convolutional member"):
         load_model(path)
 
 
-def test_single_net_bundle_of_earlier_models_still_loads(cnn_model, small_subset, tmp_path):
-    """Models before v5 stored one net under "weights" (the v4 bundle); they must keep working."""
+def test_single_net_pickle_bundle_of_earlier_models_converts(cnn_model, small_subset, tmp_path):
+    """Models before v5 stored one net under "weights" in a pickle bundle: a trusted one converts."""
     import joblib
 
+    from digitd.model import PICKLE_FORMAT, convert_pickle_model, read_bundle
+
     m = load_model(cnn_model)
-    bundle = joblib.load(cnn_model)
+    bundle = read_bundle(cnn_model) | {"format": PICKLE_FORMAT, "estimator_blob": None}
     bundle["cnn"] = {"weights": m.cnn.nets[0], "gain": m.cnn.gain, "base": m.cnn.base}
     old = tmp_path / "old.joblib"
     joblib.dump(bundle, old)
     card = json.loads(cnn_model.with_suffix(".json").read_text())
     old.with_suffix(".json").write_text(json.dumps(card | {"sha256": sha256_file(old)}))
-    o = load_model(old)
+    with pytest.raises(ModelError, match="convert-model"):
+        load_model(old)
+    o = load_model(convert_pickle_model(old, tmp_path / "new.npz"))
     assert len(o.cnn.nets) == 1
     spec = o.features(load_wav(small_subset / "7_jackson_1.wav")).spec
     np.testing.assert_allclose(o.cnn.proba(spec), proba(m.cnn.nets[0], spec))
@@ -162,4 +166,4 @@ def test_cnn_without_torch_is_one_line_error(small_subset, tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "--cnn needs torch" in r.stderr and "Traceback" not in r.stderr
-    assert not list(tmp_path.glob("*.joblib"))
+    assert not list(tmp_path.glob("*.npz"))

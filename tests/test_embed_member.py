@@ -46,7 +46,7 @@ def embed_model(small_subset, tmp_path_factory):
     negs = [Record(OTHER, p.stem.split("_", 1)[1], 0, "extra", str(p)) for p in sorted(NONDIGIT.glob("*.wav"))]
     ef = fit_embed(recs + negs, classes, noisy=0, jobs=1, folds=2)
     model = DigitModel(res.estimator, classes, embed=ef.member)
-    path = tmp_path_factory.mktemp("embed") / "m.joblib"
+    path = tmp_path_factory.mktemp("embed") / "m.npz"
     save_model(model, path, {"command": "test"})
     return model, path, ef
 
@@ -55,7 +55,7 @@ def test_round_trip_and_other_class(embed_model, fsdd_dir):
     from digitd.audio import load_wav
 
     model, path, ef = embed_model
-    loaded = load_model(path, keep_estimator=False)
+    loaded = load_model(path)
     assert loaded.embed is not None and loaded.embed.classes == model.classes + [OTHER]
     assert (path.parent / "speech_embedding.npz").is_file()  # the front end travels with the model
     digit = load_wav(fsdd_dir / "3_george_0.wav")  # a test take: never trained on
@@ -71,9 +71,9 @@ def test_front_end_other_than_trained_refused(embed_model, tmp_path):
     import shutil
 
     _, path, _ = embed_model
-    for name in ("m.joblib", "m.json", "speech_embedding.npz"):
+    for name in ("m.npz", "m.json", "speech_embedding.npz"):
         shutil.copy(path.parent / name, tmp_path / name)
-    card = json.loads(card_path(tmp_path / "m.joblib").read_text())
+    card = json.loads(card_path(tmp_path / "m.npz").read_text())
     assert card["embed"]["frontend_sha256"]
     with np.load(tmp_path / "speech_embedding.npz") as z:
         arrays = {k: z[k] for k in z.files}
@@ -81,7 +81,7 @@ def test_front_end_other_than_trained_refused(embed_model, tmp_path):
     arrays[key] = arrays[key] * 1.01
     np.savez(tmp_path / "speech_embedding.npz", **arrays)
     with pytest.raises(ModelError, match="front end"):
-        load_model(tmp_path / "m.joblib")
+        load_model(tmp_path / "m.npz")
     (tmp_path / "speech_embedding.npz").unlink()
     with pytest.raises(ModelError, match="missing"):
-        load_model(tmp_path / "m.joblib")
+        load_model(tmp_path / "m.npz")

@@ -48,7 +48,7 @@ def test_compiled_runtime_equals_sklearn(est):
 def test_daemon_side_loads_and_scores_without_importing_sklearn(tmp_path):
     x, y = _blobs()
     est = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(x, y)
-    path = tmp_path / "m.joblib"
+    path = tmp_path / "m.npz"
     save_model(DigitModel(est, sorted(set(y))), path, {"note": "test"}, check_x=x[:50])
     code = (
         "import sys, json, numpy as np\n"
@@ -74,8 +74,8 @@ def test_runtime_that_disagrees_is_refused(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dm, "score", lambda rt, f: score(rt, f) + 0.01)
     with pytest.raises(ModelError, match="disagrees"):
-        save_model(DigitModel(est, sorted(set(y))), tmp_path / "m.joblib", {}, check_x=x[:10])
-    assert not (tmp_path / "m.joblib").exists()
+        save_model(DigitModel(est, sorted(set(y))), tmp_path / "m.npz", {}, check_x=x[:10])
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_binary_logistic_regression_detector_matches_sklearn():
@@ -117,13 +117,13 @@ def test_gated_ensemble_compiles_and_matches_sklearn():
     assert not np.allclose(ungated.predict_proba(x), ens.predict_proba(x))
 
 
-def test_daemon_load_drops_the_sklearn_copy_and_scores_the_same(tmp_path):
+def test_loaded_model_holds_arrays_only_and_scores_the_same(tmp_path):
     x, y = _blobs()
     est = make_pipeline(StandardScaler(), SVC(C=3, gamma=0.003)).fit(x, y)
-    path = tmp_path / "m.joblib"
+    path = tmp_path / "m.npz"
     save_model(DigitModel(est, sorted(set(y))), path, {"note": "test"}, check_x=x[:50])
-    full, lean = load_model(path), load_model(path, keep_estimator=False)
-    assert lean.estimator is None and full.estimator is not None
-    np.testing.assert_array_equal(lean.scores(x[:30]), full.scores(x[:30]))
+    lean = load_model(path)
+    assert lean.estimator is None  # the scikit-learn copy lives in its own file, for the trainer
+    assert path.with_suffix(".sklearn.joblib").is_file()
     assert lean.runtime["sv"].dtype == np.float32  # support vectors stored in single precision
     np.testing.assert_allclose(lean.scores(x[:30]), sklearn_scores(est, x[:30]), atol=1e-6)

@@ -214,7 +214,7 @@ def test_bad_serve_addresses_fail_in_one_line_before_the_model_loads(short_strea
     for address, needle in cases:
         t = time.monotonic()
         r = subprocess.run([sys.executable, "-m", "digitd", "run", "--input", str(wav), "--speed", "max", "--jsonl",
-                            "--serve", address, "--model", "/nonexistent/model.joblib"],
+                            "--serve", address, "--model", "/nonexistent/model.npz"],
                            cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and r.stdout == "" and "Traceback" not in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, (address, r.stderr)

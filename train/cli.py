@@ -16,7 +16,7 @@ import numpy as np
 
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
-from digitd.model import DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
+from digitd.model import SUFFIX, DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
 from train.augment import AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
@@ -243,7 +243,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                cnn_specs=cnn_specs, join_fold=embed_loso_join(feat_recs, recipe, cfg) if recipe.embed else None)
         err.print(f"LOSO mean {metrics['loso']['mean']:.4f}")
     out_dir = Path(args.out_dir) if args.out_dir else models_dirs()[-1]
-    path = out_dir / f"{args.name}.joblib"
+    path = out_dir / f"{args.name}{SUFFIX}"
     extra = [r for r in role if r.split == "extra"]
     card = {
         "name": args.name,
