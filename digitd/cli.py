@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DIR", help="FSDD recordings folder [train.data_dir]")
     p.add_argument("--hf", action="store_true", help="load the data from the Hugging Face hub")
     p.add_argument("--loso", action="store_true", help="leave-one-speaker-out accuracy (retrains per speaker)")
+    p.add_argument("--negatives", metavar="DIRS", help="with --loso of a model with the embedding member: its 'other' folders [train.negatives]")
     p.add_argument("--loso-light", action="store_true",
                    help="with --loso: folds refit every member but the CNN (hours -> minutes; recorded as such)")
     p.add_argument("--extra", metavar="DIR", help="extra corpus: report accuracy on its held-out speakers [train.extra_dir]")

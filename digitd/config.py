@@ -57,7 +57,7 @@ class EndpointConfig:
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
-    reject_threshold: float = knob(0.35, lo=0.0, hi=1.0)
+    reject_threshold: float = knob(0.39, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     queue_size: int = knob(32, lo=1, hi=10000)
 

@@ -138,13 +138,16 @@ class EmbedMember:
 
 
 def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
-    """The other members' digit probabilities (n, C; any scale) joined by the embedding
-    member's (n, C + 1; OTHER last): a `weight` share of the average, times (1 - P(OTHER)) ** power."""
+    """The other members' digit probabilities (n, C) joined by the embedding member's (n, C + 1;
+    OTHER last): a `weight` share of the average, times (1 - P(OTHER)) ** power, times the
+    others' own total (their digit detector's P(speech), 1 without one). Both must hear a digit:
+    the detector knows coughs and clicks, the embedding knows real words and rooms."""
     base = np.atleast_2d(base)
     pe = np.atleast_2d(pe)
-    b = base / np.maximum(base.sum(axis=1, keepdims=True), 1e-12)
+    mass = base.sum(axis=1, keepdims=True)
+    b = base / np.maximum(mass, 1e-12)
     d = pe[:, :-1] / np.maximum(pe[:, :-1].sum(axis=1, keepdims=True), 1e-12)
-    return ((1.0 - weight) * b + weight * d) * (1.0 - pe[:, -1:]) ** power
+    return ((1.0 - weight) * b + weight * d) * (1.0 - pe[:, -1:]) ** power * mass
 
 
 class DigitModel:

@@ -320,6 +320,7 @@ def loso(
     speakers = list(speakers or sorted({r.speaker for r in records if r.split in ("train", "test")}))
     per: dict[str, float] = {}
     weighting: dict[str, dict[str, float]] = {}  # CNN weight (gain, base) -> per-speaker accuracy, a diagnostic
+    conf: list[float] = []  # the held-out speakers' confidences: what a new voice's true digits score
     spk = np.asarray([r.speaker for r in records])
     usable = np.asarray([r.split in ("train", "test", "extra", "synth") for r in records])
     for sp in speakers:
@@ -347,11 +348,13 @@ def loso(
         if join_fold is not None:
             probs = join_fold(tr, te, probs)
         acc = float(np.mean(np.asarray(res.estimator.classes_)[probs.argmax(axis=1)] == yte))
+        conf.extend(probs.max(axis=1).tolist())
         per[sp] = acc
         if on_speaker:
             on_speaker(sp, acc)
     vals = list(per.values())
-    out = {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per}
+    out = {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per,
+           "confidence_quantiles": {f"{q:g}%": float(np.percentile(conf, q)) for q in (1, 1.5, 2, 3, 5)}}
     if weighting:
         out["cnn_weighting"] = {k: {"mean": float(np.mean(list(v.values()))), "worst": float(min(v.values())), "per_speaker": v}
                                 for k, v in weighting.items()}
