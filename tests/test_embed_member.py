@@ -26,8 +26,11 @@ def test_combine_weights_and_other():
     np.testing.assert_allclose(m.combine(base, np.array([[0.0, 1.0, 0.0]])), [[0.45, 0.55]])
     # all of P(other): nothing left for any digit, whatever the other members say
     np.testing.assert_allclose(m.combine(base, np.array([[0.0, 0.0, 1.0]])), [[0.0, 0.0]], atol=1e-12)
-    # weight 0: the other members alone (normalised), scaled by 1 - P(other)
-    np.testing.assert_allclose(_member(weight=0.0).combine(base * 0.5, np.array([[0.1, 0.1, 0.8]])), [[0.18, 0.02]])
+    # weight 0: the other members alone, their detector's P(speech) (their total, 0.5) kept,
+    # scaled by 1 - P(other)
+    np.testing.assert_allclose(_member(weight=0.0).combine(base * 0.5, np.array([[0.1, 0.1, 0.8]])), [[0.09, 0.01]])
+    # the detector's doubt stays in the product whatever the embedding says
+    np.testing.assert_allclose(m.combine(base * 0.2, np.array([[0.0, 1.0, 0.0]])), [[0.09, 0.11]])
 
 
 @pytest.fixture(scope="module")
