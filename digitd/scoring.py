@@ -19,7 +19,7 @@ truth number is right when a `complete` number event with exactly its digits ove
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -148,18 +148,9 @@ def combine(scores: Sequence[Score]) -> Score:
     """Several streams' scores as one: counts and latencies pooled (pairs are per stream, dropped)."""
     s = Score(0, 0, 0, 0, 0)
     for x in scores:
-        s.n += x.n
-        s.correct += x.correct
-        s.substitutions += x.substitutions
-        s.deletions += x.deletions
-        s.insertions += x.insertions
-        s.latencies_s += x.latencies_s
-        s.n_words += x.n_words
-        s.word_false_alarms += x.word_false_alarms
-        s.n_sounds += x.n_sounds
-        s.sound_false_alarms += x.sound_false_alarms
-        s.background_insertions += x.background_insertions
-        s.background_s += x.background_s
+        for f in fields(Score):
+            if f.name != "pairs":
+                setattr(s, f.name, getattr(s, f.name) + getattr(x, f.name))
     return s
 
 

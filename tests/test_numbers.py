@@ -161,15 +161,7 @@ def test_truth_grouping_and_number_score():
 
 # -- through the real pipeline on real audio ---------------------------------------------
 
-class Collect:
-    def __init__(self) -> None:
-        self.events = []
-
-    def handle(self, e) -> None:
-        self.events.append(e)
-
-    def close(self) -> None:
-        pass
+from digitd.bench import Recorder as Collect  # noqa: E402  (a sink that keeps every event)
 
 
 @pytest.mark.parametrize("speed", ["max", "4"])
