@@ -85,9 +85,9 @@ class BenchConfig:
     level_min_db: float = knob(-20.0, lo=-80.0, hi=0.0)
     level_max_db: float = knob(-3.0, lo=-80.0, hi=0.0)
     scenario: str = knob("fsdd", choices=("fsdd", "room"))  # fsdd: the stream above; room: unseen speakers in rooms
-    room_backgrounds: str = knob("none,noise,pink,brown,babble")  # comma list of none|noise|white|pink|brown|babble
+    room_backgrounds: str = knob("none,noise,white,pink,brown,babble")  # comma list of none|noise|white|pink|brown|babble
     room_snrs_db: str = knob("20,10,5")  # comma list: each background at each SNR (vs the speech); none runs once
-    room_words: int = knob(40, lo=1, hi=100000)  # spoken words per condition, digits and non-digit words
+    room_words: int = knob(80, lo=1, hi=100000)  # spoken words per condition, digits and non-digit words
     room_nondigit_share: float = knob(0.167, lo=0.0, hi=0.9)  # of those words, the share that are not digits
     room_sound_share: float = knob(0.1, lo=0.0, hi=2.0)  # coughs, clicks, door knocks per spoken word
     room_espeak_share: float = knob(0.1, lo=0.0, hi=0.25)  # digits said by espeak-ng evaluation voices

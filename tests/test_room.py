@@ -48,8 +48,8 @@ def _speech(items):
 
 def test_conditions_are_clean_once_plus_background_by_snr():
     names = [c.name for c in conditions(Config().bench)]
-    assert len(names) == 13 and names[0] == "clean" and len(set(names)) == 13
-    assert {"noise_20db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
+    assert len(names) == 16 and names[0] == "clean" and len(set(names)) == 16
+    assert {"noise_20db", "white_10db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
 
 
 def test_the_same_seed_gives_the_same_stream_and_another_seed_another(pink):
