@@ -52,6 +52,10 @@ class EndpointConfig:
     dip_db: float = knob(20.0, lo=3.0, hi=90.0)  # with split_dips: frames this far under the utterance peak count as a pause
     floor_snr_db: float = knob(4.0, lo=0.0, hi=60.0)  # frames must be this far over the noise floor to count as speech
     min_level_dbfs: float = knob(-55.0, lo=-120.0, hi=0.0)
+    background_gate: bool = knob(True)  # speech must rise over the background's loud end (babble is speech, but quieter than the talker)
+    background_s: float = knob(10.0, lo=1.0, hi=600.0)  # the background's loud end = 90th percentile of the levels outside utterances over this long
+    speech_over_bg_db: float = knob(0.0, lo=-30.0, hi=30.0)  # with background_gate: frames this far over it count as speech
+    word_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # with background_gate: a word's loudest 90 ms must be this far over it
 
 
 @dataclass

@@ -159,7 +159,8 @@ class Pipeline:
         ep = self.endpointer
         summary = SummaryEvent(
             utterances=self.counts["utterances"], digits=self.counts["digits"], rejected=self.counts["rejected"],
-            dropped_short=ep.dropped_short + ep.dropped_quiet, forced_cuts=ep.forced_cuts,
+            dropped_short=ep.dropped_short + ep.dropped_quiet, dropped_background=ep.dropped_background,
+            forced_cuts=ep.forced_cuts,
             overflows=self.counts["overflows"], dropped_ms=1000.0 * self.dropped_samples / SAMPLE_RATE,
             queue_dropped=self.counts["queue_dropped"], audio_s=self.stream_time,
             wall_s=time.monotonic() - wall0, transcript="".join(self.transcript),
