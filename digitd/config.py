@@ -46,7 +46,7 @@ class EndpointConfig:
     start_window: int = knob(3, lo=1, hi=50)
     hangover_ms: int = knob(120, lo=0, hi=3000)
     min_speech_ms: int = knob(90, lo=0, hi=5000)
-    max_utterance_ms: int = knob(2000, lo=100, hi=30000)
+    max_utterance_ms: int = knob(1250, lo=100, hi=30000)
     split_dips: bool = knob(True)
     valley_db: float = knob(18.0, lo=0.0, hi=90.0)  # with split_dips: >=90 ms pauses this far under the utterance peak split it at the end; 0 = off
     dip_db: float = knob(20.0, lo=3.0, hi=90.0)  # with split_dips: frames this far under the utterance peak count as a pause

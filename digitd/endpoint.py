@@ -111,6 +111,7 @@ class Endpointer:
         self._floor = -120.0
         self._bg_levels: deque[float] = deque(maxlen=max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms)))
         self._bg = -120.0
+        self._bg_median = -120.0
         self._nframes = 0
         self.pos = 0  # stream samples consumed
         self.dropped_short = 0
@@ -186,7 +187,8 @@ class Endpointer:
             a = np.fromiter(self._bg_levels, dtype=np.float64)
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
             a = np.partition(a, (k50, k))
-            self._bg = min(float(a[k]), float(a[k50]) + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
+            self._bg_median = float(a[k50])
+            self._bg = min(float(a[k]), self._bg_median + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
 
     def _loud(self, level: float, peak: float | None) -> bool:
         c = self.cfg
