@@ -187,6 +187,7 @@ def _in_range(m: dict) -> None:
     if eos["n"]:
         assert 0 < eos["p50"] <= eos["p95"] < 3000  # stream time: hangover + end decision, never seconds
     assert m["rtf"] > 0
+    assert 0 < m["cpu_percent"] <= 250 and 20 < m["peak_rss_mb"] < 4000  # the paced check reads these
 
 
 def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path):
