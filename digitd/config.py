@@ -37,6 +37,7 @@ class AudioConfig:
 @dataclass
 class VadConfig:
     aggressiveness: int = knob(3, lo=0, hi=3)
+    steady_aggressiveness: int = knob(1, lo=0, hi=3)  # the mode while the background is steady noise (endpoint: spread under 3 dB); = aggressiveness: off
 
 
 @dataclass

@@ -14,6 +14,9 @@ States: silence -> speech -> (trailing) -> silence.
   microphone rises above and background talk does not: with `background_gate`, frames must
   be over it to count as speech (babble stops opening utterances and stops running them
   on past the word) and every word's loudest 90 ms must be `word_over_bg_db` over it.
+- steady noise (the background's 90th percentile within STEADY_SPREAD_DB of its median):
+  webrtcvad tells it from speech poorly in either mode, the level tests do the work, so the
+  VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames).
 - end: `hangover_ms` of inactive frames; `max_utterance_ms` force-cuts runaway noise.
 - split: at the end, pauses of >= 90 ms more than `valley_db` under the loudest frame,
   with speech on both sides, cut the utterance into words (`valley_splits`).
@@ -48,6 +51,7 @@ NOISE_WINDOW_S = 3.0  # noise floor = low percentile of frame levels over this w
 BG_PERCENTILE = 90
 BG_SPREAD_DB = 10.0
 BG_OVER_FLOOR_DB = 25.0
+STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
 
@@ -112,6 +116,7 @@ class Endpointer:
         self._bg_levels: deque[float] = deque(maxlen=max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms)))
         self._bg = -120.0
         self._bg_median = -120.0
+        self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
         self._nframes = 0
         self.pos = 0  # stream samples consumed
         self.dropped_short = 0
@@ -188,7 +193,13 @@ class Endpointer:
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
             a = np.partition(a, (k50, k))
             self._bg_median = float(a[k50])
+            self._steady = float(a[k]) - self._bg_median <= STEADY_SPREAD_DB
             self._bg = min(float(a[k]), self._bg_median + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
+
+    def _voiced(self, info: FrameInfo) -> bool:
+        if self._steady and info.voiced_steady is not None:
+            return info.voiced_steady
+        return info.voiced
 
     def _loud(self, level: float, peak: float | None) -> bool:
         c = self.cfg
@@ -204,7 +215,7 @@ class Endpointer:
         self._track_background(info.level_db)
         self._hist.append(frame)
         self._hist_lv.append(info.level_db)
-        self._flags.append(info.voiced and self._loud(info.level_db, None))
+        self._flags.append(self._voiced(info) and self._loud(info.level_db, None))
         if sum(self._flags) < self.cfg.start_frames:
             return []
         self._in_speech = True
@@ -219,7 +230,7 @@ class Endpointer:
     def _push_speech(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         self._frames.append(frame)
         self._lv.append(info.level_db)
-        active = info.voiced and self._loud(info.level_db, self._peak)
+        active = self._voiced(info) and self._loud(info.level_db, self._peak)
         if active:
             self._active += 1
             self._silent_run = 0

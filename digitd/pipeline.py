@@ -93,7 +93,7 @@ class Pipeline:
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
-        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms)
+        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
 
