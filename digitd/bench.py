@@ -317,7 +317,7 @@ def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> i
 CONDITION_KEYS = ("der", "n_truth", "correct", "substitutions", "deletions", "insertions", "fa_rate", "n_words",
                   "word_false_alarms", "sound_fa_rate", "n_sounds", "sound_false_alarms", "background_insertions",
                   "background_s", "background_insertions_per_min", "eos_latency_ms", "eos_wall_latency_ms", "rtf",
-                  "audio_s", "digits", "rejected", "dropped_ms")
+                  "audio_s", "digits", "rejected", "dropped_ms", "cpu_percent", "peak_rss_mb")
 
 
 def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[str, Any]:
@@ -333,6 +333,7 @@ def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[
         "wall_s": wall,
         "rtf": wall / audio_s if audio_s > 0 else float("nan"),
         "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
+        "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in rs),  # each condition's run starts from a reset peak
         **score_metrics(combine([r.score for r in rs])),
         "rejected": sum(r.metrics["rejected"] for r in rs),
         "dropped_ms": sum(r.metrics["dropped_ms"] for r in rs),
@@ -434,7 +435,8 @@ def print_room_table(r: dict[str, Any]) -> None:
     if "eos_wall_latency_ms" in r:
         w = r["eos_wall_latency_ms"]
         notes += f" Wall clock end of speech -> digit p50 / p95: {_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms."
-    con.print(f"[dim]{notes} Rejected utterances: {r['rejected']}; audio dropped: {r['dropped_ms']:.0f} ms.[/dim]")
+    con.print(f"[dim]{notes} Rejected utterances: {r['rejected']}; audio dropped: {r['dropped_ms']:.0f} ms; "
+              f"CPU {_f(r['cpu_percent'], 1)}% of one core; peak RSS (pipeline in the bench process) {r['peak_rss_mb']:.0f} MB.[/dim]")
 
 
 def _f(x: float, nd: int = 2) -> str:

@@ -37,6 +37,7 @@ class AudioConfig:
 @dataclass
 class VadConfig:
     aggressiveness: int = knob(3, lo=0, hi=3)
+    steady_aggressiveness: int = knob(1, lo=0, hi=3)  # the mode while the background is steady noise (endpoint: spread under 3 dB); = aggressiveness: off
 
 
 @dataclass
@@ -46,12 +47,16 @@ class EndpointConfig:
     start_window: int = knob(3, lo=1, hi=50)
     hangover_ms: int = knob(120, lo=0, hi=3000)
     min_speech_ms: int = knob(90, lo=0, hi=5000)
-    max_utterance_ms: int = knob(2000, lo=100, hi=30000)
+    max_utterance_ms: int = knob(1250, lo=100, hi=30000)
     split_dips: bool = knob(True)
     valley_db: float = knob(18.0, lo=0.0, hi=90.0)  # with split_dips: >=90 ms pauses this far under the utterance peak split it at the end; 0 = off
     dip_db: float = knob(20.0, lo=3.0, hi=90.0)  # with split_dips: frames this far under the utterance peak count as a pause
     floor_snr_db: float = knob(4.0, lo=0.0, hi=60.0)  # frames must be this far over the noise floor to count as speech
     min_level_dbfs: float = knob(-55.0, lo=-120.0, hi=0.0)
+    background_gate: bool = knob(True)  # speech must rise over the background's loud end (babble is speech, but quieter than the talker)
+    background_s: float = knob(10.0, lo=1.0, hi=600.0)  # the background's loud end = 90th percentile of the levels outside utterances over this long
+    speech_over_bg_db: float = knob(0.0, lo=-30.0, hi=30.0)  # with background_gate: frames this far over it count as speech
+    word_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # with background_gate: a word's loudest 90 ms must be this far over it
 
 
 @dataclass
@@ -106,9 +111,9 @@ class BenchConfig:
     level_min_db: float = knob(-20.0, lo=-80.0, hi=0.0)
     level_max_db: float = knob(-3.0, lo=-80.0, hi=0.0)
     scenario: str = knob("fsdd", choices=("fsdd", "room"))  # fsdd: the stream above; room: unseen speakers in rooms
-    room_backgrounds: str = knob("none,noise,pink,brown,babble")  # comma list of none|noise|white|pink|brown|babble
+    room_backgrounds: str = knob("none,noise,white,pink,brown,babble")  # comma list of none|noise|white|pink|brown|babble
     room_snrs_db: str = knob("20,10,5")  # comma list: each background at each SNR (vs the speech); none runs once
-    room_words: int = knob(40, lo=1, hi=100000)  # spoken words per condition, digits and non-digit words
+    room_words: int = knob(80, lo=1, hi=100000)  # spoken words per condition, digits and non-digit words
     room_nondigit_share: float = knob(0.167, lo=0.0, hi=0.9)  # of those words, the share that are not digits
     room_sound_share: float = knob(0.1, lo=0.0, hi=2.0)  # coughs, clicks, door knocks per spoken word
     room_espeak_share: float = knob(0.1, lo=0.0, hi=0.25)  # digits said by espeak-ng evaluation voices

@@ -4,13 +4,24 @@ States: silence -> speech -> (trailing) -> silence.
 - start: `start_frames` active frames within the last `start_window`; the utterance then
   begins `preroll_ms` before that window, so soft onsets are kept.
 - A frame is *active* when webrtcvad calls it voiced AND it is loud enough: above
-  `min_level_dbfs`, `floor_snr_db` over the tracked noise floor and, with `split_dips`,
+  `min_level_dbfs`, `floor_snr_db` over the tracked noise floor, with `background_gate`
+  `speech_over_bg_db` over the background's loud end (below), and, with `split_dips`,
   no more than `dip_db` under the utterance's peak. The level test is what splits
   run-together digits (the VAD bridges 150-300 ms gaps) and what keeps steady noise out.
+- background: the noise floor (10th percentile) says where silence is; babble is
+  speech, so it passes webrtcvad and the floor test. Its loud end (90th percentile of the
+  levels heard outside utterances over `background_s`) is what the talker at the
+  microphone rises above and background talk does not: with `background_gate`, frames must
+  be over it to count as speech (babble stops opening utterances and stops running them
+  on past the word) and every word's loudest 90 ms must be `word_over_bg_db` over it.
+- steady noise (the background's 90th percentile within STEADY_SPREAD_DB of its median):
+  webrtcvad tells it from speech poorly in either mode, the level tests do the work, so the
+  VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames).
 - end: `hangover_ms` of inactive frames; `max_utterance_ms` force-cuts runaway noise.
 - split: at the end, pauses of >= 90 ms more than `valley_db` under the loudest frame,
   with speech on both sides, cut the utterance into words (`valley_splits`).
-- drop: fewer than `min_speech_ms` of active frames (clicks), or peak under `min_level_dbfs`.
+- drop: fewer than `min_speech_ms` of active frames (clicks), peak under `min_level_dbfs`,
+  or (each word) not standing out of the background.
 Emitted audio is trimmed with `features.trim_bounds`, exactly like training clips.
 """
 
@@ -28,7 +39,21 @@ from digitd.vad import FrameInfo
 
 DITHER_DB = 50.0
 NOISE_WINDOW_S = 3.0  # noise floor = low percentile of frame levels over this window
-
+# The background's loud end ("bg"): BG_PERCENTILE of the frame levels heard outside utterances
+# over the last `background_s`, capped at BG_SPREAD_DB over their median and BG_OVER_FLOOR_DB
+# over the noise floor. Measured on the room bench's streams (seed 0): babble of 4 talkers spreads
+# 5-7 dB from median to 90th percentile, steady and recorded noises 1-3 dB; a wider spread is a
+# fast talker's own onsets caught in short pauses (uncapped, the 90th percentile sat at -25 dBFS
+# over a -64 dBFS room and 22% of a 0.15-0.3 s-gap digit stream was dropped). Babble's loud end
+# lies 11-23 dB (10th-90th percentile) over the 3 s floor; when the background stops, the floor
+# follows within a second while the window would hold the old loud end for ~7 s, deaf to a talker
+# quieter than it (the 25 dB cap: heard 0.5 s after 20 s of babble stopped, not 7 s).
+BG_PERCENTILE = 90
+BG_SPREAD_DB = 10.0
+BG_OVER_FLOOR_DB = 25.0
+STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
+BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
+TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
 
 VALLEY_FRAME = 80  # 10 ms energy contour for valley splitting
 VALLEY_MIN_FRAMES = 9  # a pause of >= 90 ms under the valley threshold
@@ -88,10 +113,15 @@ class Endpointer:
         self.min_active = max(1, int(np.ceil(cfg.min_speech_ms / frame_ms)))
         self._levels: deque[float] = deque(maxlen=max(10, int(NOISE_WINDOW_S * 1000 / frame_ms)))
         self._floor = -120.0
+        self._bg_levels: deque[float] = deque(maxlen=max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms)))
+        self._bg = -120.0
+        self._bg_median = -120.0
+        self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
         self._nframes = 0
         self.pos = 0  # stream samples consumed
         self.dropped_short = 0
         self.dropped_quiet = 0
+        self.dropped_background = 0
         self.forced_cuts = 0
         self._rng = np.random.default_rng(0)
         self._reset_state()
@@ -114,6 +144,11 @@ class Endpointer:
         if self._in_speech:
             return self._start
         return self.pos - len(self._hist) * self.frame_len
+
+    @property
+    def background_db(self) -> float:
+        """The loud end of the background heard outside utterances (-120 until known)."""
+        return self._bg
 
     def push(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         """Feed one frame (float32, `frame_len` samples) with its VAD info; returns the
@@ -142,6 +177,8 @@ class Endpointer:
     def _reset_state(self) -> None:
         self._in_speech = False
         self._hist: deque[np.ndarray] = deque(maxlen=self.preroll_frames + self.cfg.start_window)
+        self._hist_lv: deque[float] = deque(maxlen=self.preroll_frames + self.cfg.start_window)
+        self._lv: list[float] = []  # the utterance's frame levels, parallel to _frames
         self._flags: deque[bool] = deque(maxlen=self.cfg.start_window)
         self._frames: list[np.ndarray] = []
         self._start = 0
@@ -157,21 +194,41 @@ class Endpointer:
             k = max(0, int(len(a) * 0.1) - 1)
             self._floor = float(np.partition(a, k)[k])
 
+    def _track_background(self, level: float) -> None:
+        self._bg_levels.append(level)
+        if len(self._bg_levels) >= BG_MIN_FRAMES and self._nframes % 5 == 1:  # every 150 ms
+            a = np.fromiter(self._bg_levels, dtype=np.float64)
+            k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
+            a = np.partition(a, (k50, k))
+            self._bg_median = float(a[k50])
+            self._steady = float(a[k]) - self._bg_median <= STEADY_SPREAD_DB
+            self._bg = min(float(a[k]), self._bg_median + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
+
+    def _voiced(self, info: FrameInfo) -> bool:
+        if self._steady and info.voiced_steady is not None:
+            return info.voiced_steady
+        return info.voiced
+
     def _loud(self, level: float, peak: float | None) -> bool:
         c = self.cfg
         if level < c.min_level_dbfs or level < self._floor + c.floor_snr_db:
+            return False
+        if c.background_gate and level < self._bg + c.speech_over_bg_db:
             return False
         if c.split_dips and peak is not None and level < peak - c.dip_db:
             return False
         return True
 
     def _push_silence(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
+        self._track_background(info.level_db)
         self._hist.append(frame)
-        self._flags.append(info.voiced and self._loud(info.level_db, None))
+        self._hist_lv.append(info.level_db)
+        self._flags.append(self._voiced(info) and self._loud(info.level_db, None))
         if sum(self._flags) < self.cfg.start_frames:
             return []
         self._in_speech = True
         self._frames = list(self._hist)
+        self._lv = list(self._hist_lv)
         self._start = self.pos - len(self._frames) * self.frame_len
         self._active = sum(self._flags)
         self._silent_run = 0
@@ -180,7 +237,8 @@ class Endpointer:
 
     def _push_speech(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         self._frames.append(frame)
-        active = info.voiced and self._loud(info.level_db, self._peak)
+        self._lv.append(info.level_db)
+        active = self._voiced(info) and self._loud(info.level_db, self._peak)
         if active:
             self._active += 1
             self._silent_run = 0
@@ -197,6 +255,16 @@ class Endpointer:
             self._reset_state()
             return utts
         return []
+
+    def _prominent(self, a: int, b: int) -> bool:
+        """Does the word in samples [a, b) of the utterance stand `word_over_bg_db` out of the
+        background's loud end? Talk in the background is as loud as the background it makes;
+        the talker at the microphone rises above it."""
+        if not self.cfg.background_gate or self._bg <= -120.0:
+            return True
+        lv = self._lv[a // self.frame_len : -(-b // self.frame_len)]
+        top = float(np.mean(sorted(lv)[-TOP_FRAMES:])) if lv else -120.0
+        return top >= self._bg + self.cfg.word_over_bg_db
 
     def _finish(self, forced: bool) -> list[Utterance]:
         if self._active < self.min_active:
@@ -216,6 +284,9 @@ class Endpointer:
             s, e = trim_bounds(x[a:b])
             if e - s < self.rate * self.cfg.min_speech_ms // 1000:
                 self.dropped_short += 1
+                continue
+            if not self._prominent(a + s, a + e):
+                self.dropped_background += 1
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced))

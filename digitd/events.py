@@ -136,6 +136,7 @@ class SummaryEvent(Event):
     digits: int = 0
     rejected: int = 0
     dropped_short: int = 0  # utterances dropped as clicks (too short) or too quiet
+    dropped_background: int = 0  # words dropped for not rising over the background (endpoint.background_gate)
     forced_cuts: int = 0
     overflows: int = 0
     dropped_ms: float = 0.0

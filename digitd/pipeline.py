@@ -101,7 +101,7 @@ class Pipeline:
         # (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
         self._inflight: deque[int] = deque()
         self.numbers = NumberGrouper(cfg.group)
-        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms)
+        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
 
@@ -191,7 +191,8 @@ class Pipeline:
         ep = self.endpointer
         summary = SummaryEvent(
             utterances=self.counts["utterances"], digits=self.counts["digits"], rejected=self.counts["rejected"],
-            dropped_short=ep.dropped_short + ep.dropped_quiet, forced_cuts=ep.forced_cuts,
+            dropped_short=ep.dropped_short + ep.dropped_quiet, dropped_background=ep.dropped_background,
+            forced_cuts=ep.forced_cuts,
             overflows=self.counts["overflows"], dropped_ms=1000.0 * self.dropped_samples / SAMPLE_RATE,
             queue_dropped=self.counts["queue_dropped"], audio_s=self.stream_time,
             wall_s=time.monotonic() - wall0, transcript="".join(self.transcript),

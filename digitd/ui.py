@@ -145,6 +145,7 @@ class LiveUI:
         cnt.add_row("numbers", str(c.get("numbers", 0)))
         cnt.add_row("rejected", str(c["rejected"]))
         cnt.add_row("dropped (clicks)", str(self.p.endpointer.dropped_short + self.p.endpointer.dropped_quiet))
+        cnt.add_row("dropped (background)", str(self.p.endpointer.dropped_background))
         cnt.add_row("overflows", f"{c['overflows']} ({1000 * self.p.dropped_samples / 8000:.0f} ms)")
         cnt.add_row("queue drops", str(c["queue_dropped"]))
         cnt.add_row("stream time", f"{self.p.stream_time:.1f} s")

@@ -57,17 +57,23 @@ class HighPass:
 class FrameInfo:
     voiced: bool  # webrtcvad's decision
     level_db: float  # mean-square level after the high-pass, dBFS (full-scale sine = -3 dB)
+    voiced_steady: bool | None = None  # webrtcvad's decision in the mode for steady noise (None: not asked)
 
 
 class Vad:
     """One call per frame of int16 samples at 8 kHz (10, 20 or 30 ms)."""
 
-    def __init__(self, aggressiveness: int = 3, frame_ms: int = 30, rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, aggressiveness: int = 3, frame_ms: int = 30, rate: int = SAMPLE_RATE,
+                 steady_aggressiveness: int | None = None) -> None:
+        """`steady_aggressiveness`: also ask webrtcvad in this mode (FrameInfo.voiced_steady), for
+        the endpointer to use while the background is steady noise; None = do not."""
         import webrtcvad
 
         if frame_ms not in (10, 20, 30):
             raise ValueError(f"frame_ms must be 10, 20 or 30, got {frame_ms}")
         self._vad = webrtcvad.Vad(int(aggressiveness))
+        same = steady_aggressiveness is None or int(steady_aggressiveness) == int(aggressiveness)
+        self._steady = None if same else webrtcvad.Vad(int(steady_aggressiveness))
         self.rate = rate
         self.frame_len = rate * frame_ms // 1000
         self._hp = HighPass(HPF_HZ, rate)
@@ -77,6 +83,7 @@ class Vad:
             raise ValueError(f"expected {self.frame_len} int16 samples, got {len(frame)} {frame.dtype}")
         f = self._hp(frame.astype(np.float64) / 32768.0)
         hp = np.clip(np.round(f * 32768.0), -32768, 32767).astype(np.int16)
-        voiced = self._vad.is_speech(hp.tobytes(), self.rate)
+        b = hp.tobytes()
+        voiced = self._vad.is_speech(b, self.rate)
         level = 10.0 * float(np.log10(float(np.dot(f, f)) / len(f) + 1e-12))
-        return FrameInfo(bool(voiced), level)
+        return FrameInfo(bool(voiced), level, None if self._steady is None else bool(self._steady.is_speech(b, self.rate)))

@@ -48,8 +48,8 @@ def _speech(items):
 
 def test_conditions_are_clean_once_plus_background_by_snr():
     names = [c.name for c in conditions(Config().bench)]
-    assert len(names) == 13 and names[0] == "clean" and len(set(names)) == 13
-    assert {"noise_20db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
+    assert len(names) == 16 and names[0] == "clean" and len(set(names)) == 16
+    assert {"noise_20db", "white_10db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
 
 
 def test_the_same_seed_gives_the_same_stream_and_another_seed_another(pink):
@@ -187,6 +187,7 @@ def _in_range(m: dict) -> None:
     if eos["n"]:
         assert 0 < eos["p50"] <= eos["p95"] < 3000  # stream time: hangover + end decision, never seconds
     assert m["rtf"] > 0
+    assert 0 < m["cpu_percent"] <= 250 and 20 < m["peak_rss_mb"] < 4000  # the paced check reads these
 
 
 def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path):

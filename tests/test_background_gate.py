@@ -1,0 +1,166 @@
+"""The endpointer's background gate on real audio: babble of unseen Speech Commands talkers under
+real digits, FSDD digits spoken fast in a quiet room, and a talker right after the babble stops.
+Each test also runs the case the mechanism exists for without it, so it shows what it changes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from digitd import SAMPLE_RATE
+from digitd import endpoint as endpoint_mod
+from digitd.audio import float_to_int16, load_wav
+from digitd.config import Config, EndpointConfig
+from digitd.corpora import available
+from digitd.endpoint import Endpointer
+from digitd.features import trim_bounds
+from digitd.synth import colored_noise, fsdd_test_clips, make_stream
+from digitd.vad import Vad
+
+FRAME = 240
+CORPORA = ("speech-commands-digits", "audiomnist-digits", "speech-commands-words")
+needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
+                                   reason=f"needs {', '.join(CORPORA)} in ../shared (or $DIGITD_SHARED_DIR)")
+
+
+def segment(audio: np.ndarray, **knobs) -> tuple[list, Endpointer]:
+    ep = Endpointer(dataclasses.replace(EndpointConfig(), **knobs), 30)
+    vad = Vad(3, 30)
+    out = []
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        f = audio[i : i + FRAME]
+        out += ep.push(f, vad(float_to_int16(f)))
+    return out + ep.flush(), ep
+
+
+def overlaps(u, t) -> bool:
+    return min(t.end, u.end_sample / SAMPLE_RATE) - max(t.start, u.start_sample / SAMPLE_RATE) > 0
+
+
+def rms_db(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2) + 1e-20))
+
+
+@pytest.fixture(scope="module")
+def steady_talker():
+    """Unseen speakers' digits at a steady level (+-3 dB), 4 background talkers 20 / 10 dB under."""
+    from digitd.room import Condition, make_room_stream
+
+    b = dataclasses.replace(Config().bench, room_words=24, room_background_s=10.0, room_level_step_db=3.0,
+                            room_nondigit_share=0.0, room_sound_share=0.0)
+    return {snr: make_room_stream(Condition(f"babble_{snr}db", "babble", float(snr)), b) for snr in (20, 10)}
+
+
+@needs_corpora
+def test_quiet_babble_opens_no_words_and_every_digit_stays(steady_talker):
+    st = steady_talker[20]
+    (bg,) = [t for t in st.truth if t.kind == "background"]
+    digits = [t for t in st.truth if t.kind == "digit"]
+    in_bg = {}
+    for gate in (False, True):
+        utts, ep = segment(st.audio, background_gate=gate)
+        in_bg[gate] = [u for u in utts if bg.start <= (u.start_sample + u.end_sample) / 2 / SAMPLE_RATE < bg.end]
+        assert all(any(overlaps(u, t) for u in utts) for t in digits), f"a digit was lost (gate {gate})"
+    assert len(in_bg[False]) >= 3  # without the gate the background talkers open utterances
+    assert in_bg[True] == []
+    assert ep.dropped_background > 0
+
+
+@needs_corpora
+def test_a_digit_under_babble_ends_with_the_word(steady_talker):
+    st = steady_talker[10]
+    digits = [t for t in st.truth if t.kind == "digit"]
+    excess = {}
+    for gate in (False, True):
+        utts, _ = segment(st.audio, background_gate=gate)
+        excess[gate] = [u.duration_s - max(t.end - t.start for t in digits if overlaps(u, t))
+                        for u in utts if any(overlaps(u, t) for t in digits)]
+        assert len(excess[gate]) >= 0.9 * len(digits)
+    assert np.percentile(excess[False], 90) > 0.5  # the babble ran utterances on past the word
+    assert np.percentile(excess[True], 90) < 0.3
+
+
+@pytest.mark.parametrize("spread_db, floor_cap_db, every_word", [
+    (endpoint_mod.BG_SPREAD_DB, endpoint_mod.BG_OVER_FLOOR_DB, True),  # as shipped
+    (endpoint_mod.BG_SPREAD_DB, 99.0, True),  # the spread cap alone holds it
+    (99.0, 99.0, False),  # neither: words are lost
+])
+def test_a_fast_talker_keeps_every_word(fsdd, monkeypatch, spread_db, floor_cap_db, every_word):
+    # 0.1-0.2 s pauses: the talker's own onsets are much of what is heard outside utterances;
+    # the caps keep them from passing for background
+    monkeypatch.setattr(endpoint_mod, "BG_SPREAD_DB", spread_db)
+    monkeypatch.setattr(endpoint_mod, "BG_OVER_FLOOR_DB", floor_cap_db)
+    audio, truth = make_stream(30, seed=3, gap_min_s=0.1, gap_max_s=0.2, level_min_db=-12, level_max_db=-3)
+    utts, ep = segment(audio)
+    assert (len(utts) == len(truth) and ep.dropped_background == 0) == every_word
+    if every_word:
+        assert all(any(overlaps(u, t) for u in utts) for t in truth)
+
+
+@needs_corpora
+@pytest.mark.parametrize("floor_cap_db, heard_from_s", [(endpoint_mod.BG_OVER_FLOOR_DB, 0.5), (99.0, 5.0)])
+def test_a_quiet_talker_is_heard_as_soon_as_the_babble_stops(fsdd, monkeypatch, floor_cap_db, heard_from_s):
+    """20 s of babble at -30 dBFS, then digits at -45 dBFS (under the babble's loud end) in a quiet
+    room, one every 1.1 s. The floor cap lets the gate follow the background down within a second;
+    without it the 10 s window stays deaf to them for several seconds."""
+    from digitd.room import babble_bed, pools
+
+    monkeypatch.setattr(endpoint_mod, "BG_OVER_FLOOR_DB", floor_cap_db)
+    rng = np.random.default_rng(0)
+    n_babble = 20 * SAMPLE_RATE
+    bed = babble_bed(n_babble, 4, pools(), rng, False, [])
+    x = np.zeros(n_babble + 12 * SAMPLE_RATE)
+    x[:n_babble] = bed * 10 ** ((-30 - rms_db(bed)) / 20)
+    x += colored_noise(len(x), "pink", rng) * 10 ** (-70 / 20)
+    words = []
+    for k, (_, path) in enumerate(fsdd_test_clips()[:40:4]):
+        c = load_wav(path)
+        s, e = trim_bounds(c)
+        w = c[s:e].astype(np.float64)
+        at = n_babble + int((0.5 + 1.1 * k) * SAMPLE_RATE)
+        x[at : at + len(w)] += w * 10 ** ((-45 - rms_db(w)) / 20)
+        words.append(dataclasses.make_dataclass("T", ["start", "end"])(at / SAMPLE_RATE, (at + len(w)) / SAMPLE_RATE))
+    utts, _ = segment(x.astype(np.float32))
+    heard = [any(overlaps(u, t) for u in utts) for t in words]
+    after = [t.start - n_babble / SAMPLE_RATE for t in words]
+    assert all(h for h, a in zip(heard, after) if a >= heard_from_s + 1.5)  # everything a bit later
+    assert heard[0] == (heard_from_s < 1.0)  # the first word, 0.5 s after the babble
+
+
+# -- the VAD's mode in steady noise -----------------------------------------------------------------
+
+def segment_vad(audio: np.ndarray, steady: int) -> list:
+    ep = Endpointer(EndpointConfig(), 30)
+    vad = Vad(3, 30, steady_aggressiveness=steady)
+    out = []
+    for i in range(0, len(audio) - FRAME + 1, FRAME):
+        f = audio[i : i + FRAME]
+        out += ep.push(f, vad(float_to_int16(f)))
+    return out + ep.flush()
+
+
+@needs_corpora
+def test_steady_noise_uses_the_lenient_vad_mode_and_hears_more_words():
+    """White noise at 10 dB: webrtcvad's strict mode drops a third of the word frames (it calls
+    68% of them voiced, the lenient mode all), and the level tests keep the noise out either way."""
+    from digitd.room import Condition, make_room_stream
+
+    b = dataclasses.replace(Config().bench, room_words=40, room_background_s=10.0)
+    st = make_room_stream(Condition("white_10db", "white", 10.0), b)
+    digits = [t for t in st.truth if t.kind == "digit"]
+    (bg,) = [t for t in st.truth if t.kind == "background"]
+    heard = {}
+    for steady in (3, 1):
+        utts = segment_vad(st.audio, steady)
+        heard[steady] = sum(any(overlaps(u, t) for u in utts) for t in digits)
+        assert not [u for u in utts if bg.start <= (u.start_sample + u.end_sample) / 2 / SAMPLE_RATE < bg.end]
+    assert heard[1] > heard[3]
+
+
+@needs_corpora
+def test_babble_is_not_steady_so_the_strict_mode_stays(steady_talker):
+    st = steady_talker[10]
+    strict, steady = segment_vad(st.audio, 3), segment_vad(st.audio, 1)
+    assert [(u.start_sample, u.end_sample) for u in steady] == [(u.start_sample, u.end_sample) for u in strict]
