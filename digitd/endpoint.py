@@ -95,6 +95,8 @@ class Utterance:
     detected_sample: int  # stream position when the end was decided
     peak_db: float
     forced: bool = False  # cut at max_utterance_ms
+    context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
+    babble: bool = False  # heard over a background that is not steady noise (talk): its context is talk too
 
     @property
     def duration_s(self) -> float:
@@ -289,5 +291,6 @@ class Endpointer:
                 self.dropped_background += 1
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
-                                 self.pos, self._peak, forced))
+                                 self.pos, self._peak, forced, x[a:b].astype(np.float32),
+                                 self._bg > -120.0 and not self._steady))
         return out

@@ -256,7 +256,11 @@ class Pipeline:
 
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
-        feats = self.model.features(job.utt.audio, trimmed=True)
+        mode = self.cfg.classify.context
+        if job.utt.context is not None and (mode == "always" or (mode == "steady" and not job.utt.babble)):
+            feats = self.model.features(job.utt.context)
+        else:
+            feats = self.model.features(job.utt.audio, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         t2 = time.perf_counter()
