@@ -118,7 +118,9 @@ class Endpointer:
         self.min_active = max(1, int(np.ceil(cfg.min_speech_ms / frame_ms)))
         self._levels: deque[float] = deque(maxlen=max(10, int(NOISE_WINDOW_S * 1000 / frame_ms)))
         self._floor = -120.0
-        self._bg_levels: deque[float] = deque(maxlen=max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms)))
+        self._bg_window = max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms))
+        self._bg_levels: deque[float] = deque(maxlen=self._bg_window)
+        self._bg_at: deque[int] = deque(maxlen=self._bg_window)  # the frame number each level was heard at
         self._bg = -120.0
         self._bg_median = -120.0
         self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
@@ -200,7 +202,14 @@ class Endpointer:
             self._floor = float(np.partition(a, k)[k])
 
     def _track_background(self, level: float) -> None:
+        # The window is stream time, not a count: while talk in the room keeps utterances open,
+        # few frames land here, and a count-based window would hold what came before (e.g. the
+        # silence before it started) for minutes. Older frames go, but BG_MIN_FRAMES always stay.
         self._bg_levels.append(level)
+        self._bg_at.append(self._nframes)
+        while len(self._bg_at) > BG_MIN_FRAMES and self._bg_at[0] <= self._nframes - self._bg_window:
+            self._bg_at.popleft()
+            self._bg_levels.popleft()
         if len(self._bg_levels) >= BG_MIN_FRAMES and self._nframes % 5 == 1:  # every 150 ms
             a = np.fromiter(self._bg_levels, dtype=np.float64)
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))

@@ -164,3 +164,24 @@ def test_babble_is_not_steady_so_the_strict_mode_stays(steady_talker):
     st = steady_talker[10]
     strict, steady = segment_vad(st.audio, 3), segment_vad(st.audio, 1)
     assert [(u.start_sample, u.end_sample) for u in steady] == [(u.start_sample, u.end_sample) for u in strict]
+
+
+@needs_corpora
+def test_silence_before_the_babble_does_not_blind_the_gate():
+    """A daemon that starts in silence (or a device that opens on zeros) and then hears talk in the
+    room: the background window is stream time, so the silence ages out even while the babble
+    keeps utterances open and few background frames arrive (counted, it held the silence and let
+    5 background-only words through here)."""
+    from digitd.room import Condition, make_room_stream
+
+    b = dataclasses.replace(Config().bench, room_words=10, room_background_s=5.0)
+    st = make_room_stream(Condition("babble_10db", "babble", 10.0), b)
+    (bg,) = [t for t in st.truth if t.kind == "background"]
+    got = {}
+    for lead in (0.0, 2.0):
+        audio = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.float32), st.audio])
+        utts, _ = segment(audio)
+        in_bg = [u for u in utts if u.start_sample / SAMPLE_RATE - lead < bg.end and u.end_sample / SAMPLE_RATE - lead > bg.start]
+        got[lead] = (len(in_bg), len(utts))
+    assert got[2.0][0] == got[0.0][0] == 0, got
+    assert abs(got[2.0][1] - got[0.0][1]) <= 2, got
