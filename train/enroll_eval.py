@@ -1,0 +1,225 @@
+"""`python -m train.enroll_eval`: how much `digitd enroll` helps a speaker the base never heard.
+
+1. FSDD leave-one-speaker-out, light base: per fold the embedding member alone (train/embed.py's
+   recipe: class-balanced LR, C = 0.03, the `other` class from the training-side negatives, rows
+   as recorded / trimmed / one real-noise copy; no espeak-ng digits) fitted without the held-out
+   speaker. The speaker enrolls 1 and 2 takes per digit from their training takes (5, 6), then
+   their official test takes 0-4 are scored: before = base member, after = adapted member.
+   Settings are chosen on their training takes 10-49 (`--choose`), never on 0-4.
+2. The shipped model (models/default.npz, every member) on the unseen AudioMNIST speakers
+   (digits 0-3): each enrolls its first 1 / 2 takes per digit, the rest are scored, at the
+   daemon's reject threshold.
+3. Open set with a profile: unseen Speech Commands non-digit words and noise (961 + 99) and the
+   unseen digits, scored by the shipped model with each AudioMNIST speaker's profile and without.
+
+Pooled embeddings are cached under $TMPDIR/digitd-enroll-eval (the first run takes a few minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitd.audio import load_wav
+from digitd.corpora import CORPORA, available, corpus_clips, split_clips
+from digitd.model import OTHER, join_embedding, load_model
+from digitd.paths import fsdd_dir
+from digitd.profile import AdaptedEmbed, adapt_member, fit_digits, take_rows
+from digitd.voicing import longest_voiced_ms
+
+CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / "digitd-enroll-eval"
+DIGITS = [str(d) for d in range(10)]
+ENROLL_TAKES = (5, 6)  # FSDD training takes used for enrollment (1 take: 5; 2 takes: 5, 6)
+CHOOSE_TAKES = range(10, 50)  # FSDD training takes the settings are chosen on
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def fold_features(jobs: int = 1) -> dict[str, Any]:
+    """Embedding rows of FSDD, the training side of the extra digit corpora and the negatives."""
+    path = CACHE / "folds.npz"
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    from train.data import Record, load_folder
+    from train.embed import embed_features, negative_records
+
+    fsdd, _ = load_folder(fsdd_dir(), check_audio=False)
+    root = available()
+    extra = [Record(c.label, c.speaker, 0, "extra", str(c.path)) for name in ("speech-commands-digits", "audiomnist-digits")
+             if name in root for c in corpus_clips(root[name], "digit") if not c.unseen]
+    negs = negative_records([str(root[n]) for n in ("speech-commands-words", "speech-commands-noise") if n in root])
+    recs = fsdd + extra + negs
+    feats = embed_features(recs, noisy=1, seed=0, jobs=jobs)
+    X = np.asarray([v for rows in feats for v in rows], np.float32)
+    out = {
+        "X": X,
+        "rec": np.asarray([i for i, rows in enumerate(feats) for _ in rows]),
+        "row": np.asarray([j for rows in feats for j in range(len(rows))]),
+        "label": np.asarray([r.label for r in recs]),
+        "speaker": np.asarray([r.speaker for r in recs]),
+        "take": np.asarray([r.take for r in recs]),
+        "fsdd": np.asarray([r.split in ("train", "test") for r in recs]),
+    }
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    return out
+
+
+def unseen_features(model) -> dict[str, Any]:
+    """Per unseen clip (digits, words, noise): the shipped model's other members' digit
+    probabilities, the pooled embedding as recorded and trimmed, the longest voiced stretch."""
+    tag = model.meta["card"]["sha256"][:12]
+    path = CACHE / f"unseen-{tag}.npz"
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    from rich.progress import track
+
+    clips = split_clips(unseen=True)
+    base, emb, embt, voiced = [], [], [], []
+    for c in track(clips, description="unseen clips (shipped model)", console=_console(), transient=True):
+        x = load_wav(c.path)
+        f = model.features(x)
+        base.append(model._pooled_and_cnn(f))
+        rows = take_rows(model.embed, x)
+        emb.append(rows[0])
+        embt.append(rows[1])
+        voiced.append(longest_voiced_ms(x))
+    out = {"base": np.asarray(base), "E": np.asarray(emb), "Et": np.asarray(embt), "voiced": np.asarray(voiced),
+           "label": np.asarray([c.label for c in clips]), "speaker": np.asarray([c.speaker for c in clips]),
+           "kind": np.asarray([c.kind for c in clips]), "corpus": np.asarray([c.corpus for c in clips]),
+           "name": np.asarray([c.path.name for c in clips])}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    return out
+
+
+def fold_bases(F: dict[str, Any], C: float = 0.03) -> dict[str, dict[str, np.ndarray]]:
+    """Per FSDD speaker: the embedding member's LR fitted without that speaker (cached)."""
+    from digitd.runtime import compile_estimator
+    from train.embed import fit_lr
+
+    path = CACHE / f"bases-C{C:g}.npz"
+    speakers = sorted(set(F["speaker"][F["fsdd"]]))
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return {sp: {k: z[f"{sp}.{k}"] for k in ("mean", "scale", "coef", "intercept")} for sp in speakers}
+    spk_row = F["speaker"][F["rec"]]
+    y_row = F["label"][F["rec"]]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    con = _console()
+    for sp in speakers:
+        t = time.perf_counter()
+        tr = spk_row != sp
+        est, cols = fit_lr(F["X"][tr], y_row[tr], DIGITS, C)
+        rt = compile_estimator(est)
+        out[sp] = {"mean": rt["pre"][0]["mean"], "scale": rt["pre"][0]["scale"], "coef": rt["coef"][cols],
+                   "intercept": rt["intercept"][cols]}
+        con.print(f"  base without {sp}: {time.perf_counter() - t:.0f} s")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{f"{sp}.{k}": v for sp, d in out.items() for k, v in d.items()})
+    return out
+
+
+def member_of(base: dict[str, np.ndarray]):
+    from digitd.embedding import SpeechEmbedding
+    from digitd.model import EmbedMember
+
+    rt = {"kind": "lr", "pre": [{"mean": base["mean"], "scale": base["scale"]}], "coef": base["coef"],
+          "intercept": base["intercept"]}
+    return EmbedMember(SpeechEmbedding.load(), rt, DIGITS + [OTHER], 0.5, 1.0)
+
+
+def _digit_acc(pe: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(DIGITS)[pe[:, :-1].argmax(axis=1)] == y))
+
+
+def fsdd_loso(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]], pull: float, test_takes: Any) -> dict[str, Any]:
+    """Per held-out speaker and number of enrollment takes: member accuracy before / after."""
+    rec, row, lab, spk, take = F["rec"], F["row"], F["label"], F["speaker"], F["take"]
+    fs = F["fsdd"][rec]
+
+    def rows(sp: str, takes: Any, which: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        r = np.flatnonzero(fs & (spk[rec] == sp) & np.isin(take[rec], list(takes)) & np.isin(row, which))
+        return F["X"][r], lab[rec[r]]
+
+    out: dict[str, Any] = {}
+    for sp, base in bases.items():
+        m = member_of(base)
+        Xt, yt = rows(sp, test_takes, [0])  # the clip as recorded, as `digitd predict` sees it
+        r = {"n": len(yt), "before": _digit_acc(m.proba(Xt), yt)}
+        for k in (1, 2):
+            Xe, ye = rows(sp, ENROLL_TAKES[:k], [0, 1])
+            t = time.perf_counter()
+            a = adapt_member(m, Xe, ye, pull=pull, weight=m.weight)
+            r[f"fit_s_{k}"] = time.perf_counter() - t
+            r[f"after_{k}"] = _digit_acc(a.proba(Xt), yt)
+        out[sp] = r
+    return out
+
+
+def full_scores(model, U: dict[str, Any], member, idx: np.ndarray, threshold: float, min_voiced: float):
+    """(labels, rejected) of the shipped model with `member` as its embedding member."""
+    p = join_embedding(U["base"][idx], member.proba(U["E"][idx]), member.weight, member.power)
+    labels = np.asarray(model.classes)[p.argmax(axis=1)]
+    conf = p.max(axis=1)
+    rejected = (U["voiced"][idx] < min_voiced) | (conf < threshold) if min_voiced > 0 else conf < threshold
+    return labels, rejected
+
+
+def am_unseen(model, U: dict[str, Any], pull: float, weight: float, threshold: float, min_voiced: float) -> dict[str, Any]:
+    """Unseen AudioMNIST speakers: enroll the first 1 / 2 takes of each digit, score the rest.
+    Also returns each profile's member, for the open-set check."""
+    am = (U["corpus"] == "audiomnist-digits") & (U["kind"] == "digit")
+    out: dict[str, Any] = {"speakers": {}, "members": {}}
+    for sp in sorted(set(U["speaker"][am])):
+        mine = np.flatnonzero(am & (U["speaker"] == sp))
+        order = mine[np.argsort([int(n.rsplit("_", 1)[1].split(".")[0]) for n in U["name"][mine]], kind="stable")]
+        r: dict[str, Any] = {"digits": "".join(sorted(set(U["label"][mine])))}
+        for k in (1, 2):
+            seen: dict[str, int] = {}
+            enroll, test = [], []
+            for i in order:
+                d = U["label"][i]
+                (enroll if seen.get(d, 0) < k else test).append(i)
+                seen[d] = seen.get(d, 0) + 1
+            test = np.asarray(test, dtype=np.int64)
+            Xe = np.concatenate([U["E"][enroll], U["Et"][enroll]])
+            ye = list(U["label"][enroll]) * 2
+            member = adapt_member(model.embed, Xe, ye, pull=pull, weight=weight)
+            out["members"][(sp, k)] = member
+            if not len(test):
+                continue
+            for tag, mem in (("before", model.embed), ("after", member)):
+                labels, rej = full_scores(model, U, mem, test, threshold, min_voiced)
+                r[f"{tag}_{k}"] = float(np.mean(labels == U["label"][test]))
+                r[f"{tag}_{k}_rejected"] = float(np.mean(rej))
+            r[f"n_{k}"] = len(test)
+        out["speakers"][sp] = r
+    return out
+
+
+def open_set(model, U: dict[str, Any], members: dict[Any, Any], threshold: float, min_voiced: float) -> dict[str, Any]:
+    """Share of unseen non-digit words / noise rejected and of unseen digits rejected, without a
+    profile and with each profile (mean, worst)."""
+    kinds = {"words": np.flatnonzero(U["kind"] == "word"), "noise": np.flatnonzero(U["kind"] == "noise"),
+             "digits": np.flatnonzero(U["kind"] == "digit")}
+    out: dict[str, Any] = {}
+    for kind, idx in kinds.items():
+        _, rej0 = full_scores(model, U, model.embed, idx, threshold, min_voiced)
+        rates = [float(np.mean(full_scores(model, U, m, idx, threshold, min_voiced)[1])) for m in members.values()]
+        out[kind] = {"n": len(idx), "without": float(np.mean(rej0)), "with_mean": float(np.mean(rates)),
+                     "with_min": float(np.min(rates)), "with_max": float(np.max(rates))}
+    return out
