@@ -266,7 +266,9 @@ def bench_command(args: Any, cfg: Config) -> int:
     from digitd.model import load_model
 
     t = time.perf_counter()
-    model = load_model(cfg.classify.model or None)
+    from digitd.profile import with_user
+
+    model = with_user(load_model(cfg.classify.model or None), cfg)
     model_load_s = time.perf_counter() - t
     model.warm_up()
     if cfg.bench.scenario == "room" and not args.input:

@@ -18,7 +18,7 @@ from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -104,6 +104,9 @@ class Pipeline:
         self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
+        # called with (utterance, prediction, reject reason or None) before its event goes out, on
+        # the classifying thread: `digitd enroll` takes its takes here, cut exactly as `run` cuts them
+        self.on_utterance: Callable[[Utterance, Any, str | None], None] | None = None
 
     # -- events -------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -273,6 +276,8 @@ class Pipeline:
         emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
         reason = reject_reason(job.utt.audio, pred.confidence, self.cfg.classify.reject_threshold,
                                self.cfg.classify.min_voiced_ms)
+        if self.on_utterance is not None:
+            self.on_utterance(u, pred, reason)
         if reason:
             self.counts["rejected"] += 1
             self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat, reason))
