@@ -115,10 +115,11 @@ def file_heard(path: str, cfg: Config, model: DigitModel) -> list[Heard]:
 class LiveHeard:
     """The microphone through the pipeline in a thread; `next(timeout)` gives the next Heard."""
 
-    def __init__(self, cfg: Config, model: DigitModel, source: Any) -> None:
+    def __init__(self, cfg: Config, model: DigitModel, source: Any, screen: "Screen") -> None:
         self.q: queue.Queue = queue.Queue()
         self._next: Any = None  # a word that arrived while waiting for pieces of the one before
         self.pipeline = _pipeline(cfg, model, self.q)
+        self.pipeline.sinks.append(screen)  # device open / lost / reopened, overflows
         self.error: BaseException | None = None
         self._t = threading.Thread(target=self._run, args=(source,), name="enroll-pipeline", daemon=True)
         self._t.start()
@@ -248,6 +249,15 @@ class Screen:
         keys = Text("r = say the last take again   q = stop", style="dim") if self.live else Text("")
         return Panel(Group(Text.from_markup(head), say, t, keys), title="digitd enroll", expand=False)
 
+    def handle(self, event: Any) -> None:
+        """Pipeline events worth a line: the device (open, lost, reopened) and lost audio."""
+        from digitd.events import DeviceEvent, OverflowEvent
+
+        if isinstance(event, DeviceEvent):
+            self.console.print(f"enroll: device {event.state}: {event.name} {event.message}".rstrip(), highlight=False)
+        elif isinstance(event, OverflowEvent):
+            self.console.print(f"enroll: {event.to_dict()}", highlight=False)
+
     def show(self, prompt: str | None) -> None:
         self.prompt = prompt
 
@@ -270,6 +280,7 @@ def run_session(prompts: list[str], heard: Iterator[Heard | None], cfg: Config, 
     None when nothing was said for a while (live) and ends when the source does."""
     todo = list(prompts)
     kept: list[tuple[str, np.ndarray]] = []
+    mismatch: str | None = None  # what the last take of this prompt was heard as, when another digit
     while todo:
         screen.show(todo[0])
         key = keys.get() if keys else None
@@ -279,6 +290,7 @@ def run_session(prompts: list[str], heard: Iterator[Heard | None], cfg: Config, 
             d, _ = kept.pop()
             screen.kept = len(kept)
             todo.insert(0, d)
+            mismatch = None
             screen.add(Attempt(d, None, False, "again (r)"))
             continue
         try:
@@ -291,6 +303,13 @@ def run_session(prompts: list[str], heard: Iterator[Heard | None], cfg: Config, 
         if why:
             screen.add(Attempt(todo[0], h, False, f"again: {why}"))
             continue
+        if h.label != todo[0] and h.reason is None and h.confidence >= cfg.user.mismatch_confidence and h.label != mismatch:
+            # the wrong word, or a word answering the wrong prompt: ask again; the same answer
+            # twice is the person's own way of saying the digit, and is kept
+            mismatch = h.label
+            screen.add(Attempt(todo[0], h, False, f"again: that sounded like {h.label}"))
+            continue
+        mismatch = None
         note = "kept" if h.label == todo[0] and h.reason is None else (
             f"kept (the model heard {h.label}; learning your {todo[0]})" if h.label != todo[0] else "kept (rejected before)")
         kept.append((todo.pop(0), h.audio))
@@ -412,7 +431,7 @@ def enroll_command(args: argparse.Namespace, cfg: Config) -> int:
             takes = run_session(prompts, iter(file_heard(args.input, cfg, model)), cfg, screen)
         else:
             model.warm_up()
-            live = LiveHeard(cfg, model, source)
+            live = LiveHeard(cfg, model, source, screen)
             screen.level = lambda: live.pipeline.status.get("level_db")
             keys = Keys()
 
@@ -434,5 +453,5 @@ def enroll_command(args: argparse.Namespace, cfg: Config) -> int:
     prof.add_takes(pdir, takes)
     card = prof.build(cfg, name, base)
     summary_table(card, screen.console)
-    print(f"saved {pdir} (seed {seed})")
+    print(f"saved {pdir}" + ("" if args.from_paths else f" (prompt seed {seed})"))
     return 0
