@@ -9,8 +9,11 @@
 2. The shipped model (models/default.npz, every member) on the unseen AudioMNIST speakers
    (digits 0-3): each enrolls its first 1 / 2 takes per digit, the rest are scored, at the
    daemon's reject threshold.
-3. Open set with a profile: unseen Speech Commands non-digit words and noise (961 + 99) and the
-   unseen digits, scored by the shipped model with each AudioMNIST speaker's profile and without.
+3. Unseen Speech Commands speakers who said a digit twice or more: the first clip of each digit
+   enrolled (a partial enrollment), their other digit clips scored, and their own non-digit words
+   (the words folder shares the speaker ids) scored with their own profile and without.
+4. Open set with a profile: unseen Speech Commands non-digit words and noise (961 + 99) and the
+   unseen digits, scored by the shipped model with each of 20 profiles and without.
 
 Pooled embeddings are cached under $TMPDIR/digitd-enroll-eval (the first run takes a few minutes).
 """
@@ -223,3 +226,170 @@ def open_set(model, U: dict[str, Any], members: dict[Any, Any], threshold: float
         out[kind] = {"n": len(idx), "without": float(np.mean(rej0)), "with_mean": float(np.mean(rates)),
                      "with_min": float(np.min(rates)), "with_max": float(np.max(rates))}
     return out
+
+
+def fsdd_profiles(model, F: dict[str, Any], pull: float, weight: float) -> dict[Any, Any]:
+    """Profiles of the FSDD speakers on the shipped model (speakers it trained on: used only as
+    more users for the open-set check)."""
+    rec, row, lab, spk, take = F["rec"], F["row"], F["label"], F["speaker"], F["take"]
+    out = {}
+    for sp in sorted(set(spk[F["fsdd"]])):
+        for k in (1, 2):
+            i = np.flatnonzero(F["fsdd"][rec] & (spk[rec] == sp) & np.isin(take[rec], list(ENROLL_TAKES[:k])) & np.isin(row, [0, 1]))
+            out[(sp, k)] = adapt_member(model.embed, F["X"][i], lab[rec[i]], pull=pull, weight=weight)
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def report(pull: float, weight: float, choose: bool) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.table import Table
+
+    from digitd.config import Config
+
+    cfg = Config()
+    th, mv = cfg.classify.reject_threshold, cfg.classify.min_voiced_ms
+    con = Console()
+    t0 = time.perf_counter()
+    F = fold_features()
+    bases = fold_bases(F)
+    model = load_model()
+    U = unseen_features(model)
+    out: dict[str, Any] = {"pull": pull, "weight": weight, "threshold": th}
+
+    if choose:
+        t = Table(title="choosing the pull: FSDD LOSO (embedding member), scored on training takes 10-49 (never 0-4)")
+        for c in ("pull", "1 take: mean / worst %", "2 takes: mean / worst %", "unseen words rejected, 20 profiles: mean (worst) %"):
+            t.add_column(c, justify="right")
+        base = fsdd_loso(F, bases, 1.0, CHOOSE_TAKES)
+        t.add_row("base", *[f"{_pct(np.mean([r['before'] for r in base.values()]))} / {_pct(min(r['before'] for r in base.values()))}"] * 2,
+                  "")
+        for p in (0.03, 0.1, 0.3, 1.0, 3.0):
+            res = fsdd_loso(F, bases, p, CHOOSE_TAKES)
+            members = dict(am_unseen(model, U, p, weight, th, mv)["members"]) | fsdd_profiles(model, F, p, weight)
+            o = open_set(model, U, members, th, mv)["words"]
+            t.add_row(f"{p:g}", *[f"{_pct(np.mean([r[f'after_{k}'] for r in res.values()]))} / {_pct(min(r[f'after_{k}'] for r in res.values()))}"
+                                  for k in (1, 2)], f"{_pct(o['with_mean'])} ({_pct(o['with_min'])}); without {_pct(o['without'])}")
+        con.print(t)
+
+    loso = fsdd_loso(F, bases, pull, range(0, 5))
+    later = fsdd_loso(F, bases, pull, CHOOSE_TAKES)
+    out["fsdd_loso"], out["fsdd_loso_takes_10_49"] = loso, later
+    t = Table(title=f"FSDD leave-one-speaker-out: base = the embedding member fitted without the speaker; enrolled from "
+                    f"training takes 5 (1 take) / 5-6 (2 takes); scored on the official test takes 0-4 and on takes 10-49 (pull {pull:g})")
+    for c in ("speaker", "0-4: before %", "after, 1 take %", "after, 2 takes %", "10-49: before %", "after, 1 take %",
+              "after, 2 takes %", "fit s"):
+        t.add_column(c, justify="right" if c != "speaker" else "left")
+    keys = ("before", "after_1", "after_2")
+    for sp, r in loso.items():
+        t.add_row(sp, *[_pct(r[k]) for k in keys], *[_pct(later[sp][k]) for k in keys], f"{max(r['fit_s_1'], r['fit_s_2']):.3f}")
+    t.add_section()
+    for name, fn in (("mean", np.mean), ("worst", np.min)):
+        t.add_row(name, *[_pct(fn([r[k] for r in loso.values()])) for k in keys], *[_pct(fn([r[k] for r in later.values()])) for k in keys],
+                  "", style="bold")
+    con.print(t)
+
+    am = am_unseen(model, U, pull, weight, th, mv)
+    out["audiomnist_unseen"] = am["speakers"]
+    t = Table(title=f"unseen AudioMNIST speakers, shipped model (every member), first 1 / 2 takes per digit enrolled, "
+                    f"the rest scored (pull {pull:g}, weight {weight:g}, reject threshold {th})")
+    for c in ("speaker", "digits", "scored (1 / 2)", "before %", "after, 1 take %", "after, 2 takes %", "rejected before / after %"):
+        t.add_column(c, justify="right" if c != "speaker" else "left")
+    for sp, r in am["speakers"].items():
+        t.add_row(sp, r["digits"], f"{r.get('n_1', 0)} / {r.get('n_2', 0)}", _pct(r.get("before_1")), _pct(r.get("after_1")),
+                  _pct(r.get("after_2")), f"{_pct(r.get('before_1_rejected'))} / {_pct(r.get('after_1_rejected'))}")
+    con.print(t)
+
+    sc = sc_unseen(model, U, pull, weight, th, mv)
+    out["speech_commands_unseen"] = sc
+    tot = {k: sum(r.get(k, 0) for r in sc.values()) for k in ("enrolled", "n", "n_words", "before_correct", "after_correct",
+                                                              "before_rejected_n", "after_rejected_n", "before_words_rejected_n",
+                                                              "after_words_rejected_n")}
+    out["speech_commands_unseen_total"] = tot
+    t = Table(title=f"unseen Speech Commands speakers who said a digit twice or more ({len(sc)}): the first clip of each digit "
+                    "they said enrolled, their other digit clips scored, and their own non-digit words with their own profile")
+    for c in ("", "before", "after"):
+        t.add_column(c, justify="right" if c else "left")
+    n, nw = max(tot["n"], 1), max(tot["n_words"], 1)
+    t.add_row(f"digits right ({tot['n']} clips; {tot['enrolled']} enrolled)", f"{_pct(tot['before_correct'] / n)}% ({tot['before_correct']})",
+              f"{_pct(tot['after_correct'] / n)}% ({tot['after_correct']})")
+    t.add_row("digits rejected", f"{_pct(tot['before_rejected_n'] / n)}%", f"{_pct(tot['after_rejected_n'] / n)}%")
+    t.add_row(f"their own non-digit words rejected ({tot['n_words']})", f"{_pct(tot['before_words_rejected_n'] / nw)}%",
+              f"{_pct(tot['after_words_rejected_n'] / nw)}%")
+    con.print(t)
+
+    members = dict(am["members"]) | fsdd_profiles(model, F, pull, weight)
+    o = open_set(model, U, members, th, mv)
+    out["open_set"] = o
+    t = Table(title=f"open set, unseen speakers, shipped model: rejected without a profile and with each of {len(members)} profiles "
+                    "(4 AudioMNIST + 6 FSDD speakers x 1 / 2 takes)")
+    for c in ("clips", "n", "without %", "with: mean %", "with: worst / best %"):
+        t.add_column(c, justify="right" if c != "clips" else "left")
+    for kind, label in (("words", "non-digit words (Speech Commands)"), ("noise", "background noise"), ("digits", "digits (all unseen)")):
+        r = o[kind]
+        t.add_row(label, str(r["n"]), _pct(r["without"]), _pct(r["with_mean"]),
+                  f"{_pct(r['with_min'] if kind != 'digits' else r['with_max'])} / {_pct(r['with_max'] if kind != 'digits' else r['with_min'])}")
+    con.print(t)
+    con.print(f"[dim]{time.perf_counter() - t0:.0f} s (embeddings cached in {CACHE})[/dim]")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from digitd.config import Config
+
+    ap = argparse.ArgumentParser(prog="python -m train.enroll_eval", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pull", type=float, default=Config().user.pull, help="[user] pull (default: config.py's)")
+    ap.add_argument("--weight", type=float, default=Config().user.weight, help="[user] weight (default: config.py's)")
+    ap.add_argument("--choose", action="store_true", help="also the pull grid, scored on FSDD training takes 10-49")
+    ap.add_argument("--json", metavar="PATH", help="also write the numbers here")
+    args = ap.parse_args(argv)
+    out = report(args.pull, args.weight, args.choose)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(out, indent=1, default=float))
+    return 0
+
+
+
+def sc_unseen(model, U: dict[str, Any], pull: float, weight: float, threshold: float, min_voiced: float) -> dict[str, Any]:
+    """Unseen Speech Commands speakers who said some digit twice or more: each enrolls the first
+    clip of every digit they said, their other digit clips are scored, and their own non-digit
+    words (the words folder shares the speaker ids) are the open set with their own profile."""
+    dig = (U["corpus"] == "speech-commands-digits") & (U["kind"] == "digit")
+    words = U["kind"] == "word"
+    take_no = np.asarray([int(n.rsplit("_", 1)[1].split(".")[0]) if n.count("_") >= 2 else 0 for n in U["name"]])
+    out: dict[str, Any] = {}
+    for sp in sorted(set(U["speaker"][dig])):
+        mine = np.flatnonzero(dig & (U["speaker"] == sp))
+        mine = mine[np.lexsort((take_no[mine], U["label"][mine]))]
+        first: dict[str, int] = {}
+        enroll, test = [], []
+        for i in mine:
+            (test if U["label"][i] in first else enroll).append(i)
+            first.setdefault(U["label"][i], i)
+        if not test:
+            continue
+        member = adapt_member(model.embed, np.concatenate([U["E"][enroll], U["Et"][enroll]]), list(U["label"][enroll]) * 2,
+                              pull=pull, weight=weight)
+        test = np.asarray(test, dtype=np.int64)
+        w = np.flatnonzero(words & (U["speaker"] == sp))
+        r: dict[str, Any] = {"enrolled": len(enroll), "n": len(test), "n_words": len(w)}
+        for tag, mem in (("before", model.embed), ("after", member)):
+            labels, rej = full_scores(model, U, mem, test, threshold, min_voiced)
+            r[tag] = float(np.mean(labels == U["label"][test]))
+            r[f"{tag}_rejected"] = float(np.mean(rej))
+            r[f"{tag}_correct"] = int(np.sum(labels == U["label"][test]))
+            r[f"{tag}_rejected_n"] = int(np.sum(rej))
+            if len(w):
+                r[f"{tag}_words_rejected_n"] = int(np.sum(full_scores(model, U, mem, w, threshold, min_voiced)[1]))
+        out[sp] = r
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    sys.exit(main())
