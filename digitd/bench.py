@@ -301,7 +301,8 @@ def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> i
             r["scenario"] = "input" if args.input else "fsdd"
             results.append(r)
             prog.advance(task)
-        cs = cold_start(args.config, list(args.overrides), cfg.classify.model or None)
+        user = [f"user.name={cfg.user.name}", f"user.dir={cfg.user.dir}"] if cfg.user.name else []  # the same profile
+        cs = cold_start(args.config, list(args.overrides) + user, cfg.classify.model or None)
         prog.advance(task)
     for r in results:
         r.update(cs)

@@ -31,6 +31,7 @@ from digitd import profile as prof
 
 DIGITS = [str(d) for d in range(10)]
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NOISE = "not a voice (a noise?)"  # ignored: the prompt stays, nothing is counted against the person
 GROUP_WAIT_S = 0.3  # live: how long to wait for a second piece of the same utterance (a split)
 
 
@@ -70,7 +71,7 @@ def problem(h: Heard, cfg: Config) -> str | None:
     if 20 * np.log10(max(float(x.max(initial=0.0)), 1e-9)) < cfg.user.min_peak_dbfs:
         return "too quiet (closer to the microphone)"
     if h.reason == "unvoiced":
-        return "no voice heard (a noise?)"
+        return NOISE
     return None
 
 
@@ -301,7 +302,7 @@ def run_session(prompts: list[str], heard: Iterator[Heard | None], cfg: Config, 
             continue
         why = problem(h, cfg)
         if why:
-            screen.add(Attempt(todo[0], h, False, f"again: {why}"))
+            screen.add(Attempt(todo[0], h, False, f"ignored: {why}" if why == NOISE else f"again: {why}"))
             continue
         if h.label != todo[0] and h.reason is None and h.confidence >= cfg.user.mismatch_confidence and h.label != mismatch:
             # the wrong word, or a word answering the wrong prompt: ask again; the same answer

@@ -205,3 +205,38 @@ def test_enroll_input_replays_a_prompted_session(tmp_path, model_path):
     assert "again: clipped" in r.stderr  # the clipped take was asked again, and the next one kept
     card = json.loads((users / "v" / "profile.json").read_text())
     assert card["takes"] == {str(d): 1 for d in range(10)}
+
+
+def test_session_asks_again_for_bad_takes_and_on_r(fsdd):
+    """The prompting logic on real takes: a clipped take and a two-piece take are asked again,
+    a noise is ignored, `r` asks the last kept take again, `q` stops."""
+    from digitd.audio import load_wav
+    from digitd.config import Config
+    from digitd.enroll import Heard, Screen, run_session
+
+    word = lambda d: load_wav(fsdd / f"{d}_theo_7.wav")  # noqa: E731
+    cfg = Config()
+    heard = iter([
+        Heard(np.clip(word(1) / np.abs(word(1)).max() * 4, -1, 1), "1", 0.9, None),  # clipped
+        Heard(word(1), "1", 0.9, None),
+        Heard(word(2), "2", 0.4, None, pieces=2),  # the endpointer cut it in two
+        Heard(np.random.default_rng(0).uniform(-0.2, 0.2, 2000).astype(np.float32), "5", 0.0, "unvoiced"),  # a click
+        Heard(word(2), "2", 0.95, None),
+        Heard(word(3), "8", 0.95, None),  # heard as another digit: asked again
+        Heard(word(3), "8", 0.95, None),  # the same again: the person's own "three", kept
+        Heard(word(3), "3", 0.9, None),  # after `r`: the last take said again
+    ])
+
+    class Keys:
+        presses = iter([None] * 7 + ["r", None, "q"])
+
+        def get(self):
+            return next(self.presses, None)
+
+    screen = Screen("t", 4)
+    kept = run_session(["1", "2", "3", "4"], heard, cfg, screen, Keys())
+    assert [d for d, _ in kept] == ["1", "2", "3"]
+    notes = [a.note for a in screen.attempts]
+    assert notes[0].startswith("again: clipped") and notes[2] == "again: two words in one"
+    assert notes[3].startswith("ignored: not a voice") and notes[5] == "again: that sounded like 8"
+    assert notes[6].startswith("kept (the model heard 8") and notes[7] == "again (r)" and notes[8] == "kept"
