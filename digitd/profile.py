@@ -173,7 +173,11 @@ def add_takes(pdir: Path, takes: Sequence[tuple[str, np.ndarray]]) -> list[Path]
     """Write new takes after the stored ones (re-running enroll adds takes)."""
     from digitd.audio import write_wav
 
-    (pdir / TAKES).mkdir(parents=True, exist_ok=True)
+    try:
+        pdir.mkdir(parents=True, exist_ok=True, mode=0o700)  # recordings of a person's voice: theirs alone
+        (pdir / TAKES).mkdir(exist_ok=True)
+    except OSError as e:
+        raise ProfileError(f"{pdir}: cannot write the profile ({e.strerror})") from None
     count: dict[str, int] = {}
     for d, p in stored_takes(pdir):
         count[d] = max(count.get(d, 0), int(p.stem.split("_")[1]) + 1)
@@ -240,8 +244,11 @@ def build(cfg: Any, name: str, model: DigitModel, reason: str = "enroll") -> dic
             hits += [_with_member(model, m).classify(feats[i]).label == labels[i] for i in te]
         held_out = float(np.mean(hits))
     path = pdir / ADAPTED
-    np.savez(path, coef=member.coef, intercept=member.intercept, X=X,
-             y=np.asarray([member.classes.index(v) for v in y], dtype=np.int64))
+    try:
+        np.savez(path, coef=member.coef, intercept=member.intercept, X=X,
+                 y=np.asarray([member.classes.index(v) for v in y], dtype=np.int64))
+    except OSError as e:
+        raise ProfileError(f"{path}: cannot write the profile ({e.strerror})") from None
     old = {}
     try:
         old = read_card(pdir)
@@ -262,7 +269,10 @@ def build(cfg: Any, name: str, model: DigitModel, reason: str = "enroll") -> dic
         "adapted_sha256": sha256_file(path),
         "built_by": reason,
     }
-    (pdir / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    try:
+        (pdir / CARD).write_text(json.dumps(card, indent=2) + "\n")
+    except OSError as e:
+        raise ProfileError(f"{pdir / CARD}: cannot write the profile ({e.strerror})") from None
     return card
 
 
