@@ -30,7 +30,7 @@ import numpy as np
 
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, trim
-from digitd.model import OTHER, DigitModel, EmbedMember, sha256_file
+from digitd.model import DigitModel, EmbedMember, sha256_file
 from digitd.runtime import Runtime, score
 
 FORMAT = "digitd-profile/1"
@@ -53,11 +53,6 @@ def standardize(lr: Runtime, x: np.ndarray) -> np.ndarray:
     for step in lr.get("pre", []):
         z = (z - step["mean"]) / step["scale"]
     return z
-
-
-def _softmax(d: np.ndarray) -> np.ndarray:
-    e = np.exp(d - d.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def fit_digits(lr: Runtime, X: np.ndarray, y: np.ndarray, n_digits: int, pull: float) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +95,9 @@ class AdaptedEmbed(EmbedMember):
     intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
-        base = score(self.lr, np.atleast_2d(vectors))
-        d = _softmax(standardize(self.lr, vectors) @ self.coef.T + self.intercept)
+        v = np.atleast_2d(vectors)
+        base = score(self.lr, v)
+        d = score({"kind": "lr", "pre": self.lr.get("pre", []), "coef": self.coef, "intercept": self.intercept}, v)
         return np.concatenate([d * (1.0 - base[:, -1:]), base[:, -1:]], axis=1)
 
 
