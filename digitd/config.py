@@ -161,7 +161,7 @@ class UserConfig:
     min_peak_dbfs: float = knob(-40.0, lo=-120.0, hi=0.0)  # enroll: a take whose peak is under this is "too quiet"
     clipped_share: float = knob(0.002, lo=0.0, hi=1.0)  # enroll: a take with more samples than this at full scale is "clipped"
     mismatch_confidence: float = knob(0.8, lo=0.0, hi=1.0)  # enroll: a take heard as another digit this surely is asked again (kept if heard so twice)
-    wait_s: float = knob(8.0, lo=0.5, hi=600.0)  # enroll, live: seconds to wait for a take before prompting again
+    wait_s: float = knob(8.0, lo=0.5, hi=600.0)  # enroll, live: after this long without a word, a hint (is the microphone on?)
 
 
 @dataclass

@@ -216,6 +216,7 @@ class Screen:
         self.prompt: str | None = None
         self.kept = 0
         self.live = None
+        self.hint = ""
         self.level = lambda: None
         if self.console.is_terminal:
             from rich.live import Live
@@ -246,8 +247,9 @@ class Screen:
             h = a.heard
             t.add_row(a.prompt, h.label if h else "-", f"{h.confidence:.2f}" if h else "-",
                       Text(a.note, style="green" if a.kept else "yellow"))
-        keys = Text("r = say the last take again   q = stop", style="dim") if self.live else Text("")
-        return Panel(Group(Text.from_markup(head), say, t, keys), title="digitd enroll", expand=False)
+        keys = Text("r = say the last take again   q = stop here (keeps the takes so far)   Ctrl-C = stop, keep nothing", style="dim") if self.live else Text("")
+        hint = Text(self.hint, style="yellow")
+        return Panel(Group(Text.from_markup(head), say, hint, t, keys), title="digitd enroll", expand=False)
 
     def handle(self, event: Any) -> None:
         """Pipeline events worth a line: the device (open, lost, reopened) and lost audio."""
@@ -436,8 +438,17 @@ def enroll_command(args: argparse.Namespace, cfg: Config) -> int:
             keys = Keys()
 
             def heard() -> Iterator[Heard | None]:
+                """Every 0.2 s at most (so `r` and `q` act at once); a hint after wait_s of nothing."""
+                idle = time.monotonic()
                 while True:
-                    yield live.next(cfg.user.wait_s)
+                    h = live.next(0.2)
+                    if h is not None:
+                        idle, screen.hint = time.monotonic(), ""
+                    elif time.monotonic() - idle > cfg.user.wait_s and not screen.hint:
+                        screen.hint = f"nothing heard for {cfg.user.wait_s:g} s: is the microphone on? (watch the level)"
+                        if screen.live is None:
+                            screen.console.print(screen.hint, highlight=False)
+                    yield h
 
             takes = run_session(prompts, heard(), cfg, screen, keys)
     finally:
