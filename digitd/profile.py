@@ -5,8 +5,8 @@ general one on that speaker. The adaptation is a MAP fine-tune of the embedding 
 scores (numpy + scipy, well under a second): start from the base model's weights, fit the
 user's takes, and pull back toward the base weights with an L2 penalty, so no base training
 data is needed and a handful of takes cannot wander far. The member's P(other), which is what
-rejects non-digit words and noise, stays the base model's: only "which digit, given it is one"
-is adapted.
+rejects non-digit words and noise, stays the base model's, and the joined confidence is capped at
+the base model's: only "which digit, given it is one" is adapted, never "whether it is one".
 
 A profile lives in one folder (`users/NAME/` under the XDG data dir, `[user] dir` in config):
 the takes as WAV files (`takes/{digit}_{n}.wav`), the adaptation as a data-only `.npz` (no
@@ -30,7 +30,7 @@ import numpy as np
 
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, trim
-from digitd.model import DigitModel, EmbedMember, sha256_file
+from digitd.model import DigitModel, EmbedMember, join_embedding, sha256_file
 from digitd.runtime import Runtime, score
 
 FORMAT = "digitd-profile/1"
@@ -88,17 +88,27 @@ def fit_digits(lr: Runtime, X: np.ndarray, y: np.ndarray, n_digits: int, pull: f
 
 @dataclass
 class AdaptedEmbed(EmbedMember):
-    """The embedding member with the user's digit rows: P(other) from the base rows (rejection
-    unchanged), P(digit | a digit) from the adapted ones."""
+    """The embedding member with the user's digit rows: P(other) from the base rows, P(digit | a
+    digit) from the adapted ones. Joined with the other members, the profile decides *which*
+    digit; *whether* an utterance is a digit stays the shipped model's call: the confidence is
+    capped at the shipped model's own (`join`), so nothing the shipped model rejects passes
+    with a profile (a non-digit word from the user is rejected at least as often)."""
 
     coef: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    base_weight: float = 0.5  # the shipped member's share, for the shipped model's confidence
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
         v = np.atleast_2d(vectors)
         base = score(self.lr, v)
         d = score({"kind": "lr", "pre": self.lr.get("pre", []), "coef": self.coef, "intercept": self.intercept}, v)
         return np.concatenate([d * (1.0 - base[:, -1:]), base[:, -1:]], axis=1)
+
+    def join(self, base: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        mine = join_embedding(base, self.proba(vectors), self.weight, self.power)
+        shipped = join_embedding(base, score(self.lr, np.atleast_2d(vectors)), self.base_weight, self.power)
+        top = mine.max(axis=1, keepdims=True)
+        return mine * np.minimum(1.0, shipped.max(axis=1, keepdims=True) / np.maximum(top, 1e-12))
 
 
 def adapt_member(member: EmbedMember, X: np.ndarray, y: Sequence[str], *, pull: float, weight: float) -> AdaptedEmbed:
@@ -108,7 +118,7 @@ def adapt_member(member: EmbedMember, X: np.ndarray, y: Sequence[str], *, pull: 
     idx = np.asarray([digits.index(str(label)) for label in y], dtype=np.int64)
     coef, intercept = fit_digits(member.lr, X, idx, len(digits), pull)
     base = {f.name: getattr(member, f.name) for f in dataclasses.fields(EmbedMember)}
-    return AdaptedEmbed(**(base | {"weight": weight}), coef=coef, intercept=intercept)
+    return AdaptedEmbed(**(base | {"weight": weight}), coef=coef, intercept=intercept, base_weight=member.weight)
 
 
 def take_rows(member: EmbedMember, audio: np.ndarray) -> list[np.ndarray]:
@@ -288,7 +298,8 @@ def load_member(pdir: Path, card: dict[str, Any], model: DigitModel) -> AdaptedE
         raise ProfileError(f"{path}: arrays do not fit this model's embedding member")
     s = card.get("settings", {})
     fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(EmbedMember)}
-    return AdaptedEmbed(**(fields | {"weight": float(s.get("weight", base.weight))}), coef=coef, intercept=intercept)
+    return AdaptedEmbed(**(fields | {"weight": float(s.get("weight", base.weight))}), coef=coef, intercept=intercept,
+                        base_weight=base.weight)
 
 
 def apply(model: DigitModel, cfg: Any, name: str, notice: Any = None) -> DigitModel:

@@ -240,3 +240,28 @@ def test_session_asks_again_for_bad_takes_and_on_r(fsdd):
     assert notes[0].startswith("again: clipped") and notes[2] == "again: two words in one"
     assert notes[3].startswith("ignored: not a voice") and notes[5] == "again: that sounded like 8"
     assert notes[6].startswith("kept (the model heard 8") and notes[7] == "again (r)" and notes[8] == "kept"
+
+
+def test_a_profile_never_lets_through_what_the_shipped_model_rejects(model, fsdd):
+    """Which digit is the profile's call, whether it is one stays the shipped model's: with any
+    profile, an utterance's confidence is at most the shipped model's (so every non-digit word
+    or noise the shipped model rejects is still rejected), while the label may change."""
+    from digitd.audio import load_wav
+    from digitd.profile import _with_member, adapt_member, take_rows
+
+    X, y = [], []
+    for d in map(str, range(10)):  # a profile that calls every "one" 7: the strongest pull on the labels
+        rows = take_rows(model.embed, load_wav(fsdd / f"{d}_lucas_5.wav"))
+        X += rows
+        y += [{"1": "7", "7": "1"}.get(d, d)] * len(rows)
+    mine = _with_member(model, adapt_member(model.embed, np.asarray(X), y, pull=0.1, weight=0.9))
+    rng = np.random.default_rng(1)
+    clips = [load_wav(fsdd / f"{d}_lucas_{t}.wav") for d in range(10) for t in (0, 1)]
+    clips += [(rng.standard_normal(6000) * 0.1).astype(np.float32), np.sin(np.arange(6000) * 0.3).astype(np.float32) * 0.3]
+    changed = 0
+    for x in clips:
+        f = model.features(x)
+        a, b = model.classify(f), mine.classify(f)
+        assert b.confidence <= a.confidence + 1e-9
+        changed += a.label != b.label
+    assert changed >= 2  # the profile did decide some labels ("one" heard as 7)

@@ -16,6 +16,8 @@
    (the words folder shares the speaker ids) scored with their own profile and without.
 4. Open set with a profile: unseen Speech Commands non-digit words and noise (961 + 99) and the
    unseen digits, scored by the shipped model with each of 20 profiles and without.
+5. Strong synthetic accents (espeak-ng language voices reading English): digits right and
+   rejected, and the same voice's non-digit words rejected, with and without its profile.
 
 Pooled embeddings are cached under $TMPDIR/digitd-enroll-eval (the first run takes a few minutes).
 """
@@ -33,7 +35,7 @@ import numpy as np
 
 from digitd.audio import load_wav
 from digitd.corpora import available, corpus_clips, split_clips
-from digitd.model import OTHER, join_embedding, load_model
+from digitd.model import OTHER, load_model
 from digitd.paths import fsdd_dir
 from digitd.profile import adapt_member, take_rows
 from digitd.voicing import longest_voiced_ms
@@ -197,13 +199,58 @@ def fsdd_loso_joined(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]],
         keep = np.isin(F["take"][rec[rows]], list(test_takes))
         rows, pb = rows[keep], pooled[f"{sp}.p"][keep]
         yt = F["label"][rec[rows]]
-        acc = lambda mem: float(np.mean(np.asarray(DIGITS)[join_embedding(pb, mem.proba(F["X"][rows]), mem.weight, 1.0).argmax(1)] == yt))  # noqa: E731
+        acc = lambda mem: float(np.mean(np.asarray(DIGITS)[mem.join(pb, F["X"][rows]).argmax(1)] == yt))  # noqa: E731
         r = {"n": len(yt), "pooled": float(np.mean(np.asarray(DIGITS)[pb.argmax(1)] == yt)), "before": acc(m)}
         for k in (1, 2):
             e = np.flatnonzero(F["fsdd"][rec] & (F["speaker"][rec] == sp) & np.isin(F["take"][rec], list(ENROLL_TAKES[:k]))
                                & np.isin(row, [0, 1]))
             r[f"after_{k}"] = acc(adapt_member(m, F["X"][e], F["label"][rec[e]], pull=pull, weight=weight))
         out[sp] = r
+    return out
+
+
+ACCENT_VOICES = ("fr", "de", "es", "it", "pl", "sw", "ja", "vi")  # espeak-ng language voices reading English words
+ACCENT_WORDS = ("up stop right off left go down on yes no happy sheila wow forward marvin learn cat bird house follow bed "
+                "backward tree visual dog").split()  # the Speech Commands non-digit words
+
+
+def accents(model, pull: float, weight: float, threshold: float, min_voiced: float) -> dict[str, Any]:
+    """Strong synthetic accents: espeak-ng's language voices reading the English digit words by
+    their own rules. Each enrolls 1 take per digit (rate 150, pitch 50; 2 takes: + pitch 42) and
+    is scored on 4 other renderings (rate 130 / 170 x pitch 35 / 65): digits right and rejected,
+    and the same voice's non-digit words (2 renderings) rejected, before / after."""
+    from digitd.espeak import DIGIT_WORDS, espeak_available, said
+    from digitd.model import reject_reason
+    from digitd.profile import _with_member
+
+    if not espeak_available():
+        return {}
+    cache = CACHE / "espeak"
+    test = [(130, 35), (130, 65), (170, 35), (170, 65)]
+    out: dict[str, Any] = {}
+
+    def scored(m, clips):
+        preds = [(d, m.predict_wave(x), x) for d, x in clips]
+        return (float(np.mean([p.label == d for d, p, _ in preds])),
+                float(np.mean([reject_reason(x, p.confidence, threshold, min_voiced) is not None for _, p, x in preds])))
+
+    for v in ACCENT_VOICES:
+        digits = [(str(d), load_wav(said(DIGIT_WORDS[d], v, cache, speed=s, pitch=p))) for s, p in test for d in range(10)]
+        words = [(w, load_wav(said(w, v, cache, speed=s, pitch=p))) for s, p in test[:2] for w in ACCENT_WORDS]
+        r: dict[str, Any] = {}
+        r["before"], r["before_rejected"] = scored(model, digits)
+        r["before_words_rejected"] = scored(model, words)[1]
+        for k, takes in ((1, [(150, 50)]), (2, [(150, 50), (150, 42)])):
+            X, y = [], []
+            for s, p in takes:
+                for d in range(10):
+                    rows = take_rows(model.embed, load_wav(said(DIGIT_WORDS[d], v, cache, speed=s, pitch=p)))
+                    X += rows
+                    y += [str(d)] * len(rows)
+            mm = _with_member(model, adapt_member(model.embed, np.asarray(X), y, pull=pull, weight=weight))
+            r[f"after_{k}"], r[f"after_{k}_rejected"] = scored(mm, digits)
+            r[f"after_{k}_words_rejected"] = scored(mm, words)[1]
+        out[v] = r
     return out
 
 
@@ -237,7 +284,7 @@ def fsdd_loso(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]], pull: 
 
 def full_scores(model, U: dict[str, Any], member, idx: np.ndarray, threshold: float, min_voiced: float):
     """(labels, rejected) of the shipped model with `member` as its embedding member."""
-    p = join_embedding(U["base"][idx], member.proba(U["E"][idx]), member.weight, member.power)
+    p = member.join(U["base"][idx], U["E"][idx])
     labels = np.asarray(model.classes)[p.argmax(axis=1)]
     conf = p.max(axis=1)
     rejected = (U["voiced"][idx] < min_voiced) | (conf < threshold) if min_voiced > 0 else conf < threshold
@@ -428,6 +475,18 @@ def report(pull: float, weight: float, choose: bool) -> dict[str, Any]:
         t.add_row(label, str(r["n"]), _pct(r["without"]), _pct(r["with_mean"]),
                   f"{_pct(r['with_min'] if kind != 'digits' else r['with_max'])} / {_pct(r['with_max'] if kind != 'digits' else r['with_min'])}")
     con.print(t)
+    ac = accents(model, pull, weight, th, mv)
+    if ac:
+        out["accents"] = ac
+        t = Table(title="strong synthetic accents (espeak-ng language voices reading the English words), shipped model: "
+                        "40 digits and 50 non-digit words per voice, %")
+        for c in ("voice", "digits right: before", "1 take", "2 takes", "digits rejected: before", "1 take", "2 takes",
+                  "own words rejected: before", "1 take", "2 takes"):
+            t.add_column(c, justify="right" if c != "voice" else "left")
+        for v, r in ac.items():
+            t.add_row(v, *[_pct(r[k]) for k in ("before", "after_1", "after_2", "before_rejected", "after_1_rejected", "after_2_rejected",
+                                                "before_words_rejected", "after_1_words_rejected", "after_2_words_rejected")])
+        con.print(t)
     con.print(f"[dim]{time.perf_counter() - t0:.0f} s (embeddings cached in {CACHE})[/dim]")
     return out
 
