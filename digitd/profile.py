@@ -311,9 +311,13 @@ def apply(model: DigitModel, cfg: Any, name: str, notice: Any = None) -> DigitMo
     pdir = profile_dir(cfg, name)
     card = read_card(pdir)
     want, have = model_id(model), str(card.get("model", {}).get("sha256", ""))
+    built = card.get("settings", {})
+    now = {"pull": cfg.user.pull, "weight": cfg.user.weight}
     why = None
     if have != want:
         why = f"made for another model ({have[:12]}), this one is {want[:12]}"
+    elif any(built.get(k) != v for k, v in now.items()):
+        why = f"made with {', '.join(f'{k} {built.get(k)}' for k in now)}, [user] now says {', '.join(f'{k} {v}' for k, v in now.items())}"
     else:
         try:
             return _with_member(model, load_member(pdir, card, model))
