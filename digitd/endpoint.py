@@ -51,6 +51,9 @@ NOISE_WINDOW_S = 3.0  # noise floor = low percentile of frame levels over this w
 BG_PERCENTILE = 90
 BG_SPREAD_DB = 10.0
 BG_OVER_FLOOR_DB = 25.0
+# talk in the background close enough under the word to be heard in its pre-roll and hangover:
+# the word's peak frame within this of the background's loud end (babble 20 dB: ~20 dB; a quiet room: 35+)
+TALK_MARGIN_DB = 20.0
 STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
@@ -95,6 +98,8 @@ class Utterance:
     detected_sample: int  # stream position when the end was decided
     peak_db: float
     forced: bool = False  # cut at max_utterance_ms
+    context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
+    babble: bool = False  # heard over a background that is not steady noise (talk): its context is talk too
 
     @property
     def duration_s(self) -> float:
@@ -256,6 +261,10 @@ class Endpointer:
             return utts
         return []
 
+    def _talk_around(self) -> bool:
+        """Is the background talk loud enough to fill the word's pre-roll and hangover?"""
+        return self._bg > -120.0 and not self._steady and self._peak - self._bg < TALK_MARGIN_DB
+
     def _prominent(self, a: int, b: int) -> bool:
         """Does the word in samples [a, b) of the utterance stand `word_over_bg_db` out of the
         background's loud end? Talk in the background is as loud as the background it makes;
@@ -289,5 +298,6 @@ class Endpointer:
                 self.dropped_background += 1
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
-                                 self.pos, self._peak, forced))
+                                 self.pos, self._peak, forced, x[a:b].astype(np.float32),
+                                 self._talk_around()))
         return out

@@ -48,7 +48,9 @@ def prompt_order(seed: int, takes: int) -> list[str]:
 
 @dataclass
 class Heard:
-    """One utterance the pipeline cut, or several cut from one stretch of speech."""
+    """One utterance the pipeline cut, or several cut from one stretch of speech: `audio` is what
+    the classifier heard (the take that is kept), `word` the trimmed word (checked for clipping
+    and level)."""
 
     audio: np.ndarray
     label: str
@@ -56,11 +58,12 @@ class Heard:
     reason: str | None  # the daemon's reject reason
     pieces: int = 1
     forced: bool = False
+    word: np.ndarray | None = None  # None: the same as audio
 
 
 def problem(h: Heard, cfg: Config) -> str | None:
     """Why a take is not kept (the person is asked again), or None."""
-    x = np.abs(h.audio)
+    x = np.abs(h.audio if h.word is None else h.word)
     if h.pieces > 1:
         return "two words in one"
     if h.forced:
@@ -81,15 +84,15 @@ def _pipeline(cfg: Config, model: DigitModel, sink: "queue.Queue[Any]"):
     from digitd.pipeline import Pipeline
 
     p = Pipeline(cfg, model)
-    p.on_utterance = lambda u, pred, reason: sink.put((u, pred, reason))
+    p.on_utterance = lambda u, heard, pred, reason: sink.put((u, heard, pred, reason))
     return p
 
 
 def _grouped(items: list[tuple[Any, Any, str | None]]) -> Heard:
     """Pieces the endpointer cut from one stretch of speech (same end decision) as one Heard."""
-    u, pred, reason = items[0]
-    return Heard(np.concatenate([i[0].audio for i in items]), pred.label, pred.confidence, reason, len(items),
-                 any(i[0].forced for i in items))
+    u, heard, pred, reason = items[0]
+    return Heard(heard if len(items) == 1 else np.concatenate([i[1] for i in items]), pred.label, pred.confidence, reason,
+                 len(items), any(i[0].forced for i in items), np.concatenate([i[0].audio for i in items]))
 
 
 def file_heard(path: str, cfg: Config, model: DigitModel) -> list[Heard]:
