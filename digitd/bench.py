@@ -266,7 +266,9 @@ def bench_command(args: Any, cfg: Config) -> int:
     from digitd.model import load_model
 
     t = time.perf_counter()
-    model = load_model(cfg.classify.model or None)
+    from digitd.profile import with_user
+
+    model = with_user(load_model(cfg.classify.model or None), cfg)
     model_load_s = time.perf_counter() - t
     model.warm_up()
     if cfg.bench.scenario == "room" and not args.input:
@@ -299,7 +301,8 @@ def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> i
             r["scenario"] = "input" if args.input else "fsdd"
             results.append(r)
             prog.advance(task)
-        cs = cold_start(args.config, list(args.overrides), cfg.classify.model or None)
+        user = [f"user.name={cfg.user.name}", f"user.dir={cfg.user.dir}"] if cfg.user.name else []  # the same profile
+        cs = cold_start(args.config, list(args.overrides) + user, cfg.classify.model or None)
         prog.advance(task)
     for r in results:
         r.update(cs)

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vad", type=int, dest="vad_aggressiveness", metavar="0-3", help="VAD aggressiveness [vad.aggressiveness]")
     p.add_argument("--hangover-ms", type=int, help="end-of-speech silence [endpoint.hangover_ms]")
     p.add_argument("--reject-threshold", type=float, help="confidence below which a digit is rejected [classify.reject_threshold]")
+    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
+    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--jsonl", action="store_const", const="jsonl", dest="output", help="JSON Lines events on stdout")
     out.add_argument("--ui", action="store_const", const="ui", dest="output", help="Rich live terminal UI")
@@ -74,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--model", help="model file [classify.model]")
+    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
+    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
 
     p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
     _common(p)
@@ -86,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here (room: one pair per condition)")
+    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
+    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+
+    p = sub.add_parser("enroll", help="say the ten digits a few times; the model adapts to your voice")
+    _common(p)
+    p.add_argument("--user", metavar="NAME", help="whose profile to make or add takes to [user.name]")
+    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+    p.add_argument("--takes", type=int, help="takes per digit [user.takes]")
+    p.add_argument("--seed", type=int, dest="enroll_seed", metavar="N", help="prompt order (-1 = random) [user.seed]")
+    p.add_argument("--device", help="input device index or name substring [audio.device]")
+    p.add_argument("--input", metavar="WAV", help="a recording of the prompted session (its words answer the prompts in order)")
+    p.add_argument("--from", dest="from_paths", nargs="+", metavar="DIR_OR_WAV",
+                   help="whole {digit}_*.wav clips as takes, no prompting")
+    p.add_argument("--model", help="the base model [classify.model]")
+    p.add_argument("--list", action="store_true", help="list the profiles")
+    p.add_argument("--remove", metavar="NAME", help="delete a profile and its takes")
 
     p = sub.add_parser("train", help="train a model from FSDD (and optional extra data)")
     _common(p)
@@ -171,6 +191,10 @@ FLAG_KNOBS = {
     "embed": "train.embed",
     "corpora": "train.corpora_dir",
     "negatives": "train.negatives",
+    "user": "user.name",
+    "users_dir": "user.dir",
+    "takes": "user.takes",
+    "enroll_seed": "user.seed",
 }
 
 
@@ -221,6 +245,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "bench":
         from digitd.bench import bench_command
         return bench_command(args, cfg)
+    if args.command == "enroll":
+        from digitd.enroll import enroll_command
+        return enroll_command(args, cfg)
     if args.command in ("train", "eval"):
         try:
             from train.cli import eval_command, train_command

@@ -152,6 +152,20 @@ class TrainConfig:
 
 
 @dataclass
+class UserConfig:
+    name: str = knob("")  # the enrolled user whose profile run/predict/bench apply; "" = none
+    dir: str = knob("")  # where profiles live; "" = $XDG_DATA_HOME/digitd/users, else ~/.local/share/digitd/users
+    takes: int = knob(2, lo=1, hi=20)  # enroll: takes per digit
+    seed: int = knob(-1, lo=-1)  # enroll: prompt order; -1 = a new random order each session
+    pull: float = knob(1.0, lo=1e-4, hi=1e4)  # L2 pull of the adapted digit weights toward the base model's
+    weight: float = knob(0.5, lo=0.0, hi=1.0)  # the adapted member's share of the digit average for an enrolled user
+    min_peak_dbfs: float = knob(-40.0, lo=-120.0, hi=0.0)  # enroll: a take whose peak is under this is "too quiet"
+    clipped_share: float = knob(0.002, lo=0.0, hi=1.0)  # enroll: a take with more samples than this at full scale is "clipped"
+    mismatch_confidence: float = knob(0.8, lo=0.0, hi=1.0)  # enroll: a take heard as another digit this surely is asked again (kept if heard so twice)
+    wait_s: float = knob(8.0, lo=0.5, hi=600.0)  # enroll, live: after this long without a word, a hint (is the microphone on?)
+
+
+@dataclass
 class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     vad: VadConfig = field(default_factory=VadConfig)
@@ -164,6 +178,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    user: UserConfig = field(default_factory=UserConfig)
 
 
 def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:

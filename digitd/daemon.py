@@ -47,7 +47,9 @@ def make_source(args: argparse.Namespace, cfg: Config):
 
 
 def load(cfg: Config) -> DigitModel:
-    model = load_model(cfg.classify.model or None)
+    from digitd.profile import with_user
+
+    model = with_user(load_model(cfg.classify.model or None), cfg)
     model.warm_up()  # predictable first-digit latency
     return model
 

@@ -136,6 +136,11 @@ class EmbedMember:
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
 
+    def join(self, base: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The other members' digit probabilities (n, C) joined by this member's on pooled
+        embedding vectors (a user profile's member overrides this: digitd.profile)."""
+        return self.combine(base, self.proba(vectors))
+
 
 def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
     """The other members' digit probabilities (n, C) joined by the embedding member's (n, C + 1;
@@ -194,7 +199,7 @@ class DigitModel:
         p = self._pooled_and_cnn(feats)
         if self.embed is None or feats.embed is None:
             return p
-        return self.embed.combine(p, self.embed.proba(feats.embed))[0]
+        return self.embed.join(p, feats.embed)[0]
 
     def _pooled_and_cnn(self, feats: Features) -> np.ndarray:
         if self.cnn is None or feats.spec is None:

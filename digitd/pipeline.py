@@ -18,7 +18,7 @@ from collections import deque
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -104,6 +104,10 @@ class Pipeline:
         self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
+        # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
+        # before its event goes out, on the classifying thread: `digitd enroll` takes its takes
+        # here, cut and heard exactly as `run` cuts and hears them
+        self.on_utterance: Callable[[Utterance, np.ndarray, Any, str | None], None] | None = None
 
     # -- events -------------------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -258,9 +262,11 @@ class Pipeline:
         t0 = time.perf_counter()
         mode = self.cfg.classify.context
         if job.utt.context is not None and (mode == "always" or (mode == "steady" and not job.utt.babble)):
-            feats = self.model.features(job.utt.context)
+            heard = job.utt.context
+            feats = self.model.features(heard)
         else:
-            feats = self.model.features(job.utt.audio, trimmed=True)
+            heard = job.utt.audio
+            feats = self.model.features(heard, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         t2 = time.perf_counter()
@@ -277,6 +283,8 @@ class Pipeline:
         emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
         reason = reject_reason(job.utt.audio, pred.confidence, self.cfg.classify.reject_threshold,
                                self.cfg.classify.min_voiced_ms)
+        if self.on_utterance is not None:
+            self.on_utterance(u, heard, pred, reason)
         if reason:
             self.counts["rejected"] += 1
             self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat, reason))

@@ -41,7 +41,9 @@ def predict_file(model: DigitModel, path: Path, classify: Any) -> dict[str, Any]
 
 
 def predict_command(args: argparse.Namespace, cfg: Any) -> int:
-    model = load_model(cfg.classify.model or None)
+    from digitd.profile import with_user
+
+    model = with_user(load_model(cfg.classify.model or None), cfg)
     failed = 0
     seen = 0
     empty = [p for p in args.paths if Path(p).is_dir() and not any(True for _ in iter_inputs([p]))]

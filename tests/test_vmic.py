@@ -177,3 +177,52 @@ def common(a: list[str], b: list[str]) -> int:
         for j, y in enumerate(b, 1):
             prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
     return row[-1]
+
+
+@pytest.mark.skipif(not __import__("digitd.espeak").espeak.espeak_available(), reason="espeak-ng not installed")
+def test_enroll_through_the_microphone_then_run_with_the_profile(vmic, model_path, tmp_path):
+    """A spoken enrollment session (an espeak-ng voice saying the prompts in the seeded order)
+    played into the virtual microphone and taken by `digitd enroll --device`, then `run --user`
+    on another stream of the same voice."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from digitd.audio import load_wav, write_wav
+    from digitd.enroll import prompt_order
+    from digitd.espeak import DIGIT_WORDS, said
+    from test_enroll import VOICE, session_wav
+    from vmic import ROOT
+
+    wav = session_wav(tmp_path / "session.wav", prompt_order(5, 1), VOICE)
+    users = tmp_path / "users"
+    env = dict(vmic.env, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "digitd", "enroll", "--user", "mic", "--users-dir", str(users),
+                          "--device", "pulse", "--seed", "5", "--takes", "1", "--model", str(model_path)],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and "device open" not in (line := p.stderr.readline()):  # type: ignore[union-attr]
+            assert line or p.poll() is None, "enroll exited before opening the device"
+        vmic.play(wav)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, err
+    card = json.loads((users / "mic" / "profile.json").read_text())
+    assert card["takes"] == {str(d): 1 for d in range(10)} and card["accuracy"]["after"] == 1.0
+    # another stream of the same voice, digits in another order, through `run --user`
+    digits = list("4170352986")
+    gap = np.zeros(5600, np.float32)
+    stream = np.concatenate([gap] + [x for d in digits for x in (0.5 * load_wav(said(DIGIT_WORDS[int(d)], VOICE, tmp_path / "espeak")), gap)])
+    write_wav(tmp_path / "stream.wav", stream.astype(np.float32))
+    r = subprocess.run([sys.executable, "-m", "digitd", "run", "--input", str(tmp_path / "stream.wav"), "--speed", "max",
+                        "--jsonl", "--user", "mic", "--users-dir", str(users), "--model", str(model_path)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = [e["digit"] for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "digit"]
+    assert got == digits
