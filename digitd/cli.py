@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the parallel parts on a Dask cluster: tcp://HOST:PORT, or local [train.dask]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad training file instead of skipping it")
     p.add_argument("--loso", action="store_true", help="also measure leave-one-speaker-out accuracy for the card")
 
@@ -136,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", action="store_true",
                    help="also write these results (and this command) into the model card's \"eval\" section")
     p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--dask", metavar="ADDRESS", help="run LOSO folds and features on a Dask cluster: tcp://HOST:PORT, or local [train.dask]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad file instead of skipping it")
     return parser
 
@@ -168,6 +170,7 @@ FLAG_KNOBS = {
     "cnn_base": "train.cnn_base",
     "cnn_nets": "train.cnn_nets",
     "jobs": "train.jobs",
+    "dask": "train.dask",
     "embed": "train.embed",
     "corpora": "train.corpora_dir",
     "negatives": "train.negatives",
