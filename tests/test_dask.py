@@ -106,3 +106,16 @@ def test_unreachable_scheduler_is_one_line(monkeypatch, capsys, small_subset):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("digitd: error: --dask tcp://127.0.0.1:9: cannot reach the Dask scheduler")
+
+
+def test_without_the_dask_extra_the_flag_says_what_to_install(monkeypatch):
+    import sys
+
+    from digitd.errors import DigitdError
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if the extra were not installed
+    with pytest.raises(DigitdError, match=r"pip install 'digitd\[dask\]'"):
+        with parallel.backend("local"):
+            pass
+    with parallel.backend("") as where:  # the default needs nothing of it
+        assert where == "local processes"
