@@ -119,3 +119,17 @@ def test_without_the_dask_extra_the_flag_says_what_to_install(monkeypatch):
             pass
     with parallel.backend("") as where:  # the default needs nothing of it
         assert where == "local processes"
+
+
+def test_clips_made_in_the_temp_dir_travel_to_a_remote_cluster(tmp_path, fsdd):
+    """espeak-ng caches live in this machine's temp dir: their audio goes with the task; the data
+    folders (same path on every worker) are read by the workers."""
+    from digitd.audio import load_wav, write_wav
+    from train.data import Record
+
+    made = tmp_path / "espeak_3.wav"
+    write_wav(made, load_wav(fsdd / "3_theo_0.wav"))
+    here = parallel._portable(Record("3", "espeak", 0, "synth", str(made)))
+    assert here.audio is not None and here.name == "espeak_3.wav"
+    data = Record("3", "theo", 0, "test", str(fsdd / "3_theo_0.wav"))
+    assert parallel._portable(data) is data

@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import threading
+import warnings
 from collections import Counter
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from digitd.errors import DigitdError
@@ -41,6 +44,7 @@ class _State(threading.local):
 
 _state = _State()
 _dask_client: Any = None  # the Client while `backend` holds a cluster
+_remote = False  # that cluster is another machine's: this machine's temp dir is not there
 ran_on: dict[str, Counter[Executor]] = {}  # label -> tasks per executor, since `clear_ran_on`
 
 
@@ -96,6 +100,10 @@ def map_tasks(fn: Callable[[Any, Any], T], items: Sequence[Any], *, shared: Any 
     results: list[T] = []
     seen = ran_on.setdefault(label, Counter())
     with ExitStack() as stack:
+        # loky replaces a worker whose memory grew by 300 MB in a task (a fold holding its CNN
+        # data does) and warns; the task is not lost, so the warning is only noise here
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
         if _dask_client is not None and shared is not None:
             stack.enter_context(parallel_config(backend="dask", scatter=[shared]))
         bar = stack.enter_context(Progress(
@@ -120,9 +128,19 @@ def map_records(records: Sequence[Record], fn: Callable[[Record], Any], *, jobs:
                 progress: bool = True) -> list[Any]:
     """[fn(r) for r in records], in tasks of 32 records (fn must take its seed from `r` and
     its own arguments, never from global state)."""
+    if _remote:
+        records = [_portable(r) for r in records]
     chunks = [records[i : i + 32] for i in range(0, len(records), 32)]
     out = map_tasks(_chunk, chunks, shared=fn, jobs=jobs, label=label, progress=progress, sizes=[len(c) for c in chunks])
     return [r for chunk_out in out for r in chunk_out]
+
+
+def _portable(r: Record) -> Record:
+    """A record a remote worker can load: clips this machine made in its temp dir (the espeak-ng
+    caches) travel with the task; data folders must be at the same path on the workers."""
+    if r.audio is None and r.path and Path(r.path).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+        return replace(r, audio=r.load())
+    return r
 
 
 @contextmanager
@@ -131,7 +149,7 @@ def backend(address: str, workers: int = 2) -> Iterator[str]:
     "" = local processes; "local" = a Dask LocalCluster of `workers` single-threaded worker
     processes started here; otherwise the Dask scheduler at `address` (e.g. tcp://host:8786).
     Yields a one-line description of the place."""
-    global _dask_client
+    global _dask_client, _remote
     address = address.strip()
     if not address:
         yield "local processes"
@@ -158,11 +176,11 @@ def backend(address: str, workers: int = 2) -> Iterator[str]:
             n = len(client.scheduler_info().get("workers", {}))
             where = f"Dask scheduler {address} ({n} workers now)"
         stack.enter_context(parallel_config(backend="dask", wait_for_workers_timeout=60))
-        _dask_client = client
+        _dask_client, _remote = client, address != "local"
         try:
             yield where
         finally:
-            _dask_client = None
+            _dask_client, _remote = None, False
 
 
 def summary() -> str:
