@@ -3,7 +3,7 @@
 #   make test   run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,hf
+EXTRAS ?= dev,hf,dask
 
 .PHONY: run test system venv data bench soak
 

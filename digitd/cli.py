@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CNN copies from different seeds, averaged [train.cnn_nets]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
-    p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--jobs", type=int, help="processes for features, LOSO folds, CNN seeds; with --dask local: workers [train.jobs]")
+    p.add_argument("--dask", metavar="ADDRESS", help="run the parallel parts on a Dask cluster: tcp://HOST:PORT, or local [train.dask]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad training file instead of skipping it")
     p.add_argument("--loso", action="store_true", help="also measure leave-one-speaker-out accuracy for the card")
 
@@ -155,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--record", action="store_true",
                    help="also write these results (and this command) into the model card's \"eval\" section")
-    p.add_argument("--jobs", type=int, help="feature-extraction processes [train.jobs]")
+    p.add_argument("--jobs", type=int, help="processes for features, LOSO folds, CNN seeds; with --dask local: workers [train.jobs]")
+    p.add_argument("--dask", metavar="ADDRESS", help="run LOSO folds and features on a Dask cluster: tcp://HOST:PORT, or local [train.dask]")
     p.add_argument("--strict", action="store_true", help="abort on the first bad file instead of skipping it")
     return parser
 
@@ -188,6 +190,7 @@ FLAG_KNOBS = {
     "cnn_base": "train.cnn_base",
     "cnn_nets": "train.cnn_nets",
     "jobs": "train.jobs",
+    "dask": "train.dask",
     "embed": "train.embed",
     "corpora": "train.corpora_dir",
     "negatives": "train.negatives",

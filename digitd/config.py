@@ -148,6 +148,7 @@ class TrainConfig:
     embed_weight: float = knob(0.5, lo=0.0, hi=1.0)  # its share of the digit probabilities
     embed_noisy: int = knob(1, lo=0, hi=20)  # copies per digit clip with a real background recording at 5-20 dB
     jobs: int = knob(2, lo=1, hi=256)
+    dask: str = knob("")  # "" = local processes; "local" = a Dask LocalCluster of `jobs` workers here; else a scheduler address, tcp://HOST:PORT
     seed: int = knob(0, lo=0)
 
 

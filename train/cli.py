@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import shlex
@@ -10,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -171,6 +172,30 @@ def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | N
                             babble=babble, jobs=recipe.jobs)
 
 
+def on_cluster(command: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace, Any], int]:
+    """Run `command` with its parallel parts where train.dask says (local processes by default,
+    else a Dask cluster), and say afterwards which workers ran them."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, cfg: Any) -> int:
+        from train import parallel
+
+        err = _console()
+        with parallel.backend(cfg.train.dask, workers=cfg.train.jobs) as where:
+            if cfg.train.dask:
+                err.print(f"parallel parts on the {where}")
+            parallel.clear_ran_on()
+            t0 = time.perf_counter()
+            status = command(args, cfg)
+            if cfg.train.dask:
+                err.print(parallel.summary())
+                err.print(f"{args.command} took {time.perf_counter() - t0:.1f} s on the cluster")
+        return status
+
+    return run
+
+
+@on_cluster
 def train_command(args: argparse.Namespace, cfg: Any) -> int:
     t0 = time.perf_counter()
     err = _console()
@@ -204,7 +229,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     Xg_all = np.vstack([Xg, Xw])
     res.estimator.detector = fit_detector(np.vstack([X, Xd]), Xg_all, recipe.seed)
     err.print("out-of-speaker confidences for the reject threshold")
-    conf = oof_confidence(res, X, y, Xg_all, Xd, clean, corrupt)
+    conf = oof_confidence(res, X, y, Xg_all, Xd, clean, corrupt, jobs=recipe.jobs)
     threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
     err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
     classes = [str(c) for c in res.estimator.classes_]
@@ -215,7 +240,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         err.print(f"fitting the CNN member ({recipe.cnn_nets} net(s)) on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
         member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
                             epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
-                            nets=recipe.cnn_nets)
+                            nets=recipe.cnn_nets, jobs=recipe.jobs)
     embed_member, embed_info = None, None
     if recipe.embed:
         from train.embed import describe, fit_embed, negative_records
@@ -315,6 +340,7 @@ def _table(title: str, cols: list[str], rows: list[list[str]]):
     return t
 
 
+@on_cluster
 def eval_command(args: argparse.Namespace, cfg: Any) -> int:
     as_json = bool(getattr(args, "json", False))
     err = _console()

@@ -9,6 +9,7 @@ torch is imported only here (the `hf` extra); the daemon scores the exported arr
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -19,7 +20,7 @@ from digitd.features import DEFAULT_PARAMS, FeatureParams, logmel
 from digitd.model import CnnMember
 from train.augment import AugmentSpec, augment_wave
 from train.data import Record
-from train.parallel import map_records
+from train.parallel import map_records, map_tasks
 
 
 @dataclass
@@ -164,20 +165,41 @@ def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *
     return map_records(records, one, jobs=jobs, label=label)
 
 
-def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], classes: Sequence[str], *, epochs: int,
-               gain: float, base: float, seed: int = 0, nets: int = 1, label: str = "CNN epochs") -> CnnMember:
-    """Fit `nets` nets (seeds seed, seed + 1, ...) on labelled spectrogram versions, rich progress
-    per epoch -> CnnMember averaging them. Same data for each: only the init and batch order differ."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+@dataclass
+class _NetJob:
+    """What each CNN seed's task reads (sent to each worker once)."""
 
+    specs: Sequence[Sequence[np.ndarray]]
+    y: list[int]
+    n_classes: int
+    epochs: int
+    seed: int
+
+
+_TORCH = threading.Lock()  # torch's seed and thread count are per process: one net at a time in it
+
+
+def _fit_net(job: _NetJob, k: int) -> CnnWeights:
+    """Net k (a task): seed job.seed + k, one torch thread, so any process computes the same net."""
+    import torch
+
+    with _TORCH:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fit_cnn(job.specs, job.y, job.n_classes, CnnSpec(epochs=job.epochs), seed=job.seed + k)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def fit_member(specs: Sequence[Sequence[np.ndarray]], labels: Sequence[str], classes: Sequence[str], *, epochs: int,
+               gain: float, base: float, seed: int = 0, nets: int = 1, label: str = "CNN nets", jobs: int = 2) -> CnnMember:
+    """Fit `nets` nets (seeds seed, seed + 1, ...) on labelled spectrogram versions, each a task
+    (`jobs` local processes or a Dask cluster) -> CnnMember averaging them. Same data for
+    each: only the init and batch order differ."""
     index = {c: i for i, c in enumerate(classes)}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("loss {task.fields[loss]:.3f}"), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(label, total=epochs * nets, loss=float("nan"))
-        fitted = [fit_cnn(specs, [index[str(l)] for l in labels], len(classes), CnnSpec(epochs=epochs), seed=seed + k,
-                          on_epoch=lambda ep, loss: bar.update(task, advance=1, loss=loss))
-                  for k in range(nets)]
+    job = _NetJob(list(specs), [index[str(l)] for l in labels], len(classes), epochs, seed)
+    fitted = map_tasks(_fit_net, list(range(nets)), shared=job, jobs=min(jobs, nets), label=label)
     return CnnMember(fitted, gain, base)
 
 

@@ -108,4 +108,5 @@ def training_digits(out_dir: Path, seed: int = 0, jobs: int = 2) -> list[Record]
             say(word, voice, p, speed=rate, pitch=pitch)
         return Record(str(d), tag, 0, "synth", str(p))
 
-    return list(Parallel(n_jobs=jobs)(delayed(one)(*j) for j in jobs_))
+    # always this machine's processes (never a --dask cluster): the cache is this machine's folder
+    return list(Parallel(n_jobs=jobs, backend="loky")(delayed(one)(*j) for j in jobs_))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract
 from train.augment import AugmentSpec, augment_wave
 from train.data import Record
-from train.parallel import map_records
+from train.parallel import map_records, map_tasks
 
 GRIDS: dict[str, dict[str, list[Any]]] = {
     "lr": {"clf__C": [0.03, 0.1, 0.3]},
@@ -284,25 +284,95 @@ def fit_detector(X_speech: np.ndarray, X_garbage: np.ndarray, seed: int = 0):
     return make_detector(seed).fit(X, y)
 
 
+@dataclass
+class _OofData:
+    """What each out-of-fold task reads (sent to each worker once)."""
+
+    res: FitResult
+    X: np.ndarray
+    y: np.ndarray
+    X_garbage: np.ndarray
+    X_pos_extra: np.ndarray | None
+    clean_mask: np.ndarray | None
+    corrupt_mask: np.ndarray | None
+
+
+def _oof_fold(d: _OofData, split: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    tr, va = split
+    ens = refit_like(d.res, d.X[tr], d.y[tr], None if d.clean_mask is None else d.clean_mask[tr],
+                     None if d.corrupt_mask is None else d.corrupt_mask[tr])
+    pos = d.X[tr] if d.X_pos_extra is None or not len(d.X_pos_extra) else np.vstack([d.X[tr], d.X_pos_extra])
+    ens.detector = fit_detector(pos, d.X_garbage)
+    return ens.predict_proba(d.X[va]).max(axis=1)
+
+
 def oof_confidence(res: FitResult, X: np.ndarray, y: np.ndarray, X_garbage: np.ndarray,
                    X_pos_extra: np.ndarray | None = None, clean_mask: np.ndarray | None = None,
-                   corrupt_mask: np.ndarray | None = None) -> np.ndarray:
+                   corrupt_mask: np.ndarray | None = None, jobs: int = 2) -> np.ndarray:
     """Out-of-fold confidence (digit prob x speech prob) of every clean validation row: what a
-    new speaker's true digits score, used to pick the reject threshold honestly."""
-    conf = []
-    for tr, va in res.splits:
-        if len(va) == 0:
-            continue
-        ens = refit_like(res, X[tr], y[tr], None if clean_mask is None else clean_mask[tr],
-                         None if corrupt_mask is None else corrupt_mask[tr])
-        pos = X[tr] if X_pos_extra is None or not len(X_pos_extra) else np.vstack([X[tr], X_pos_extra])
-        ens.detector = fit_detector(pos, X_garbage)
-        conf.append(ens.predict_proba(X[va]).max(axis=1))
-    return np.concatenate(conf) if conf else np.zeros(0)
+    new speaker's true digits score, used to pick the reject threshold honestly. One task per fold."""
+    splits = [(tr, va) for tr, va in res.splits if len(va)]
+    if not splits:
+        return np.zeros(0)
+    data = _OofData(replace(res, splits=[]), X, y, X_garbage, X_pos_extra, clean_mask, corrupt_mask)
+    return np.concatenate(map_tasks(_oof_fold, splits, shared=data, jobs=jobs, label="out-of-fold confidences"))
+
+
+@dataclass
+class LosoData:
+    """Everything a LOSO fold reads: sent to each worker once, not with every fold."""
+
+    feats: list[ClipFeatures]
+    records: Sequence[Record]
+    recipe: Recipe
+    cnn_specs: Sequence[Sequence[np.ndarray]] | None = None
+    join_fold: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+
+
+@dataclass
+class FoldResult:
+    accuracy: float
+    confidences: list[float]
+    weighting: dict[str, float]  # "gain G base B" -> the held-out speaker's accuracy with that CNN weighting
+
+
+def loso_fold(data: LosoData, sp: str) -> FoldResult:
+    """One LOSO fold (a task): train on every usable record but `sp`'s, test on `sp`'s clean takes.
+    Deterministic: every seed comes from the recipe."""
+    records, feats, recipe = data.records, data.feats, data.recipe
+    spk = np.asarray([r.speaker for r in records])
+    usable = np.asarray([r.split in ("train", "test", "extra", "synth") for r in records])
+    tr = np.flatnonzero(usable & (spk != sp))
+    te = np.flatnonzero(spk == sp)
+    tr_feats = [feats[i] for i in tr]
+    Xtr, ytr, gtr = stack(tr_feats, [records[i] for i in tr], augmented=True)
+    res = fit(Xtr, ytr, gtr, recipe, clean_mask=_clean_mask(tr_feats), corrupt_mask=_corrupt_mask(tr_feats))
+    Xte, yte, _ = stack([feats[i] for i in te], [records[i] for i in te], augmented=False)
+    weighting: dict[str, float] = {}
+    if recipe.cnn and data.cnn_specs is not None:
+        from digitd.model import CnnMember
+        from train.cnn import fit_member, member_probs
+
+        specs = data.cnn_specs
+        classes = [str(c) for c in res.estimator.classes_]
+        member = fit_member([specs[i] for i in tr], [records[i].label for i in tr], classes,
+                            epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
+                            nets=recipe.cnn_nets, label=f"CNN without {sp}", jobs=recipe.jobs)
+        parts, pc = res.estimator.parts(Xte), member_probs(member, [specs[i][0] for i in te])
+        probs = member.combine(parts, pc) * parts["speech"][:, None]
+        for gain, base in CNN_WEIGHT_GRID:
+            q = CnnMember(member.nets, gain, base).combine(parts, pc)
+            weighting[f"gain {gain:g} base {base:g}"] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
+    else:
+        probs = res.estimator.predict_proba(Xte)
+    if data.join_fold is not None:
+        probs = data.join_fold(tr, te, probs)
+    acc = float(np.mean(np.asarray(res.estimator.classes_)[probs.argmax(axis=1)] == yte))
+    return FoldResult(acc, probs.max(axis=1).tolist(), weighting)
 
 
 def loso(
-    feats: list[list[np.ndarray]],
+    feats: list[ClipFeatures],
     records: Sequence[Record],
     recipe: Recipe,
     *,
@@ -316,42 +386,18 @@ def loso(
     held-out FSDD speaker. With `recipe.cnn`, `cnn_specs` (per record, like `feats`) trains the
     convolutional member per fold too, and the held-out speaker is scored by both.
     `join_fold(train_idx, test_idx, probs)` lets a further member (the speech embedding, fitted
-    by the caller on the same training records) join the fold's probabilities."""
+    by the caller on the same training records) join the fold's probabilities.
+    The folds are tasks of `train.parallel.map_tasks`: local processes, or a Dask cluster."""
     speakers = list(speakers or sorted({r.speaker for r in records if r.split in ("train", "test")}))
-    per: dict[str, float] = {}
+    data = LosoData(list(feats), records, recipe, cnn_specs, join_fold)
+    folds = map_tasks(loso_fold, speakers, shared=data, jobs=recipe.jobs, label="LOSO folds",
+                      on_result=(lambda sp, f: on_speaker(sp, f.accuracy)) if on_speaker else None)
+    per = {sp: f.accuracy for sp, f in zip(speakers, folds)}
+    conf = [c for f in folds for c in f.confidences]  # the held-out speakers' confidences: what a new voice's true digits score
     weighting: dict[str, dict[str, float]] = {}  # CNN weight (gain, base) -> per-speaker accuracy, a diagnostic
-    conf: list[float] = []  # the held-out speakers' confidences: what a new voice's true digits score
-    spk = np.asarray([r.speaker for r in records])
-    usable = np.asarray([r.split in ("train", "test", "extra", "synth") for r in records])
-    for sp in speakers:
-        tr = np.flatnonzero(usable & (spk != sp))
-        te = np.flatnonzero(spk == sp)
-        tr_feats = [feats[i] for i in tr]
-        Xtr, ytr, gtr = stack(tr_feats, [records[i] for i in tr], augmented=True)
-        res = fit(Xtr, ytr, gtr, recipe, clean_mask=_clean_mask(tr_feats), corrupt_mask=_corrupt_mask(tr_feats))
-        Xte, yte, _ = stack([feats[i] for i in te], [records[i] for i in te], augmented=False)
-        if recipe.cnn and cnn_specs is not None:
-            from digitd.model import CnnMember
-            from train.cnn import fit_member, member_probs
-
-            classes = [str(c) for c in res.estimator.classes_]
-            member = fit_member([cnn_specs[i] for i in tr], [records[i].label for i in tr], classes,
-                                epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
-                                nets=recipe.cnn_nets, label=f"CNN without {sp}")
-            parts, pc = res.estimator.parts(Xte), member_probs(member, [cnn_specs[i][0] for i in te])
-            probs = member.combine(parts, pc) * parts["speech"][:, None]
-            for gain, base in CNN_WEIGHT_GRID:
-                q = CnnMember(member.nets, gain, base).combine(parts, pc)
-                weighting.setdefault(f"gain {gain:g} base {base:g}", {})[sp] = float(np.mean(np.asarray(classes)[q.argmax(axis=1)] == yte))
-        else:
-            probs = res.estimator.predict_proba(Xte)
-        if join_fold is not None:
-            probs = join_fold(tr, te, probs)
-        acc = float(np.mean(np.asarray(res.estimator.classes_)[probs.argmax(axis=1)] == yte))
-        conf.extend(probs.max(axis=1).tolist())
-        per[sp] = acc
-        if on_speaker:
-            on_speaker(sp, acc)
+    for sp, f in zip(speakers, folds):
+        for k, acc in f.weighting.items():
+            weighting.setdefault(k, {})[sp] = acc
     vals = list(per.values())
     out = {"mean": float(np.mean(vals)), "worst": float(np.min(vals)), "per_speaker": per,
            "confidence_quantiles": {f"{q:g}%": float(np.percentile(conf, q)) for q in (1, 1.5, 2, 3, 5)}}
