@@ -27,7 +27,7 @@ from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
 from digitd.embedding import SpeechEmbedding, default_path as default_frontend_path
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
-from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, score, sklearn_scores
+from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, prepare, score, sklearn_scores, stored
 
 FORMAT = "digitd-model/2"
 PICKLE_FORMAT = "digitd-model/1"  # joblib bundles before 0.2: converted, never loaded
@@ -276,7 +276,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             shutil.copyfile(front, path.parent / front.name)
     bundle = {
         "format": FORMAT,
-        "runtime": runtime,
+        "runtime": stored(runtime),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
         "meta": model.meta,
@@ -420,6 +420,10 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     runtime = bundle.get("runtime")
     if not isinstance(runtime, dict):
         raise ModelError(f"{path}: holds no classifier")
+    try:
+        prepare(runtime)
+    except Exception as e:  # noqa: BLE001 - a malformed support-vector array is a bad model file
+        raise ModelError(f"{path}: bad classifier arrays ({type(e).__name__}: {e})") from None
     cnn = None
     if bundle.get("cnn") is not None:
         try:

@@ -106,12 +106,42 @@ def _softmax(d: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+DERIVED = ("sv_sq",)  # keys `prepare` adds: computed at load, never written to a model file
+
+
+def prepare(rt: Runtime) -> Runtime:
+    """Add what scoring would otherwise recompute per call (in place; returns `rt`): each RBF
+    SVC's squared support-vector norms. Without them every utterance squares the whole
+    support-vector matrix again, a transient copy as large as the model (15 MB for v6)."""
+    if isinstance(rt, dict):
+        if rt.get("kind") == "svc" and rt.get("kernel") == "rbf" and "sv_sq" not in rt:
+            sv = rt["sv"]  # squared in blocks of rows: the same sums, without a model-sized temporary
+            rt["sv_sq"] = np.concatenate([(sv[i : i + 512] ** 2).sum(1) for i in range(0, len(sv), 512)] or [sv.sum(1)])
+        for v in rt.values():
+            if isinstance(v, (dict, list)):
+                prepare(v)  # type: ignore[arg-type]
+    elif isinstance(rt, list):
+        for v in rt:
+            prepare(v)
+    return rt
+
+
+def stored(rt: Any) -> Any:
+    """`rt` without the keys `prepare` added: what a model file holds."""
+    if isinstance(rt, dict):
+        return {k: stored(v) for k, v in rt.items() if k not in DERIVED}
+    if isinstance(rt, list):
+        return [stored(v) for v in rt]
+    return rt
+
+
 def _svc_decision(rt: Runtime, x: np.ndarray) -> np.ndarray:
     """sklearn's SVC.decision_function (ovr shape, built from one-vs-one votes)."""
     sv = rt["sv"]
     xs = x.astype(sv.dtype)  # the kernel in the vectors' own precision: no float64 copy of them
     if rt["kernel"] == "rbf":
-        d2 = (xs**2).sum(1)[:, None] + (sv**2).sum(1)[None, :] - 2 * xs @ sv.T
+        sv_sq = rt["sv_sq"] if "sv_sq" in rt else (sv**2).sum(1)
+        d2 = (xs**2).sum(1)[:, None] + sv_sq[None, :] - 2 * xs @ sv.T
         k = np.exp(-rt["gamma"] * np.maximum(d2, 0.0)).astype(np.float64)
     else:
         k = (xs @ sv.T).astype(np.float64)
