@@ -148,26 +148,19 @@ def _svc_decision(rt: Runtime, x: np.ndarray) -> np.ndarray:
     n = rt["n_classes"]
     starts = np.concatenate([[0], np.cumsum(rt["n_support"])])
     dual = rt["dual"]
-    ovo = []
-    p = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
-            dec = k[:, si] @ dual[j - 1, si] + k[:, sj] @ dual[i, sj] + rt["intercept"][p]
-            ovo.append(dec)
-            p += 1
-    dec = np.stack(ovo, axis=1)
+    # part[:, c, r] = class c's kernel columns times dual row r: one product per class, then every
+    # one-vs-one pair (i < j, sklearn's order) is part[i, j - 1] + part[j, i] + its intercept
+    part = np.stack([k[:, starts[c] : starts[c + 1]] @ dual[:, starts[c] : starts[c + 1]].T for c in range(n)], axis=1)
+    i, j = np.triu_indices(n, 1)
+    dec = part[:, i, j - 1] + part[:, j, i] + rt["intercept"]
     # sklearn.utils.multiclass._ovr_decision_function(dec < 0, -dec, n)
-    votes = np.zeros((len(x), n))
-    conf = np.zeros((len(x), n))
-    p = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            conf[:, i] += dec[:, p]
-            conf[:, j] -= dec[:, p]
-            votes[dec[:, p] > 0, i] += 1
-            votes[dec[:, p] <= 0, j] += 1
-            p += 1
+    to_i = np.zeros((len(i), n))
+    to_i[np.arange(len(i)), i] = 1.0
+    to_j = np.zeros((len(i), n))
+    to_j[np.arange(len(i)), j] = 1.0
+    wins = (dec > 0).astype(np.float64)
+    votes = wins @ to_i + (1.0 - wins) @ to_j
+    conf = dec @ (to_i - to_j)
     return votes + conf / (3 * (np.abs(conf) + 1))
 
 
