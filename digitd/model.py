@@ -27,7 +27,8 @@ from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
 from digitd.embedding import SpeechEmbedding, default_path as default_frontend_path
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
-from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, prepare, score, sklearn_scores, stored
+from digitd.runtime import (NotCompilable, Runtime, compile_estimator, ensemble_parts, half_support_vectors, prepare, score,
+                            sklearn_scores, stored)
 
 FORMAT = "digitd-model/2"
 PICKLE_FORMAT = "digitd-model/1"  # joblib bundles before 0.2: converted, never loaded
@@ -235,8 +236,11 @@ def reject_reason(audio: np.ndarray, confidence: float, threshold: float, min_vo
 
 
 def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
-               check_x: np.ndarray | None = None) -> dict[str, Any]:
+               check_x: np.ndarray | None = None, *, sv_float16: bool = False) -> dict[str, Any]:
     """Write the model file and its card (with the file's SHA-256); returns the card written.
+
+    `sv_float16`: store support vectors as float16 (half the file; scripts/half_model.py checks
+    the predictions first).
 
     The estimator is compiled to a numpy runtime; `check_x` (some feature rows) is used to
     prove the runtime scores equal scikit-learn's before anything is saved. An estimator the
@@ -276,7 +280,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             shutil.copyfile(front, path.parent / front.name)
     bundle = {
         "format": FORMAT,
-        "runtime": stored(runtime),
+        "runtime": half_support_vectors(runtime) if sv_float16 else stored(runtime),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
         "meta": model.meta,
