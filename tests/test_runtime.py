@@ -164,5 +164,6 @@ def test_float16_support_vectors_are_stored_half_and_scored_in_float32(tmp_path)
     assert half.stat().st_size < 0.65 * full.stat().st_size
     m = load_model(half)
     assert m.runtime["sv"].dtype == np.float32
+    np.testing.assert_array_equal(m.runtime["sv"], read_bundle(half)["runtime"]["sv"].astype(np.float32))
     np.testing.assert_allclose(m.scores(x[300:]), load_model(full).scores(x[300:]), atol=1e-2)
     assert (m.scores(x[300:]).argmax(1) == load_model(full).scores(x[300:]).argmax(1)).all()
