@@ -37,12 +37,21 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     """(rate, samples) as stored: shape (n,) or (n, channels), native dtype.
 
     `mmap=True` maps the data instead of reading it, so hours-long files cost no memory
-    (scipy cannot map 24-bit data; those are read whole).
+    (scipy cannot map 24-bit data; those are read whole). A plain PCM file (`_plain_layout`) is
+    read without scipy; anything else goes through scipy.io.wavfile, whose errors become the
+    one-line reasons below.
     """
-    from scipy.io import wavfile  # lazy: ~18 MB and ~0.13 s; `digitd run` streams with `wav_layout`
-
     path = Path(path)
     _check_readable(path)
+    plain = _plain_layout(path)
+    if plain is not None:
+        rate, dtype, shape, offset = plain
+        if mmap:
+            return rate, np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+        count = int(np.prod(shape))
+        return rate, np.fromfile(path, dtype=dtype, count=count, offset=offset).reshape(shape)
+    from scipy.io import wavfile  # lazy: ~18 MB and ~0.13 s
+
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", wavfile.WavFileWarning)
