@@ -257,21 +257,50 @@ class SpeechEmbedding:
         """(288,) float32 [mean, max, middle] of the window embeddings of one utterance.
 
         8 kHz float clip in [-1, 1] -> peak-normalised -> the CLIP_SECONDS of most energy, or
-        centred in zeros when shorter -> 16 kHz (resample_poly 2/1) -> x 32767 -> melspec ->
+        centred in zeros when shorter -> 16 kHz (`upsample2`) -> x 32767 -> melspec ->
         76-frame windows every 8 frames -> embed. Fixed length, so every clip gives the same
         number of windows (11) and the middle window sits at the same place.
         """
-        from scipy.signal import resample_poly  # lazy: scipy.signal is slow to import (digitd/audio.py)
-
-        x = fit_clip(x8k)
-        up = resample_poly(x, EMBED_RATE // SAMPLE_RATE, 1).astype(np.float32, copy=False)
+        up = upsample2(fit_clip(x8k))
         up *= np.float32(INT16_SCALE)
         emb = self.embed_mel(self.melspec(up))
         return np.concatenate([emb.mean(axis=0), emb.max(axis=0), emb[len(emb) // 2]]).astype(np.float32)
 
     def warm_up(self) -> None:
-        """Import scipy.signal and touch every buffer once, so the first utterance is not slow."""
+        """Touch every buffer once, so the first utterance is not slow."""
         self.pooled(np.zeros(CLIP_SAMPLES, dtype=np.float32))
+
+
+def _halfband_taps() -> np.ndarray:
+    """The filter scipy.signal.resample_poly(x, 2, 1) designs for float32 input:
+    firwin(41, 0.5, window=("kaiser", 5.0)) (a Kaiser-windowed sinc scaled to unit DC gain;
+    np.kaiser is the same window), cast to float32, times the up factor 2."""
+    m = np.arange(2 * HALF_LEN + 1) - float(HALF_LEN)
+    h = 0.5 * np.sinc(0.5 * m) * np.kaiser(len(m), KAISER_BETA)
+    return (h / h.sum()).astype(np.float32) * np.float32(2)
+
+
+HALF_LEN = 10 * 2  # resample_poly's half length: 10 * max(up, down)
+KAISER_BETA = 5.0  # resample_poly's default window ("kaiser", 5.0)
+_TAPS = _halfband_taps()
+_EVEN, _ODD = _TAPS[0::2].copy(), _TAPS[1::2].copy()  # the two polyphase branches
+
+
+def upsample2(x: np.ndarray) -> np.ndarray:
+    """8 kHz -> 16 kHz, equal to scipy.signal.resample_poly(x, 2, 1) on float32 to float32
+    rounding (tests/test_embedding.py compares them).
+
+    Why not scipy: importing scipy.signal costs the daemon ~47 MB of resident memory and
+    ~0.5 s of cold start, and this is its only use on the listening path. Polyphase form of
+    resample_poly's upfirdn: output sample 2m is the even taps over x around m, 2m + 1 the
+    odd taps; both centred (the filter's delay of HALF_LEN / 2 input samples removed)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = len(x)
+    d = HALF_LEN // 2
+    out = np.empty(2 * n, dtype=np.float32)
+    out[0::2] = np.convolve(x, _EVEN)[d : d + n]
+    out[1::2] = np.convolve(x, _ODD)[d : d + n]
+    return out
 
 
 def fit_clip(x8k: np.ndarray) -> np.ndarray:

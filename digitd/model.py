@@ -27,7 +27,8 @@ from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
 from digitd.embedding import SpeechEmbedding, default_path as default_frontend_path
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
-from digitd.runtime import NotCompilable, Runtime, compile_estimator, ensemble_parts, score, sklearn_scores
+from digitd.runtime import (NotCompilable, Runtime, compile_estimator, ensemble_parts, half_support_vectors, prepare, score,
+                            sklearn_scores, stored)
 
 FORMAT = "digitd-model/2"
 PICKLE_FORMAT = "digitd-model/1"  # joblib bundles before 0.2: converted, never loaded
@@ -240,8 +241,11 @@ def reject_reason(audio: np.ndarray, confidence: float, threshold: float, min_vo
 
 
 def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
-               check_x: np.ndarray | None = None) -> dict[str, Any]:
+               check_x: np.ndarray | None = None, *, sv_float16: bool = False) -> dict[str, Any]:
     """Write the model file and its card (with the file's SHA-256); returns the card written.
+
+    `sv_float16`: store support vectors as float16 (half the file; scripts/half_model.py checks
+    the predictions first).
 
     The estimator is compiled to a numpy runtime; `check_x` (some feature rows) is used to
     prove the runtime scores equal scikit-learn's before anything is saved. An estimator the
@@ -281,7 +285,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             shutil.copyfile(front, path.parent / front.name)
     bundle = {
         "format": FORMAT,
-        "runtime": runtime,
+        "runtime": half_support_vectors(runtime) if sv_float16 else stored(runtime),
         "classes": list(model.classes),
         "feature_params": model.params.to_dict(),
         "meta": model.meta,
@@ -355,13 +359,40 @@ def check_archive(path: Path) -> None:
     raise ModelError(f"{path}: not a digitd model file (expected an {SUFFIX} archive)")
 
 
-def read_bundle(path: Path) -> dict[str, Any]:
-    """The bundle of a model file, read as data only (no pickle): ModelError if it is not one."""
+def _widened(z: Any, key: str) -> np.ndarray:
+    """Member `key` of an open npz; a 2-D float16 one (support vectors) is read a block of rows
+    at a time straight into float32. Why: reading it whole and then widening keeps both copies
+    resident at once (+9 MB of peak RSS for v6, never given back to the OS by malloc)."""
+    name = key + ".npy"
+    if name not in z.zip.namelist():
+        return z[key]
+    with z.zip.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return z[key]
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if dtype.kind != "f" or dtype.itemsize != 2 or fortran or len(shape) != 2:
+            return z[key]
+        out = np.empty(shape, dtype=np.float32)
+        rows = 512
+        for i in range(0, shape[0], rows):
+            n = min(rows, shape[0] - i)
+            buf = f.read(n * shape[1] * 2)
+            if len(buf) != n * shape[1] * 2:
+                raise ValueError(f"array {key} is truncated")
+            out[i : i + n] = np.frombuffer(buf, dtype=dtype).reshape(n, shape[1])
+    return out
+
+
+def read_bundle(path: Path, *, widen_float16: bool = False) -> dict[str, Any]:
+    """The bundle of a model file, read as data only (no pickle): ModelError if it is not one.
+    `widen_float16`: 2-D float16 arrays come back as float32 (what scoring uses; `_widened`)."""
     check_archive(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             tree = json.loads(bytes(z[TREE_KEY]).decode())
-            arrays = {k: z[k] for k in z.files if k != TREE_KEY}
+            arrays = {k: _widened(z, k) if widen_float16 else z[k] for k in z.files if k != TREE_KEY}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as e:
         raise ModelError(f"{path}: corrupt or unreadable model ({type(e).__name__}: {str(e)[:80]})") from None
 
@@ -412,7 +443,7 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     digest = sha256_file(path)
     if card.get("sha256") != digest:
         raise ModelError(f"{path}: SHA-256 {digest[:12]}... does not match its model card; refusing to load")
-    bundle = read_bundle(path)
+    bundle = read_bundle(path, widen_float16=True)
     try:
         model_params = FeatureParams.from_dict(bundle["feature_params"])
     except (ValueError, TypeError, KeyError) as e:
@@ -425,6 +456,10 @@ def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_P
     runtime = bundle.get("runtime")
     if not isinstance(runtime, dict):
         raise ModelError(f"{path}: holds no classifier")
+    try:
+        prepare(runtime)
+    except Exception as e:  # noqa: BLE001 - a malformed support-vector array is a bad model file
+        raise ModelError(f"{path}: bad classifier arrays ({type(e).__name__}: {e})") from None
     cnn = None
     if bundle.get("cnn") is not None:
         try:

@@ -106,38 +106,79 @@ def _softmax(d: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+DERIVED = ("sv_sq",)  # keys `prepare` adds: computed at load, never written to a model file
+
+
+def prepare(rt: Runtime) -> Runtime:
+    """Ready a runtime read from a model file for scoring (in place; returns `rt`): float16
+    support vectors widened to float32, and what scoring would otherwise recompute per call, each
+    RBF SVC's squared support-vector norms. Without them every utterance squares the whole
+    support-vector matrix again, a transient copy as large as the model (15 MB for v6)."""
+    if isinstance(rt, dict):
+        if rt.get("kind") == "svc" and np.asarray(rt["sv"]).dtype == np.float16:
+            rt["sv"] = rt["sv"].astype(np.float32)  # stored as half (`half_support_vectors`), scored in float32
+        if rt.get("kind") == "svc" and rt.get("kernel") == "rbf" and "sv_sq" not in rt:
+            sv = rt["sv"]  # squared in blocks of rows: the same sums, without a model-sized temporary
+            rt["sv_sq"] = np.concatenate([(sv[i : i + 512] ** 2).sum(1) for i in range(0, len(sv), 512)] or [sv.sum(1)])
+        for v in rt.values():
+            if isinstance(v, (dict, list)):
+                prepare(v)  # type: ignore[arg-type]
+    elif isinstance(rt, list):
+        for v in rt:
+            prepare(v)
+    return rt
+
+
+def half_support_vectors(rt: Any) -> Any:
+    """A copy of `rt` with every SVC's support vectors as float16: half the bytes of a model file
+    (they are most of it). `prepare` widens them to float32 at load, so memory and speed are
+    unchanged; the kernel then sees vectors rounded to 11 bits, which moves probabilities by up to
+    ~5e-3 (scripts/half_model.py measures it on real clips before a model is shipped so)."""
+    if isinstance(rt, dict):
+        out = {k: half_support_vectors(v) for k, v in rt.items() if k not in DERIVED}
+        if rt.get("kind") == "svc":
+            out["sv"] = np.asarray(rt["sv"]).astype(np.float16)
+        return out
+    if isinstance(rt, list):
+        return [half_support_vectors(v) for v in rt]
+    return rt
+
+
+def stored(rt: Any) -> Any:
+    """`rt` without the keys `prepare` added: what a model file holds."""
+    if isinstance(rt, dict):
+        return {k: stored(v) for k, v in rt.items() if k not in DERIVED}
+    if isinstance(rt, list):
+        return [stored(v) for v in rt]
+    return rt
+
+
 def _svc_decision(rt: Runtime, x: np.ndarray) -> np.ndarray:
     """sklearn's SVC.decision_function (ovr shape, built from one-vs-one votes)."""
     sv = rt["sv"]
     xs = x.astype(sv.dtype)  # the kernel in the vectors' own precision: no float64 copy of them
     if rt["kernel"] == "rbf":
-        d2 = (xs**2).sum(1)[:, None] + (sv**2).sum(1)[None, :] - 2 * xs @ sv.T
+        sv_sq = rt["sv_sq"] if "sv_sq" in rt else (sv**2).sum(1)
+        d2 = (xs**2).sum(1)[:, None] + sv_sq[None, :] - 2 * xs @ sv.T
         k = np.exp(-rt["gamma"] * np.maximum(d2, 0.0)).astype(np.float64)
     else:
         k = (xs @ sv.T).astype(np.float64)
     n = rt["n_classes"]
     starts = np.concatenate([[0], np.cumsum(rt["n_support"])])
     dual = rt["dual"]
-    ovo = []
-    p = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
-            dec = k[:, si] @ dual[j - 1, si] + k[:, sj] @ dual[i, sj] + rt["intercept"][p]
-            ovo.append(dec)
-            p += 1
-    dec = np.stack(ovo, axis=1)
+    # part[:, c, r] = class c's kernel columns times dual row r: one product per class, then every
+    # one-vs-one pair (i < j, sklearn's order) is part[i, j - 1] + part[j, i] + its intercept
+    part = np.stack([k[:, starts[c] : starts[c + 1]] @ dual[:, starts[c] : starts[c + 1]].T for c in range(n)], axis=1)
+    i, j = np.triu_indices(n, 1)
+    dec = part[:, i, j - 1] + part[:, j, i] + rt["intercept"]
     # sklearn.utils.multiclass._ovr_decision_function(dec < 0, -dec, n)
-    votes = np.zeros((len(x), n))
-    conf = np.zeros((len(x), n))
-    p = 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            conf[:, i] += dec[:, p]
-            conf[:, j] -= dec[:, p]
-            votes[dec[:, p] > 0, i] += 1
-            votes[dec[:, p] <= 0, j] += 1
-            p += 1
+    to_i = np.zeros((len(i), n))
+    to_i[np.arange(len(i)), i] = 1.0
+    to_j = np.zeros((len(i), n))
+    to_j[np.arange(len(i)), j] = 1.0
+    wins = (dec > 0).astype(np.float64)
+    votes = wins @ to_i + (1.0 - wins) @ to_j
+    conf = dec @ (to_i - to_j)
     return votes + conf / (3 * (np.abs(conf) + 1))
 
 

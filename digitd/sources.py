@@ -142,16 +142,18 @@ class FileSource:
     def _feed(self) -> None:
         t0 = self.t0 = time.monotonic()
         sent = 0
+        stop = self._stop
         try:
             for b in self._iter:  # type: ignore[union-attr]
-                # like a capture callback: a block arrives once its last sample has been "recorded"
+                # like a capture callback: a block arrives once its last sample has been "recorded".
+                # Plain sleeps (<= 50 ms, then the stop flag is checked): Event.wait costs more CPU
+                # per block, which a paced bench counts as the daemon's (~0.1% of a core).
                 due = t0 + (sent + len(b)) / SAMPLE_RATE / self.speed
-                while not self._stop.is_set():
+                d = due - time.monotonic()
+                while d > 0 and not stop.is_set():
+                    time.sleep(min(d, 0.05))
                     d = due - time.monotonic()
-                    if d <= 0:
-                        break
-                    self._stop.wait(min(d, 0.05))
-                if self._stop.is_set():
+                if stop.is_set():
                     return
                 self.ring.push(np.array(b, dtype=np.float32))
                 sent += len(b)

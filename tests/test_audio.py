@@ -22,6 +22,21 @@ def test_every_common_kind_loads_as_the_same_8k_signal(tmp_path, name, rate, dty
     assert np.max(np.abs(y[core] - ref[core])) < tol
 
 
+@pytest.mark.parametrize("name, rate, dtype, channels", GOOD_KINDS)
+def test_header_parse_agrees_with_scipy(tmp_path, name, rate, dtype, channels):
+    """`digitd run --input` reads plain WAV headers itself (no scipy import): same rate, sample
+    type, shape and data offset as scipy's memory map; 24-bit is left to scipy."""
+    from digitd.audio import _plain_layout
+
+    p = write_kind(tmp_path / f"{name}.wav", rate, dtype, channels)
+    got = _plain_layout(p)
+    if dtype == "int24":
+        assert got is None
+        return
+    r, data = read_wav(p, mmap=True)
+    assert got == (r, data.dtype, data.shape, data.offset)
+
+
 def test_streamed_blocks_equal_whole_file_load(tmp_path):
     p = write_kind(tmp_path / "s.wav", 44100, "int16", 2, tone(44100, 2.0, 300.0))
     whole = resample(load_wav(p, 44100), 44100, 8000)

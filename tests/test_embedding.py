@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from digitd.embedding import (CLIP_SAMPLES, EMBED_DIM, POOLED_DIM, WINDOW_STEP, SpeechEmbedding, default_path,
-                              fit_clip)
+                              fit_clip, upsample2)
 
 ROOT = Path(__file__).resolve().parents[1]
 NPZ = ROOT / "models" / "speech_embedding.npz"
@@ -355,10 +355,25 @@ def test_input_checks(se):
     assert se.embed(np.zeros((0, 76, 32), np.float32)).shape == (0, EMBED_DIM)
 
 
+@pytest.mark.parametrize("n", [1, 7, 19, 20, 21, 4000, CLIP_SAMPLES])
+def test_upsample2_equals_resample_poly(n):
+    """The numpy 8 -> 16 kHz resampler is scipy's resample_poly(x, 2, 1) to float32 rounding."""
+    from scipy.signal import firwin, resample_poly
+
+    from digitd.embedding import _TAPS
+
+    np.testing.assert_array_equal(_TAPS, firwin(41, 0.5, window=("kaiser", 5.0)).astype(np.float32) * np.float32(2))
+    x = np.random.default_rng(n).uniform(-1, 1, n).astype(np.float32)
+    want = resample_poly(x, 2, 1)
+    got = upsample2(x)
+    assert got.dtype == np.float32 and got.shape == want.shape == (2 * n,)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
 def test_runtime_never_imports_onnx():
     code = ("import sys, numpy as np; from digitd.embedding import SpeechEmbedding; "
             "v = SpeechEmbedding.load().pooled(np.zeros(4000, np.float32)); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'torch')]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'torch') or m == 'scipy.signal']; "
             "print(v.shape, bad); sys.exit(1 if bad else 0)")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env)

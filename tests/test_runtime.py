@@ -127,3 +127,43 @@ def test_loaded_model_holds_arrays_only_and_scores_the_same(tmp_path):
     assert path.with_suffix(".sklearn.joblib").is_file()
     assert lean.runtime["sv"].dtype == np.float32  # support vectors stored in single precision
     np.testing.assert_allclose(lean.scores(x[:30]), sklearn_scores(est, x[:30]), atol=1e-6)
+
+
+def test_prepared_svc_scores_the_same_and_is_never_saved(tmp_path):
+    """`prepare` caches the support vectors' squared norms at load; a loaded model saved again
+    writes the file it was read from, without the cache."""
+    from digitd.model import read_bundle
+    from digitd.runtime import prepare
+
+    x, y = _blobs()
+    est = make_pipeline(StandardScaler(), SVC(C=3, gamma="scale")).fit(x[:300], y[:300])
+    rt = compile_estimator(est)
+    plain = score(rt, x[300:])
+    np.testing.assert_array_equal(score(prepare(rt), x[300:]), plain)
+    assert "sv_sq" in rt
+    path = tmp_path / "m.npz"
+    save_model(DigitModel(est, sorted(set(y))), path, {}, check_x=x[:50])
+    loaded = load_model(path)
+    assert "sv_sq" in loaded.runtime
+    np.testing.assert_array_equal(loaded.scores(x[300:]), plain)
+    again = tmp_path / "again.npz"
+    save_model(loaded, again, {})
+    assert "sv_sq" not in read_bundle(again)["runtime"]
+
+
+def test_float16_support_vectors_are_stored_half_and_scored_in_float32(tmp_path):
+    """save_model(sv_float16=True) halves the support vectors on disk; load widens them back."""
+    from digitd.model import read_bundle
+
+    x, y = _blobs()
+    est = make_pipeline(StandardScaler(), SVC(C=3, gamma="scale")).fit(x[:300], y[:300])
+    full, half = tmp_path / "full.npz", tmp_path / "half.npz"
+    save_model(DigitModel(est, sorted(set(y))), full, {}, check_x=x[:50])
+    save_model(load_model(full), half, {}, sv_float16=True)
+    assert read_bundle(half)["runtime"]["sv"].dtype == np.float16
+    assert half.stat().st_size < 0.65 * full.stat().st_size
+    m = load_model(half)
+    assert m.runtime["sv"].dtype == np.float32
+    np.testing.assert_array_equal(m.runtime["sv"], read_bundle(half)["runtime"]["sv"].astype(np.float32))
+    np.testing.assert_allclose(m.scores(x[300:]), load_model(full).scores(x[300:]), atol=1e-2)
+    assert (m.scores(x[300:]).argmax(1) == load_model(full).scores(x[300:]).argmax(1)).all()
