@@ -11,9 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import python_speech_features as psf
 
 from digitd import SAMPLE_RATE
-from digitd import mfcc as psf  # python_speech_features' steps in numpy (no scipy import; digitd/mfcc.py)
 
 FEATURE_VERSION = 3  # bump when `extract`/`logmel` change in a way the params below do not capture (2: noise floor, 3: loud-frame pooling; the log-mel view came with its own params, old models load unchanged)
 
@@ -28,7 +28,7 @@ class FeatureParams:
     trim_range_db: float = 30.0
     trim_floor_db: float = 6.0
     trim_margin_ms: float = 30.0
-    # MFCC (python_speech_features.mfcc, as digitd/mfcc.py computes it); samplerate and window are fixed
+    # MFCC (python_speech_features.mfcc); samplerate and window are always passed explicitly
     winlen: float = 0.025
     winstep: float = 0.01
     numcep: int = 13
@@ -131,7 +131,7 @@ def warped_filterbank(params: FeatureParams, warp: float) -> np.ndarray:
     Nyquist: every filter still gets energy. warp > 1 lowers a high (short vocal tract) voice
     toward the training voices; warp < 1 raises a low one.
     """
-    fb = psf.filterbank(params.nfilt, params.nfft, params.sample_rate, 0, params.sample_rate / 2)
+    fb = psf.get_filterbanks(params.nfilt, params.nfft, params.sample_rate, 0, params.sample_rate / 2)
     if warp == 1.0:
         return fb
     n_bins = fb.shape[1]
@@ -142,11 +142,21 @@ def warped_filterbank(params: FeatureParams, warp: float) -> np.ndarray:
     return np.stack([np.interp(src, k, row) for row in fb])
 
 
-def _mfcc(x: np.ndarray, params: FeatureParams, warp: float) -> np.ndarray:
-    """python_speech_features.mfcc (Hamming window, log energy as c0) through the filterbank
-    warped by `warp` (1 = the plain mel filterbank)."""
-    pspec = psf.power_frames(x, params.sample_rate, params.winlen, params.winstep, params.nfft, params.preemph, hamming=True)
-    return psf.mfcc_from_power(pspec, warped_filterbank(params, warp), params.numcep, params.ceplifter)
+def _mfcc_warped(x: np.ndarray, params: FeatureParams, warp: float) -> np.ndarray:
+    """python_speech_features.mfcc step by step, with the warped filterbank."""
+    from scipy.fftpack import dct
+
+    sig = psf.sigproc.preemphasis(x, params.preemph)
+    frames = psf.sigproc.framesig(sig, params.winlen * params.sample_rate, params.winstep * params.sample_rate, np.hamming)
+    pspec = psf.sigproc.powspec(frames, params.nfft)
+    energy = np.sum(pspec, 1)
+    energy = np.where(energy == 0, np.finfo(float).eps, energy)
+    feat = pspec @ warped_filterbank(params, warp).T
+    feat = np.where(feat == 0, np.finfo(float).eps, feat)
+    feat = dct(np.log(feat), type=2, axis=1, norm="ortho")[:, : params.numcep]
+    feat = psf.lifter(feat, params.ceplifter)
+    feat[:, 0] = np.log(energy)
+    return feat
 
 
 def _conditioned(x: np.ndarray, params: FeatureParams) -> np.ndarray:
@@ -171,9 +181,25 @@ def frame_features(x: np.ndarray, params: FeatureParams = DEFAULT_PARAMS, *, war
     """Per-frame MFCC (+log energy as c0, relative to its utterance max) and deltas: (T, 2*numcep).
 
     `warp` != 1 analyses the audio through a VTLN-warped filterbank (augmentation and
-    test-time warp search); warp == 1 is python_speech_features.mfcc (to float rounding).
+    test-time warp search); warp == 1 is exactly python_speech_features.mfcc.
     """
-    ceps = _mfcc(_conditioned(x, params), params, warp)
+    x = _conditioned(x, params)
+    if warp != 1.0:
+        ceps = _mfcc_warped(x, params, warp)
+    else:
+        ceps = psf.mfcc(
+            x,
+            samplerate=params.sample_rate,
+            winlen=params.winlen,
+            winstep=params.winstep,
+            numcep=params.numcep,
+            nfilt=params.nfilt,
+            nfft=params.nfft,
+            preemph=params.preemph,
+            ceplifter=params.ceplifter,
+            appendEnergy=True,
+            winfunc=np.hamming,
+        )
     ceps[:, 0] -= ceps[:, 0].max()  # level invariance: loudness only moves c0
     deltas = psf.delta(ceps, params.delta_n)
     return np.hstack([ceps, deltas])
