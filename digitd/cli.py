@@ -19,6 +19,11 @@ from digitd import __version__  # noqa: E402
 from digitd.errors import DigitdError  # noqa: E402
 
 
+def _user_args(p: argparse.ArgumentParser, what: str = "apply this enrolled user's profile (digitd enroll)") -> None:
+    p.add_argument("--user", metavar="NAME", help=f"{what} [user.name]")
+    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help="config file (default: ./config.toml, then ~/.config/digitd/config.toml)")
     p.add_argument(
@@ -42,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vad", type=int, dest="vad_aggressiveness", metavar="0-3", help="VAD aggressiveness [vad.aggressiveness]")
     p.add_argument("--hangover-ms", type=int, help="end-of-speech silence [endpoint.hangover_ms]")
     p.add_argument("--reject-threshold", type=float, help="confidence below which a digit is rejected [classify.reject_threshold]")
-    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
-    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+    _user_args(p)
     out = p.add_mutually_exclusive_group()
     out.add_argument("--jsonl", action="store_const", const="jsonl", dest="output", help="JSON Lines events on stdout")
     out.add_argument("--ui", action="store_const", const="ui", dest="output", help="Rich live terminal UI")
@@ -76,8 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--model", help="model file [classify.model]")
-    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
-    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+    _user_args(p)
 
     p = sub.add_parser("bench", help="latency / real-time-factor benchmark of the whole pipeline")
     _common(p)
@@ -90,13 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here (room: one pair per condition)")
-    p.add_argument("--user", metavar="NAME", help="apply this enrolled user's profile (digitd enroll) [user.name]")
-    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+    _user_args(p)
 
     p = sub.add_parser("enroll", help="say the ten digits a few times; the model adapts to your voice")
     _common(p)
-    p.add_argument("--user", metavar="NAME", help="whose profile to make or add takes to [user.name]")
-    p.add_argument("--users-dir", metavar="DIR", help="where profiles live [user.dir]")
+    _user_args(p, "whose profile to make or add takes to")
     p.add_argument("--takes", type=int, help="takes per digit [user.takes]")
     p.add_argument("--seed", type=int, dest="enroll_seed", metavar="N", help="prompt order (-1 = random) [user.seed]")
     p.add_argument("--device", help="input device index or name substring [audio.device]")
