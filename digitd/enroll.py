@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -331,6 +332,9 @@ def from_files(paths: Iterable[str], cfg: Config, model: DigitModel, screen: Scr
     from digitd.model import reject_reason
     from digitd.predict import iter_inputs
 
+    for p in paths:
+        if not Path(p).exists():
+            raise DigitdError(f"{p}: no such file or folder")
     files = list(iter_inputs(list(paths)))
     if not files:
         raise DigitdError(f"{', '.join(paths)}: no WAV files")

@@ -163,6 +163,8 @@ def test_bad_inputs_are_one_line(tmp_path, fsdd, model_path):
     one_line_error(digitd("enroll", "--from", clip, "--users-dir", users), "needs --user")
     one_line_error(digitd("enroll", "--user", "../x", "--from", clip, "--users-dir", users), "not a usable user name")
     one_line_error(digitd("enroll", "--user", "a", "--input", str(tmp_path / "none.wav"), "--users-dir", users), "none.wav")
+    one_line_error(digitd("enroll", "--user", "a", "--from", str(tmp_path / "takes"), "--users-dir", users),
+                   "no such file or folder")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "0_x_0.wav").symlink_to(fsdd / "0_theo_5.wav")
