@@ -120,3 +120,28 @@ def number_stream(tmp_path_factory, fsdd):
         numbers.append("".join(t.digit for t in truth[k : k + n]))
         k += n
     return path, audio, truth, numbers
+
+
+@pytest.fixture
+def live_ui_run(model):
+    """Run a source through the pipeline with the Rich live UI as a sink (its own output
+    discarded); returns (ui, the UI's last frame rendered at `width` as plain text)."""
+    import io
+
+    from rich.console import Console
+
+    from digitd.config import Config
+    from digitd.pipeline import Pipeline
+    from digitd.sources import FileSource
+    from digitd.ui import LiveUI
+
+    def run(source, width: int = 120):
+        p = Pipeline(Config(), model)
+        ui = LiveUI(p, Config(), console=Console(file=io.StringIO(), width=120, force_terminal=False))
+        p.sinks.append(ui)
+        p.run(FileSource(source, "max"))
+        out = io.StringIO()
+        Console(file=out, width=width).print(ui.render())
+        return ui, out.getvalue()
+
+    return run

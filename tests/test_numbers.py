@@ -203,23 +203,9 @@ def test_pipeline_closes_the_last_number_when_the_stream_ends(model, fsdd):
     assert sink.events[-2] is nums[-1] and sink.events[-1] is summary
 
 
-def test_live_ui_brackets_each_number(model, number_stream):
-    import io
-
-    from rich.console import Console
-
-    from digitd.pipeline import Pipeline
-    from digitd.sources import FileSource
-    from digitd.ui import LiveUI
-
+def test_live_ui_brackets_each_number(number_stream, live_ui_run):
     _, audio, _, want = number_stream
-    p = Pipeline(Config(), model)
-    ui = LiveUI(p, Config(), console=Console(file=io.StringIO(), width=120, force_terminal=False))
-    p.sinks.append(ui)
-    p.run(FileSource(audio, "max"))
-    out = io.StringIO()
-    Console(file=out, width=400).print(ui.render())
-    text = out.getvalue()
+    _, text = live_ui_run(audio, width=400)
     assert all(f"] = {n}" in text for n in want), text
     assert text.count("[") - text.count("[a number]") == len(want)
 

@@ -195,21 +195,9 @@ def test_full_classifier_queue_drops_and_reports(model, fsdd):
     assert summary.digits + summary.rejected + summary.queue_dropped == summary.utterances
 
 
-def test_live_ui_renders_state_transcript_latency_and_counters(model, short_stream):
-    import io
-
-    from rich.console import Console
-
-    from digitd.ui import LiveUI
-
+def test_live_ui_renders_state_transcript_latency_and_counters(short_stream, live_ui_run):
     path, _, _ = short_stream
-    p = Pipeline(Config(), model)
-    ui = LiveUI(p, Config(), console=Console(file=io.StringIO(), width=120, force_terminal=False))
-    p.sinks.append(ui)
-    p.run(FileSource(path, "max"))
-    out = io.StringIO()
-    Console(file=out, width=120).print(ui.render())
-    text = out.getvalue()
+    ui, text = live_ui_run(path)
     for needle in ("VAD", "dBFS", "transcript", "end of speech", "utterances", "overflows", "8000 Hz"):
         assert needle in text, needle
     digits = [e.digit for e in ui.items if isinstance(e, DigitEvent)]
