@@ -99,7 +99,7 @@ class Utterance:
     peak_db: float
     forced: bool = False  # cut at max_utterance_ms
     context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
-    babble: bool = False  # heard over a background that is not steady noise (talk): its context is talk too
+    talk_around: bool = False  # background talk within TALK_MARGIN_DB of the word: its pre-roll and hangover hold talk too
 
     @property
     def duration_s(self) -> float:
@@ -119,8 +119,7 @@ class Endpointer:
         self._levels: deque[float] = deque(maxlen=max(10, int(NOISE_WINDOW_S * 1000 / frame_ms)))
         self._floor = -120.0
         self._bg_window = max(BG_MIN_FRAMES, int(cfg.background_s * 1000 / frame_ms))
-        self._bg_levels: deque[float] = deque(maxlen=self._bg_window)
-        self._bg_at: deque[int] = deque(maxlen=self._bg_window)  # the frame number each level was heard at
+        self._bg_levels: deque[tuple[int, float]] = deque()  # (frame number, level) heard outside utterances
         self._bg = -120.0
         self._bg_median = -120.0
         self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
@@ -205,13 +204,11 @@ class Endpointer:
         # The window is stream time, not a count: while talk in the room keeps utterances open,
         # few frames land here, and a count-based window would hold what came before (e.g. the
         # silence before it started) for minutes. Older frames go, but BG_MIN_FRAMES always stay.
-        self._bg_levels.append(level)
-        self._bg_at.append(self._nframes)
-        while len(self._bg_at) > BG_MIN_FRAMES and self._bg_at[0] <= self._nframes - self._bg_window:
-            self._bg_at.popleft()
+        self._bg_levels.append((self._nframes, level))
+        while len(self._bg_levels) > BG_MIN_FRAMES and self._bg_levels[0][0] <= self._nframes - self._bg_window:
             self._bg_levels.popleft()
         if len(self._bg_levels) >= BG_MIN_FRAMES and self._nframes % 5 == 1:  # every 150 ms
-            a = np.fromiter(self._bg_levels, dtype=np.float64)
+            a = np.fromiter((lv for _, lv in self._bg_levels), dtype=np.float64, count=len(self._bg_levels))
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
             a = np.partition(a, (k50, k))
             self._bg_median = float(a[k50])

@@ -261,7 +261,7 @@ class Pipeline:
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
         mode = self.cfg.classify.context
-        if job.utt.context is not None and (mode == "always" or (mode == "steady" and not job.utt.babble)):
+        if job.utt.context is not None and (mode == "always" or (mode == "steady" and not job.utt.talk_around)):
             heard = job.utt.context
             feats = self.model.features(heard)
         else:

@@ -46,7 +46,7 @@ def test_context_holds_the_trimmed_word_with_audio_around_it(fsdd):
     assert len(utts) == len(truth)
     longer = 0
     for u in utts:
-        assert u.context is not None and not u.babble  # quiet steady room tone, no talk
+        assert u.context is not None and not u.talk_around  # quiet steady room tone, no talk
         k = find(u.context, u.audio)
         assert k >= 0, "the trimmed word is not a slice of its context"
         longer += len(u.context) > len(u.audio)
@@ -70,7 +70,7 @@ def test_words_over_babble_are_flagged_and_over_steady_noise_not():
         st = make_room_stream(Condition(name, kind, 10.0), b)
         utts = [u for u in segment(st.audio) if u.start_sample > 10 * 8000]  # once the background is learned
         assert utts
-        flags[kind] = np.mean([u.babble for u in utts])
+        flags[kind] = np.mean([u.talk_around for u in utts])
     assert flags["babble"] >= 0.8 and flags["white"] == 0.0
 
 
