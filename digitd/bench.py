@@ -393,7 +393,8 @@ def room_command(args: Any, cfg: Config, model: Any) -> int:
                 done[c.name] = run_once(rc, model, audio, truth, speed)
                 prog.advance(task)
             r = room_report(done, conds, speed)
-            r.update(label=label, seed=cfg.bench.seed, synthetic_voices=synthetic, model=str(model.meta.get("path", "")))
+            r.update(label=label, seed=cfg.bench.seed, speakers=cfg.bench.room_speakers, synthetic_voices=synthetic,
+                     model=str(model.meta.get("path", "")))
             results.append(r)
     if not synthetic:
         err.print("digitd: espeak-ng not found: real voices only (no synthetic digits or babble sentences)")
@@ -416,7 +417,8 @@ def print_room_table(r: dict[str, Any]) -> None:
 
     con = Console()
     t = Table(title=f"digitd bench --scenario room: {r['mode']} mode, {r['audio_s']:.0f} s of audio, "
-                    f"{len(r['by_condition'])} conditions, unseen speakers (seed {r['seed']})")
+                    f"{len(r['by_condition'])} conditions, "
+                    f"{'unseen' if r.get('speakers', 'unseen') == 'unseen' else 'TRAINING-side (tuning)'} speakers (seed {r['seed']})")
     for col in ("condition", "digits", "DER %", "S/D/I", "word FA %", "sound FA", "bg ins/min", "EOS p50/p95 ms", "RTF"):
         t.add_column(col, justify="left" if col == "condition" else "right")
 

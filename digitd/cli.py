@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-base", type=float, dest="cnn_base", metavar="B", help="CNN weight on clean audio [train.cnn_base]")
     p.add_argument("--cnn-nets", type=int, dest="cnn_nets", metavar="N",
                    help="CNN copies from different seeds, averaged [train.cnn_nets]")
+    p.add_argument("--cnn-noise", dest="cnn_noise", metavar="KINDS",
+                   help="noise kinds of the CNN's copies: white,pink,brown,babble,recorded [train.cnn_noise]")
+    p.add_argument("--cnn-snr", dest="cnn_snr_db", metavar="DB,DB", help="SNRs of the CNN's noisy copies [train.cnn_snr_db]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
     p.add_argument("--out-dir", default=None, help="folder for the model (default: models/)")
     p.add_argument("--jobs", type=int, help="processes for features, LOSO folds, CNN seeds; with --dask local: workers [train.jobs]")
@@ -190,6 +193,8 @@ FLAG_KNOBS = {
     "cnn_gain": "train.cnn_gain",
     "cnn_base": "train.cnn_base",
     "cnn_nets": "train.cnn_nets",
+    "cnn_noise": "train.cnn_noise",
+    "cnn_snr_db": "train.cnn_snr_db",
     "jobs": "train.jobs",
     "dask": "train.dask",
     "embed": "train.embed",

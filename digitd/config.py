@@ -124,6 +124,7 @@ class BenchConfig:
     room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)
     room_level_step_db: float = knob(10.0, lo=0.0, hi=40.0)  # word-to-word level change up to +-this, within centre +-this
     room_babble_talkers: int = knob(4, lo=3, hi=32)
+    room_speakers: str = knob("unseen", choices=("unseen", "train"))  # unseen: the judged split; train: for tuning knobs
 
 
 @dataclass
@@ -141,6 +142,8 @@ class TrainConfig:
     cnn_gain: float = knob(8.0, lo=0.0, hi=100.0)  # CNN weight = cnn_base + cnn_gain * (1 - clean gate weight)
     cnn_base: float = knob(2.0, lo=0.0, hi=100.0)
     cnn_nets: int = knob(2, lo=1, hi=16)  # CNN copies trained from seeds seed, seed+1, ...; probabilities averaged
+    cnn_noise: str = knob("")  # noise kinds of the CNN's copies, comma list of white|pink|brown|babble|recorded (real recordings from the negatives' noise folder); "" = the pooled members' white,pink,babble
+    cnn_snr_db: str = knob("")  # SNRs of the CNN's noisy copies, comma list of dB; "" = the pooled members' 0,5,10,15,20,30
     corpora_dir: str = knob("")  # folder holding speech-commands-*/audiomnist-digits; "" = $DIGITD_SHARED_DIR, else ../shared
     embed: bool = knob(False)  # add the speech-embedding member (digits + "other" from real words and noise)
     negatives: str = knob("")  # non-digit word / noise folders for its "other" class, comma-separated (training speakers only)

@@ -147,7 +147,7 @@ def conditions(b: BenchConfig) -> list[Condition]:
     return out
 
 
-# -- the unseen pools -----------------------------------------------------------------------------
+# -- the speaker pools ------------------------------------------------------------------------------
 
 @dataclass
 class Pools:
@@ -156,10 +156,11 @@ class Pools:
     noise: list[Clip]
 
 
-@lru_cache(maxsize=2)
-def pools(root: str | None = None) -> Pools:
-    """The unseen side of every corpus present (sorted, so draws are reproducible)."""
-    clips = split_clips(root, unseen=True)
+@lru_cache(maxsize=4)
+def pools(root: str | None = None, unseen: bool = True) -> Pools:
+    """One side of every corpus present (sorted, so draws are reproducible): the unseen side
+    is what the bench judges; the training side is for tuning knobs without looking at it."""
+    clips = split_clips(root, unseen=unseen)
     digits: dict[str, list[Clip]] = {str(d): [] for d in range(10)}
     for c in clips:
         if c.kind == "digit":
@@ -170,14 +171,15 @@ def pools(root: str | None = None) -> Pools:
 
 def _need(p: Pools, b: BenchConfig, conds: list[Condition], root: str | None) -> None:
     where = ", ".join(str(v) for v in available(root).values()) or "none"
+    side = "unseen" if b.room_speakers == "unseen" else "training-side"
     missing = [str(d) for d, cs in p.digits.items() if not cs]
     if missing:
-        raise RoomError(f"room scenario: no unseen-speaker clips of digit(s) {', '.join(missing)} "
+        raise RoomError(f"room scenario: no {side} clips of digit(s) {', '.join(missing)} "
                         f"(needs speech-commands-digits and audiomnist-digits; found: {where}; set DIGITD_SHARED_DIR)")
     if not p.words and (b.room_nondigit_share > 0 or any(c.background == "babble" for c in conds)):
-        raise RoomError(f"room scenario: no unseen speech-commands-words clips (found: {where}; set DIGITD_SHARED_DIR)")
+        raise RoomError(f"room scenario: no {side} speech-commands-words clips (found: {where}; set DIGITD_SHARED_DIR)")
     if not p.noise and any(c.background == "noise" for c in conds):
-        raise RoomError(f"room scenario: no unseen speech-commands-noise clips (found: {where}; set DIGITD_SHARED_DIR)")
+        raise RoomError(f"room scenario: no {side} speech-commands-noise clips (found: {where}; set DIGITD_SHARED_DIR)")
 
 
 @lru_cache(maxsize=1024)
@@ -317,7 +319,7 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None) -
 
     if b.room_gap_min_s > b.room_gap_max_s:
         raise RoomError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
-    p = pools(root)
+    p = pools(root, b.room_speakers == "unseen")
     _need(p, b, [cond], root)
     espeak = espeak_available()
     rng = np.random.default_rng([b.seed, zlib.crc32(cond.name.encode())])

@@ -78,6 +78,27 @@ def test_aug_kinds_select_the_effects(clip):
         assert abs(snr - 5.0) < 0.5
 
 
+def test_recorded_and_brown_noise_kinds(clip):
+    """The CNN's extra kinds: "recorded" adds a slice of the real-background bank it is given
+    (and is skipped without one), "brown" is rumble (most of its power under 200 Hz)."""
+    rng = np.random.default_rng(1)
+    bank = np.sin(2 * np.pi * 440 * np.arange(8000 * 3) / 8000)  # a bank whose slices are easy to recognise
+    spec = AugmentSpec(copies=3, kinds=["noise"], noise_prob=1.0, snr_db=[5.0], noise_kinds=["recorded"])
+    for w, _, c in augment_wave(clip, spec, rng, recorded=bank):
+        n = w - clip
+        f = np.abs(np.fft.rfft(n))
+        assert c and abs(np.argmax(f) * 8000 / len(n) - 440) < 5
+        assert abs(10 * np.log10(speech_power(clip) / np.mean(n**2)) - 5.0) < 0.5
+    with pytest.raises(ValueError):  # no bank, no other kind: nothing to draw from
+        augment_wave(clip, spec, rng)
+    brown = AugmentSpec(copies=2, kinds=["noise"], noise_prob=1.0, snr_db=[0.0], noise_kinds=["brown"])
+    for w, _, _ in augment_wave(clip, brown, rng):
+        n = w - clip
+        p = np.abs(np.fft.rfft(n)) ** 2
+        low = p[: int(200 * len(n) / 8000)].sum()
+        assert low > 0.5 * p.sum()
+
+
 def test_clipping_gain_marks_the_copy_corrupted(clip):
     spec = AugmentSpec(copies=6, kinds=["gain"], gain_db=[20.0, 26.0])
     loud = augment_wave(clip, spec, np.random.default_rng(0))

@@ -94,6 +94,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("digitd: error:") and "\n" not in err
     assert main(["eval", "--model", str(tmp_path / "none.npz")]) == 2
     assert "model file not found" in capsys.readouterr().err
+    for flag, said in (("--cnn-noise=white,hum", "train.cnn_noise: unknown ['hum']"),
+                       ("--cnn-snr=5,loud", "train.cnn_snr_db: '5,loud' is not a comma list")):
+        assert main(["train", "--cnn", flag, "--out-dir", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and "\n" not in err
 
 
 def test_eval_robustness_reports(trained, small_subset, capsys):

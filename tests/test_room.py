@@ -84,6 +84,20 @@ def test_only_unseen_speakers_and_evaluation_voices_are_placed():
         assert "espeak-ng" in corpora
 
 
+def test_the_training_side_for_tuning_places_no_unseen_speaker():
+    """bench.room_speakers = "train": knobs are tuned on streams of training-side voices, words
+    and noises only, so the judged (unseen) numbers never chose them."""
+    b = bench(words=40, background_s=3.0, speakers="train")
+    corpora = set()
+    for cond in (Condition("babble_10db", "babble", 10.0), Condition("noise_10db", "noise", 10.0)):
+        st = make_room_stream(cond, b)
+        for p in st.placed:
+            if p.corpus not in ("espeak-ng", "synthesised"):
+                corpora.add(p.corpus)
+                assert not is_unseen(p.speaker), p
+    assert {"speech-commands-digits", "speech-commands-words", "speech-commands-noise"} <= corpora
+
+
 @pytest.mark.parametrize("background", ["noise", "white", "pink", "brown", "babble"])
 def test_the_background_is_at_the_asked_snr_against_the_placed_speech(background):
     snr = 5.0 if background != "babble" else 10.0
@@ -196,6 +210,7 @@ def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp
         assert key in out, key
     assert set(out["eos_latency_ms"]) >= {"p50", "p95"}
     assert set(out["by_condition"]) == {"clean", "babble_10db"}
+    assert out["speakers"] == "unseen"
     _in_range(out)
     for name, m in out["by_condition"].items():
         _in_range(m)

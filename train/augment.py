@@ -14,7 +14,8 @@ from scipy.signal import lfilter, resample_poly
 
 from digitd.features import DEFAULT_PARAMS, trim
 
-NOISE_KINDS = ("white", "pink", "babble")
+NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
+ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class AugmentSpec:
     speed: list[float] = field(default_factory=list)
     warps: list[float] = field(default_factory=list)  # e.g. [0.85, 0.9, 1.1, 1.2]; [] = no warp
     clean_warps: bool = True  # also add an un-noised copy per warp factor
+    noise_kinds: list[str] = field(default_factory=lambda: list(NOISE_KINDS))  # drawn from for each noisy copy
 
 
 def speech_power(x: np.ndarray) -> float:
@@ -73,6 +75,10 @@ def noise(kind: str, n: int, rng: np.random.Generator, babble: np.ndarray | None
         return rng.standard_normal(n)
     if kind == "pink":
         return pink_noise(n, rng)
+    if kind == "brown":
+        from digitd.synth import colored_noise
+
+        return colored_noise(n, "brown", rng).astype(np.float64)
     if kind in ("babble", "recorded"):  # a slice of a bank: babble, or real background recordings
         if babble is None or len(babble) < n:
             raise ValueError(f"{kind} noise needs a bank at least as long as the clip")
@@ -111,9 +117,11 @@ def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
 
 
 def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
-                 babble: np.ndarray | None = None) -> list[tuple[np.ndarray, float, bool]]:
+                 babble: np.ndarray | None = None, recorded: np.ndarray | None = None) -> list[tuple[np.ndarray, float, bool]]:
     """`spec.copies` random (wave, warp, corrupted) variants of x, plus one clean copy per warp
-    factor. `corrupted`: noise was added or the gain clipped it (padding or level alone is not)."""
+    factor. `corrupted`: noise was added or the gain clipped it (padding or level alone is not).
+    `babble` / `recorded`: the banks the babble and recorded noise kinds slice (kinds without a
+    bank are skipped)."""
     x = np.asarray(x, dtype=np.float64)
     out: list[tuple[np.ndarray, float, bool]] = []
     if spec.clean_warps:
@@ -128,8 +136,12 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
         if "pad" in spec.kinds and spec.pad_ms and spec.pad_ms[1] > 0 and rng.random() < spec.pad_prob:
             y = pad(y, float(rng.uniform(*spec.pad_ms)), float(rng.uniform(*spec.pad_ms)), float(rng.uniform(35, 60)), rng)
         if "noise" in spec.kinds and rng.random() < spec.noise_prob:
-            kinds = [k for k in NOISE_KINDS if k != "babble" or babble is not None]
-            y = add_noise(y, str(rng.choice(kinds)), float(rng.choice(spec.snr_db)), rng, babble, ref_power=p)
+            banks = {"babble": babble, "recorded": recorded}
+            kinds = [k for k in spec.noise_kinds if k not in banks or banks[k] is not None]
+            if not kinds:
+                raise ValueError(f"noise kinds {spec.noise_kinds} all need a bank that was not given")
+            kind = str(rng.choice(kinds))
+            y = add_noise(y, kind, float(rng.choice(spec.snr_db)), rng, recorded if kind == "recorded" else babble, ref_power=p)
             corrupted = True
         if "gain" in spec.kinds:
             g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)

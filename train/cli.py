@@ -18,7 +18,9 @@ import numpy as np
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
 from digitd.model import SUFFIX, DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
-from train.augment import AugmentSpec, make_babble
+from dataclasses import replace
+
+from train.augment import ALL_NOISE_KINDS, AugmentSpec, make_babble
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
 from train.cnn import fit_member
@@ -66,10 +68,47 @@ def recipe_from(cfg: Any) -> Recipe:
     bad = set(kinds) - {"noise", "pad", "gain", "speed"}
     if bad:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
+    noise = _names(t.cnn_noise)
+    bad = set(noise) - set(ALL_NOISE_KINDS)
+    if bad:
+        raise DigitdError(f"train.cnn_noise: unknown {sorted(bad)} (choose from {', '.join(ALL_NOISE_KINDS)})")
+    try:
+        snrs = [float(v) for v in _names(t.cnn_snr_db)]
+    except ValueError:
+        raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
-                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets, embed=t.embed, embed_c=t.embed_c,
+                  cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
+                  cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), embed=t.embed, embed_c=t.embed_c,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def cnn_augment(recipe: Recipe) -> AugmentSpec:
+    """The CNN's augmentation: the pooled members' effects, its own noise kinds and SNRs if set."""
+    spec = recipe.augment
+    if recipe.cnn_noise:
+        spec = replace(spec, noise_kinds=_names(recipe.cnn_noise))
+    if recipe.cnn_snr_db:
+        spec = replace(spec, snr_db=[float(v) for v in _names(recipe.cnn_snr_db)])
+    return spec
+
+
+def recorded_bank(recipe: Recipe, cfg: Any) -> np.ndarray | None:
+    """Real background recordings for the CNN's "recorded" noise kind: the training side of the
+    --negatives noise folder (never an unseen clip), or None when the kind is not asked for."""
+    if "recorded" not in _names(recipe.cnn_noise):
+        return None
+    from train.embed import negative_records, noise_bank
+
+    bank = noise_bank(negative_records(folders(cfg.train.negatives)), seconds=600.0, seed=recipe.seed)
+    if len(bank) < 8000 * 3:
+        raise DigitdError("train.cnn_noise: 'recorded' needs real background recordings: "
+                          "--negatives with the speech-commands-noise folder")
+    return bank
 
 
 def synth_records(recipe: Recipe) -> list[Record]:
@@ -164,12 +203,12 @@ def embed_loso_join(feat_recs: list[Record], recipe: Recipe, cfg: Any):
     return join
 
 
-def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | None, copies: int | None = None):
+def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | None, cfg: Any, copies: int | None = None):
     """Spectrogram versions for the CNN member (the clean one first)."""
     from train.cnn import spectrograms_all
 
-    return spectrograms_all(recs, recipe.augment, recipe.cnn_copies if copies is None else copies, seed=recipe.seed,
-                            babble=babble, jobs=recipe.jobs)
+    return spectrograms_all(recs, cnn_augment(recipe), recipe.cnn_copies if copies is None else copies, seed=recipe.seed,
+                            babble=babble, jobs=recipe.jobs, recorded=recorded_bank(recipe, cfg))
 
 
 def on_cluster(command: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace, Any], int]:
@@ -235,7 +274,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     classes = [str(c) for c in res.estimator.classes_]
     cnn_specs, member = None, None
     if recipe.cnn:
-        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble)
+        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble, cfg)
         spec_by_name = {r.name: v for r, v in zip(feat_recs, cnn_specs)}
         err.print(f"fitting the CNN member ({recipe.cnn_nets} net(s)) on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
         member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
@@ -406,7 +445,7 @@ def eval_command(args: argparse.Namespace, cfg: Any) -> int:
         feat_recs = [r for r in records if r.split in ("train", "extra", "test")] + synth_records(recipe)
         feats = extract_all(feat_recs, model.params, jobs=recipe.jobs, spec=recipe.augment, seed=recipe.seed,
                             label="LOSO features", babble=babble)
-        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble) if recipe.cnn else None
+        cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble, cfg) if recipe.cnn else None
         join = embed_loso_join(feat_recs, recipe, cfg) if recipe.embed else None
         res = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"), cnn_specs=cnn_specs,
                    join_fold=join)

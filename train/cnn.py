@@ -38,10 +38,10 @@ class CnnSpec:
 
 
 def clip_spectrograms(x: np.ndarray, aug: AugmentSpec, seed: int | Sequence[int], babble: np.ndarray | None,
-                      params: FeatureParams = DEFAULT_PARAMS) -> list[np.ndarray]:
+                      params: FeatureParams = DEFAULT_PARAMS, recorded: np.ndarray | None = None) -> list[np.ndarray]:
     """The clean spectrogram of `x` and one per augmented copy (float16 to halve the memory)."""
     out = [logmel(x, params).astype(np.float16)]
-    for y, _warp, _corrupted in augment_wave(x, aug, np.random.default_rng(seed), babble):
+    for y, _warp, _corrupted in augment_wave(x, aug, np.random.default_rng(seed), babble, recorded):
         out.append(logmel(y, params).astype(np.float16))
     return out
 
@@ -153,14 +153,15 @@ def torch_logits(net, spec: np.ndarray, floor: float, multiple: int) -> np.ndarr
 
 def spectrograms_all(records: Sequence[Record], aug: AugmentSpec, copies: int, *, seed: int = 0,
                      babble: np.ndarray | None = None, jobs: int = 2, params: FeatureParams = DEFAULT_PARAMS,
-                     label: str = "CNN spectrograms") -> list[list[np.ndarray]]:
-    """Per record: [clean, copy 1, ...] spectrograms, `jobs` processes, a progress bar."""
+                     label: str = "CNN spectrograms", recorded: np.ndarray | None = None) -> list[list[np.ndarray]]:
+    """Per record: [clean, copy 1, ...] spectrograms, `jobs` processes, a progress bar
+    (`recorded`: the bank of real background recordings for the "recorded" noise kind)."""
 
     spec = replace(aug, copies=copies, warps=[])
 
     def one(r: Record) -> list[np.ndarray]:
         key = int.from_bytes(hashlib.sha256(f"cnn|{r.name}".encode()).digest()[:4], "little")
-        return clip_spectrograms(r.load(), spec, [seed, key], babble, params)
+        return clip_spectrograms(r.load(), spec, [seed, key], babble, params, recorded)
 
     return map_records(records, one, jobs=jobs, label=label)
 

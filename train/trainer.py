@@ -47,6 +47,8 @@ class Recipe:
     cnn_gain: float = 8.0
     cnn_base: float = 2.0
     cnn_nets: int = 1  # seeds seed .. seed + cnn_nets - 1, averaged
+    cnn_noise: str = ""  # noise kinds of the CNN's copies (train.augment.ALL_NOISE_KINDS); "" = the pooled members' (augment)
+    cnn_snr_db: str = ""  # SNRs of the CNN's noisy copies, comma list; "" = the pooled members'
     embed: bool = False  # the speech-embedding member (train.embed): digits + OTHER from real words and noise
     embed_c: float = 0.03
     embed_weight: float = 0.5
