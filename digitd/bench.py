@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from digitd import SAMPLE_RATE
-from digitd.config import Config, ConfigError, apply, as_dict, parse_override
+from digitd.config import Config, ConfigError, apply, as_dict, comma_list, parse_override
 from digitd.scoring import Score, combine
 from digitd.sysinfo import peak_rss_mb, reset_peak_rss
 
@@ -201,7 +201,7 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
     if "=" not in spec:
         raise ConfigError(f"--sweep {spec!r}: expected section.key=v1,v2,...")
     key, values = spec.split("=", 1)
-    vals = [v.strip() for v in values.split(",") if v.strip()]
+    vals = comma_list(values)
     if not vals:
         raise ConfigError(f"--sweep {spec!r}: no values")
     return key.strip(), vals

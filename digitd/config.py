@@ -19,6 +19,11 @@ class ConfigError(Exception):
     """A config file or override that cannot be used, with a one-line reason."""
 
 
+def comma_list(text: str) -> list[str]:
+    """A knob holding a comma-separated list ("white, pink,,brown") -> its stripped, non-empty items."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def knob(default: Any, *, lo: float | None = None, hi: float | None = None, choices: tuple | None = None):
     """A dataclass field with its allowed range, checked by `validate`."""
     return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})

@@ -27,7 +27,7 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16, load_wav, prepare_clip, to_mono_float
-from digitd.config import BenchConfig
+from digitd.config import BenchConfig, comma_list
 from digitd.corpora import Clip, available, split_clips
 from digitd.features import trim_bounds
 from digitd.sounds import SOUND_KINDS, sound_clip
@@ -122,18 +122,14 @@ class RoomStream:
                 "synthetic_voices": self.synthetic_voices, "truth": [t.to_dict() for t in self.truth]}
 
 
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def conditions(b: BenchConfig) -> list[Condition]:
     """Background x SNR from the config; `none` once, as "clean"."""
-    bgs = _names(b.room_backgrounds)
+    bgs = comma_list(b.room_backgrounds)
     bad = [x for x in bgs if x not in BACKGROUNDS]
     if bad or not bgs:
         raise RoomError(f"bench.room_backgrounds: {', '.join(bad) or 'empty'} (choose from {', '.join(BACKGROUNDS)})")
     try:
-        snrs = [float(v) for v in _names(b.room_snrs_db)]
+        snrs = [float(v) for v in comma_list(b.room_snrs_db)]
     except ValueError:
         raise RoomError(f"bench.room_snrs_db: {b.room_snrs_db!r} is not a comma list of numbers") from None
     if any(bg != "none" for bg in bgs) and not snrs:

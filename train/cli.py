@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from digitd.config import comma_list
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
 from digitd.model import SUFFIX, DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
@@ -46,7 +47,7 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
             folder = default_data_dir(cfg.train.data_dir)
             records, bad = load_folder(folder, strict=getattr(args, "strict", False))
             source = f"FSDD folder {folder}"
-        for folder in folders(cfg.train.extra_dir):
+        for folder in comma_list(cfg.train.extra_dir):
             extra, bad2 = load_extra(folder, strict=getattr(args, "strict", False))
             records, bad = records + extra, bad + bad2
             source += f" + extra {folder}"
@@ -57,23 +58,18 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
     return records, source
 
 
-def folders(value: str) -> list[str]:
-    """A comma-separated config value of folders."""
-    return [f.strip() for f in value.split(",") if f.strip()]
-
-
 def recipe_from(cfg: Any) -> Recipe:
     t = cfg.train
-    kinds = [k.strip() for k in t.aug_kinds.split(",") if k.strip()]
+    kinds = comma_list(t.aug_kinds)
     bad = set(kinds) - {"noise", "pad", "gain", "speed"}
     if bad:
         raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
-    noise = _names(t.cnn_noise)
+    noise = comma_list(t.cnn_noise)
     bad = set(noise) - set(ALL_NOISE_KINDS)
     if bad:
         raise DigitdError(f"train.cnn_noise: unknown {sorted(bad)} (choose from {', '.join(ALL_NOISE_KINDS)})")
     try:
-        snrs = [float(v) for v in _names(t.cnn_snr_db)]
+        snrs = [float(v) for v in comma_list(t.cnn_snr_db)]
     except ValueError:
         raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
@@ -83,28 +79,24 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def cnn_augment(recipe: Recipe) -> AugmentSpec:
     """The CNN's augmentation: the pooled members' effects, its own noise kinds and SNRs if set."""
     spec = recipe.augment
     if recipe.cnn_noise:
-        spec = replace(spec, noise_kinds=_names(recipe.cnn_noise))
+        spec = replace(spec, noise_kinds=comma_list(recipe.cnn_noise))
     if recipe.cnn_snr_db:
-        spec = replace(spec, snr_db=[float(v) for v in _names(recipe.cnn_snr_db)])
+        spec = replace(spec, snr_db=[float(v) for v in comma_list(recipe.cnn_snr_db)])
     return spec
 
 
 def recorded_bank(recipe: Recipe, cfg: Any) -> np.ndarray | None:
     """Real background recordings for the CNN's "recorded" noise kind: the training side of the
     --negatives noise folder (never an unseen clip), or None when the kind is not asked for."""
-    if "recorded" not in _names(recipe.cnn_noise):
+    if "recorded" not in comma_list(recipe.cnn_noise):
         return None
     from train.embed import negative_records, noise_bank
 
-    bank = noise_bank(negative_records(folders(cfg.train.negatives)), seconds=600.0, seed=recipe.seed)
+    bank = noise_bank(negative_records(comma_list(cfg.train.negatives)), seconds=600.0, seed=recipe.seed)
     if len(bank) < 8000 * 3:
         raise DigitdError("train.cnn_noise: 'recorded' needs real background recordings: "
                           "--negatives with the speech-commands-noise folder")
@@ -188,7 +180,7 @@ def embed_loso_join(feat_recs: list[Record], recipe: Recipe, cfg: Any):
     from digitd.model import join_embedding
     from train.embed import embed_features, loso_proba, negative_records
 
-    negs = negative_records(folders(cfg.train.negatives))
+    negs = negative_records(comma_list(cfg.train.negatives))
     if not negs:
         raise DigitdError("LOSO of a model with the embedding member needs its negatives (--negatives DIRS)")
     recs = list(feat_recs) + negs
@@ -284,7 +276,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if recipe.embed:
         from train.embed import describe, fit_embed, negative_records
 
-        negs = negative_records(folders(cfg.train.negatives))
+        negs = negative_records(comma_list(cfg.train.negatives))
         if not negs:
             raise DigitdError("--embed needs non-digit words or noise for its 'other' class (--negatives DIRS)")
         err.print(f"fitting the speech-embedding member on {len(role)} digit clips + {len(negs)} non-digit clips")
@@ -292,7 +284,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                        seed=recipe.seed, jobs=recipe.jobs)
         embed_member = ef.member
         threshold = float(np.quantile(ef.oof_digit_conf, REJECT_QUANTILE))
-        embed_info = describe(ef, threshold) | {"n_negative_clips": len(negs), "negatives": folders(cfg.train.negatives)}
+        embed_info = describe(ef, threshold) | {"n_negative_clips": len(negs), "negatives": comma_list(cfg.train.negatives)}
         err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
                   f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
     model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},
