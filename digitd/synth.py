@@ -7,7 +7,6 @@ Audio derived from the Free Spoken Digit Dataset, Zohar Jackson and contributors
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
