@@ -411,6 +411,9 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+SIDE_TITLES = {"unseen": "unseen", "train": "TRAINING-side (tuning)", "dev": "DEV-slice (tuning)"}
+
+
 def print_room_table(r: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -418,7 +421,7 @@ def print_room_table(r: dict[str, Any]) -> None:
     con = Console()
     t = Table(title=f"digitd bench --scenario room: {r['mode']} mode, {r['audio_s']:.0f} s of audio, "
                     f"{len(r['by_condition'])} conditions, "
-                    f"{'unseen' if r.get('speakers', 'unseen') == 'unseen' else 'TRAINING-side (tuning)'} speakers (seed {r['seed']})")
+                    f"{SIDE_TITLES[r.get('speakers', 'unseen')]} speakers (seed {r['seed']})")
     for col in ("condition", "digits", "DER %", "S/D/I", "word FA %", "sound FA", "bg ins/min", "EOS p50/p95 ms", "RTF"):
         t.add_column(col, justify="left" if col == "condition" else "right")
 

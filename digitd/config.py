@@ -129,7 +129,7 @@ class BenchConfig:
     room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)
     room_level_step_db: float = knob(10.0, lo=0.0, hi=40.0)  # word-to-word level change up to +-this, within centre +-this
     room_babble_talkers: int = knob(4, lo=3, hi=32)
-    room_speakers: str = knob("unseen", choices=("unseen", "train"))  # unseen: the judged split; train: for tuning knobs
+    room_speakers: str = knob("unseen", choices=("unseen", "train", "dev"))  # unseen: the judged split; train / dev: for tuning knobs
 
 
 @dataclass
@@ -155,6 +155,7 @@ class TrainConfig:
     embed_c: float = knob(0.03, lo=1e-6, hi=1e6)  # its logistic regression's C
     embed_weight: float = knob(0.5, lo=0.0, hi=1.0)  # its share of the digit probabilities
     embed_noisy: int = knob(1, lo=0, hi=20)  # copies per digit clip with a real background recording at 5-20 dB
+    hold_out_dev: bool = knob(False)  # leave the training side's dev slice (speaker hash 0.3-0.45) out: a model to tune classifier knobs for (bench.room_speakers = "dev")
     jobs: int = knob(2, lo=1, hi=256)
     dask: str = knob("")  # "" = local processes; "local" = a Dask LocalCluster of `jobs` workers here; else a scheduler address, tcp://HOST:PORT
     seed: int = knob(0, lo=0)

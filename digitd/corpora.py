@@ -19,6 +19,11 @@ from pathlib import Path
 from digitd.paths import ROOT
 
 UNSEEN_FRACTION = 0.3
+# The DEV slice: training-side speakers under this fraction (0.3-0.45). A model trained with
+# `train.hold_out_dev` never hears them, so classifier-level knobs (member weights, the reject
+# threshold) can be tuned on voices that model never heard, without touching the unseen side.
+DEV_FRACTION = 0.45
+SIDES = ("unseen", "train", "dev")  # "train" = the whole training side, dev slice included
 
 # folder name -> what its clips are: "digit" ({digit}_{speaker}_{n}.wav), "word"
 # ({word}_{speaker}_{n}.wav, a non-digit word) or "noise" (noise_{n}.wav, background only)
@@ -39,6 +44,21 @@ def speaker_fraction(speaker: str) -> float:
 
 def is_unseen(speaker: str) -> bool:
     return speaker_fraction(speaker) < UNSEEN_FRACTION
+
+
+def is_dev(speaker: str) -> bool:
+    return UNSEEN_FRACTION <= speaker_fraction(speaker) < DEV_FRACTION
+
+
+def on_side(speaker: str, side: str) -> bool:
+    """Is the speaker on `side` (one of SIDES) of the split?"""
+    if side == "unseen":
+        return is_unseen(speaker)
+    if side == "train":
+        return not is_unseen(speaker)
+    if side == "dev":
+        return is_dev(speaker)
+    raise ValueError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
 
 
 @dataclass(frozen=True)
@@ -93,4 +113,9 @@ def available(root: str | Path | None = None) -> dict[str, Path]:
 
 def split_clips(root: str | Path | None = None, *, unseen: bool) -> list[Clip]:
     """All clips of the present corpora on one side of the speaker split."""
-    return [c for name, path in available(root).items() for c in corpus_clips(path, CORPORA[name]) if c.unseen == unseen]
+    return side_clips(root, "unseen" if unseen else "train")
+
+
+def side_clips(root: str | Path | None = None, side: str = "unseen") -> list[Clip]:
+    """All clips of the present corpora on `side` (SIDES)."""
+    return [c for name, path in available(root).items() for c in corpus_clips(path, CORPORA[name]) if on_side(c.speaker, side)]

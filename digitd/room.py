@@ -28,7 +28,7 @@ import numpy as np
 from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16, load_wav, prepare_clip, to_mono_float
 from digitd.config import BenchConfig, comma_list
-from digitd.corpora import Clip, available, split_clips
+from digitd.corpora import Clip, available, side_clips
 from digitd.features import trim_bounds
 from digitd.sounds import SOUND_KINDS, sound_clip
 from digitd.synth import colored_noise
@@ -153,10 +153,11 @@ class Pools:
 
 
 @lru_cache(maxsize=4)
-def pools(root: str | None = None, unseen: bool = True) -> Pools:
+def pools(root: str | None = None, side: str = "unseen") -> Pools:
     """One side of every corpus present (sorted, so draws are reproducible): the unseen side
-    is what the bench judges; the training side is for tuning knobs without looking at it."""
-    clips = split_clips(root, unseen=unseen)
+    is what the bench judges; the training side (or its dev slice, for a model trained without
+    it) is for tuning knobs without looking at it."""
+    clips = side_clips(root, side)
     digits: dict[str, list[Clip]] = {str(d): [] for d in range(10)}
     for c in clips:
         if c.kind == "digit":
@@ -167,7 +168,7 @@ def pools(root: str | None = None, unseen: bool = True) -> Pools:
 
 def _need(p: Pools, b: BenchConfig, conds: list[Condition], root: str | None) -> None:
     where = ", ".join(str(v) for v in available(root).values()) or "none"
-    side = "unseen" if b.room_speakers == "unseen" else "training-side"
+    side = {"unseen": "unseen", "train": "training-side", "dev": "dev-slice"}[b.room_speakers]
     missing = [str(d) for d, cs in p.digits.items() if not cs]
     if missing:
         raise RoomError(f"room scenario: no {side} clips of digit(s) {', '.join(missing)} "
@@ -315,7 +316,7 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None) -
 
     if b.room_gap_min_s > b.room_gap_max_s:
         raise RoomError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
-    p = pools(root, b.room_speakers == "unseen")
+    p = pools(root, b.room_speakers)
     _need(p, b, [cond], root)
     espeak = espeak_available()
     rng = np.random.default_rng([b.seed, zlib.crc32(cond.name.encode())])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from digitd.corpora import CORPORA, available, corpus_clips, is_unseen, speaker_fraction, split_clips
+from digitd.corpora import CORPORA, available, corpus_clips, is_dev, is_unseen, side_clips, speaker_fraction, split_clips
 from train.data import Record, split_extra
 
 
@@ -33,6 +33,25 @@ def test_rule_depends_on_the_id_only(tmp_path):
 def test_trainer_holds_out_the_same_speakers():
     recs = split_extra([Record("1", f"sc-{i:08x}", 0, "extra") for i in range(200)])
     assert [r.split == "extra-test" for r in recs] == [is_unseen(r.speaker) for r in recs]
+
+
+def test_dev_slice_is_training_side_and_held_out_only_when_asked(root):
+    """The dev slice (hash 0.3-0.45) is part of the training side; `hold_out_dev` takes it out
+    of the extra corpora and the negatives, and nothing else."""
+    from train.embed import negative_records
+
+    speakers = [f"sc-{i:08x}" for i in range(400)]
+    assert not any(is_dev(s) and is_unseen(s) for s in speakers)
+    assert 0.1 < sum(map(is_dev, speakers)) / len(speakers) < 0.2
+    recs = split_extra([Record("1", s, 0, "extra") for s in speakers], hold_out_dev=True)
+    assert [r.split for r in recs] == ["extra-test" if is_unseen(s) else "extra-dev" if is_dev(s) else "extra" for s in speakers]
+    assert "extra-dev" not in {r.split for r in split_extra([Record("1", s, 0, "extra") for s in speakers])}
+    dev = side_clips(root, "dev")
+    train = side_clips(root, "train")
+    assert dev and {c.path for c in dev} < {c.path for c in train}
+    folders = [str(p) for n, p in available(root).items() if CORPORA[n] != "digit"]
+    every, held = negative_records(folders), negative_records(folders, hold_out_dev=True)
+    assert {r.path for r in every} - {r.path for r in held} == {str(c.path) for c in dev if c.kind != "digit"}
 
 
 def test_real_folders(root):

@@ -48,7 +48,7 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
             records, bad = load_folder(folder, strict=getattr(args, "strict", False))
             source = f"FSDD folder {folder}"
         for folder in comma_list(cfg.train.extra_dir):
-            extra, bad2 = load_extra(folder, strict=getattr(args, "strict", False))
+            extra, bad2 = load_extra(folder, strict=getattr(args, "strict", False), hold_out_dev=cfg.train.hold_out_dev)
             records, bad = records + extra, bad + bad2
             source += f" + extra {folder}"
     except DataError as e:
@@ -75,7 +75,8 @@ def recipe_from(cfg: Any) -> Recipe:
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
-                  cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), embed=t.embed, embed_c=t.embed_c,
+                  cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), hold_out_dev=t.hold_out_dev,
+                  embed=t.embed, embed_c=t.embed_c,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -96,7 +97,7 @@ def recorded_bank(recipe: Recipe, cfg: Any) -> np.ndarray | None:
         return None
     from train.embed import negative_records, noise_bank
 
-    bank = noise_bank(negative_records(comma_list(cfg.train.negatives)), seconds=600.0, seed=recipe.seed)
+    bank = noise_bank(negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev), seconds=600.0, seed=recipe.seed)
     if len(bank) < 8000 * 3:
         raise DigitdError("train.cnn_noise: 'recorded' needs real background recordings: "
                           "--negatives with the speech-commands-noise folder")
@@ -180,7 +181,7 @@ def embed_loso_join(feat_recs: list[Record], recipe: Recipe, cfg: Any):
     from digitd.model import join_embedding
     from train.embed import embed_features, loso_proba, negative_records
 
-    negs = negative_records(comma_list(cfg.train.negatives))
+    negs = negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev)
     if not negs:
         raise DigitdError("LOSO of a model with the embedding member needs its negatives (--negatives DIRS)")
     recs = list(feat_recs) + negs
@@ -276,7 +277,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if recipe.embed:
         from train.embed import describe, fit_embed, negative_records
 
-        negs = negative_records(comma_list(cfg.train.negatives))
+        negs = negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev)
         if not negs:
             raise DigitdError("--embed needs non-digit words or noise for its 'other' class (--negatives DIRS)")
         err.print(f"fitting the speech-embedding member on {len(role)} digit clips + {len(negs)} non-digit clips")

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from digitd import SAMPLE_RATE
-from digitd.corpora import is_unseen
+from digitd.corpora import is_dev, is_unseen
 from digitd.paths import fsdd_dir
 from digitd.audio import AudioError, load_wav, prepare_clip
 
@@ -215,15 +215,16 @@ def load_hf(name: str = HF_NAME) -> list[Record]:
     return records
 
 
-def split_extra(records: list[Record]) -> list[Record]:
+def split_extra(records: list[Record], hold_out_dev: bool = False) -> list[Record]:
     """Mark the unseen SPEAKERS of an extra corpus "extra-test" (never trained on), the rest
-    "extra": the one split of digitd.corpora, a hash of the speaker id."""
+    "extra": the one split of digitd.corpora, a hash of the speaker id. With `hold_out_dev`
+    the dev slice of the training side is "extra-dev" (not trained on either)."""
     for r in records:
-        r.split = "extra-test" if is_unseen(r.speaker) else "extra"
+        r.split = "extra-test" if is_unseen(r.speaker) else "extra-dev" if hold_out_dev and is_dev(r.speaker) else "extra"
     return records
 
 
-def load_extra(folder: str | Path, *, strict: bool = False) -> tuple[list[Record], list[str]]:
+def load_extra(folder: str | Path, *, strict: bool = False, hold_out_dev: bool = False) -> tuple[list[Record], list[str]]:
     """An extra `{digit}_{speaker}_{n}.wav` corpus (e.g. Speech Commands digits), split by speaker."""
     recs, bad = load_folder(folder, strict=strict, split_by_take=False)
-    return split_extra(recs), bad
+    return split_extra(recs, hold_out_dev), bad

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from digitd.corpora import CORPORA, corpus_clips
+from digitd.corpora import CORPORA, corpus_clips, is_dev
 from digitd.embedding import SpeechEmbedding
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER, EmbedMember
@@ -34,12 +34,13 @@ class EmbedFit:
     n_rows: int
 
 
-def negative_records(folders: Sequence[str]) -> list[Record]:
-    """Training-side clips of non-digit word and noise folders, labelled OTHER."""
+def negative_records(folders: Sequence[str], hold_out_dev: bool = False) -> list[Record]:
+    """Training-side clips of non-digit word and noise folders, labelled OTHER (without the dev
+    slice's speakers and noise clips with `hold_out_dev`)."""
     out = []
     for f in folders:
         for c in corpus_clips(f, CORPORA.get(str(f).rstrip("/").rsplit("/", 1)[-1])):
-            if c.kind != "digit" and not c.unseen:
+            if c.kind != "digit" and not c.unseen and not (hold_out_dev and is_dev(c.speaker)):
                 out.append(Record(OTHER, c.speaker, 0, "extra", str(c.path)))
     return out
 

@@ -49,6 +49,7 @@ class Recipe:
     cnn_nets: int = 1  # seeds seed .. seed + cnn_nets - 1, averaged
     cnn_noise: str = ""  # noise kinds of the CNN's copies (train.augment.ALL_NOISE_KINDS); "" = the pooled members' (augment)
     cnn_snr_db: str = ""  # SNRs of the CNN's noisy copies, comma list; "" = the pooled members'
+    hold_out_dev: bool = False  # the dev slice of the training side (digitd.corpora.DEV_FRACTION) left out
     embed: bool = False  # the speech-embedding member (train.embed): digits + OTHER from real words and noise
     embed_c: float = 0.03
     embed_weight: float = 0.5
