@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-noise", dest="cnn_noise", metavar="KINDS",
                    help="noise kinds of the CNN's copies: white,pink,brown,babble,recorded [train.cnn_noise]")
     p.add_argument("--cnn-snr", dest="cnn_snr_db", metavar="DB,DB", help="SNRs of the CNN's noisy copies [train.cnn_snr_db]")
+    p.add_argument("--embed-head", action="store_true", default=None, dest="embed_head",
+                   help="with --embed: a sequence head over the embedding windows scores that member [train.embed_head]")
     p.add_argument("--hold-out-dev", action="store_true", default=None, dest="hold_out_dev",
                    help="leave the training side's dev slice out (a model to tune classifier knobs on) [train.hold_out_dev]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
@@ -198,6 +200,7 @@ FLAG_KNOBS = {
     "cnn_noise": "train.cnn_noise",
     "cnn_snr_db": "train.cnn_snr_db",
     "hold_out_dev": "train.hold_out_dev",
+    "embed_head": "train.embed_head",
     "jobs": "train.jobs",
     "dask": "train.dask",
     "embed": "train.embed",

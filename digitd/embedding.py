@@ -253,8 +253,8 @@ class SpeechEmbedding:
 
     # ---- the classifier's clip vector ------------------------------------------------------
 
-    def pooled(self, x8k: np.ndarray) -> np.ndarray:
-        """(288,) float32 [mean, max, middle] of the window embeddings of one utterance.
+    def clip_windows(self, x8k: np.ndarray) -> np.ndarray:
+        """(11, 96) float32 window embeddings of one utterance.
 
         8 kHz float clip in [-1, 1] -> peak-normalised -> the CLIP_SECONDS of most energy, or
         centred in zeros when shorter -> 16 kHz (`upsample2`) -> x 32767 -> melspec ->
@@ -263,12 +263,20 @@ class SpeechEmbedding:
         """
         up = upsample2(fit_clip(x8k))
         up *= np.float32(INT16_SCALE)
-        emb = self.embed_mel(self.melspec(up))
-        return np.concatenate([emb.mean(axis=0), emb.max(axis=0), emb[len(emb) // 2]]).astype(np.float32)
+        return self.embed_mel(self.melspec(up)).astype(np.float32)
+
+    def pooled(self, x8k: np.ndarray) -> np.ndarray:
+        """(288,) float32 [mean, max, middle] of the window embeddings of one utterance."""
+        return pool(self.clip_windows(x8k))
 
     def warm_up(self) -> None:
         """Touch every buffer once, so the first utterance is not slow."""
         self.pooled(np.zeros(CLIP_SAMPLES, dtype=np.float32))
+
+
+def pool(emb: np.ndarray) -> np.ndarray:
+    """(POOLED_DIM,) [mean, max, middle window] of (windows, 96) embeddings."""
+    return np.concatenate([emb.mean(axis=0), emb.max(axis=0), emb[len(emb) // 2]]).astype(np.float32)
 
 
 def _halfband_taps() -> np.ndarray:

@@ -25,7 +25,8 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
-from digitd.embedding import SpeechEmbedding, default_path as default_frontend_path
+from digitd import embedhead
+from digitd.embedding import EMBED_DIM, SpeechEmbedding, default_path as default_frontend_path, pool
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
 from digitd.runtime import (NotCompilable, Runtime, compile_estimator, ensemble_parts, half_support_vectors, prepare, score,
                             sklearn_scores, stored)
@@ -82,6 +83,7 @@ class Features:
     vector: np.ndarray
     spec: np.ndarray | None = None
     embed: np.ndarray | None = None  # the pooled speech embedding, for a model with that member
+    embed_windows: np.ndarray | None = None  # its window embeddings (11, 96), for a member with a sequence head
 
 
 @dataclass
@@ -129,18 +131,26 @@ class EmbedMember:
     weight: float = 0.5
     power: float = 1.0
     source: Path = field(default_factory=default_frontend_path)  # the front end's file (saved beside the model)
+    head: embedhead.HeadWeights | None = None  # a sequence head over the windows (digitd.embedhead): scores instead of `lr`
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, classes + 1) probabilities of pooled embedding vectors."""
+        """(n, classes + 1) probabilities of pooled embedding vectors (the logistic regression)."""
         return score(self.lr, np.atleast_2d(vectors))
+
+    def utterance_proba(self, feats: Features) -> np.ndarray:
+        """(1, classes + 1) for one utterance: the sequence head on its windows when the member
+        has one, else the logistic regression on its pooled vector."""
+        if self.head is not None and feats.embed_windows is not None:
+            return embedhead.proba(self.head, feats.embed_windows)
+        return score(self.lr, np.atleast_2d(feats.embed))
 
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
 
-    def join(self, base: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        """The other members' digit probabilities (n, C) joined by this member's on pooled
-        embedding vectors (a user profile's member overrides this: digitd.profile)."""
-        return self.combine(base, self.proba(vectors))
+    def join(self, base: np.ndarray, feats: Features) -> np.ndarray:
+        """The other members' digit probabilities (n, C) joined by this member's on one
+        utterance's embedding features (a user profile's member overrides this: digitd.profile)."""
+        return self.combine(base, self.utterance_proba(feats))
 
 
 def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
@@ -179,12 +189,17 @@ class DigitModel:
     def features(self, x: np.ndarray, *, trimmed: bool = False) -> Features:
         # the embedding sees the utterance as given (it centres the word itself); the pooled
         # MFCC and the log-mel view see the trimmed word
-        emb = None if self.embed is None else self.embed.frontend.pooled(x)
+        emb = wins = None
+        if self.embed is not None:
+            wins = self.embed.frontend.clip_windows(x)
+            emb = pool(wins)
+            if self.embed.head is None:
+                wins = None
         if self.cnn is None:
-            return Features(extract(x, self.params, trimmed=trimmed), embed=emb)
+            return Features(extract(x, self.params, trimmed=trimmed), embed=emb, embed_windows=wins)
         if not trimmed:
             x = trim(x, self.params)
-        return Features(extract(x, self.params, trimmed=True), logmel(x, self.params, trimmed=True), emb)
+        return Features(extract(x, self.params, trimmed=True), logmel(x, self.params, trimmed=True), emb, wins)
 
     def scores(self, feats: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes) from pooled vectors alone (no convolutional member):
@@ -200,7 +215,7 @@ class DigitModel:
         p = self._pooled_and_cnn(feats)
         if self.embed is None or feats.embed is None:
             return p
-        return self.embed.join(p, feats.embed)[0]
+        return self.embed.join(p, feats)[0]
 
     def _pooled_and_cnn(self, feats: Features) -> np.ndarray:
         if self.cnn is None or feats.spec is None:
@@ -278,7 +293,8 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
     if model.embed is not None:
         front = model.embed.source
         embed = {"lr": model.embed.lr, "classes": list(model.embed.classes), "weight": model.embed.weight,
-                 "power": model.embed.power, "frontend": front.name, "frontend_sha256": sha256_file(front)}
+                 "power": model.embed.power, "frontend": front.name, "frontend_sha256": sha256_file(front),
+                 "head": model.embed.head}
         if front.resolve().parent != path.resolve().parent:
             import shutil
 
@@ -306,7 +322,8 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "numpy_runtime": True,
             "cnn": None if model.cnn is None else {"gain": model.cnn.gain, "base": model.cnn.base, "nets": len(model.cnn.nets),
                                                    "parameters": model.cnn.n_parameters()},
-            "embed": None if embed is None else {k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
+            "embed": None if embed is None else {**{k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
+                                                 "head_parameters": None if model.embed.head is None else embedhead.n_parameters(model.embed.head)},
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
@@ -526,6 +543,15 @@ def convert_pickle_model(old: str | Path, new: str | Path | None = None) -> Path
     return new
 
 
+def _head(spec: dict[str, Any] | None) -> embedhead.HeadWeights | None:
+    """A stored sequence head as float32 arrays (lists of pairs come back from JSON as lists)."""
+    if spec is None:
+        return None
+    f32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return {"mu": f32(spec["mu"]), "sd": f32(spec["sd"]), "convs": [(f32(w), f32(b)) for w, b in spec["convs"]],
+            "out": (f32(spec["out"][0]), f32(spec["out"][1]))}
+
+
 def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> EmbedMember | None:
     """The embedding member: its front end is a data-only file beside the model (shared by every
     model that uses it), checked against the SHA-256 the model was trained with."""
@@ -538,12 +564,14 @@ def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> 
         if sha256_file(front) != spec["frontend_sha256"]:
             raise ValueError(f"{front.name} is not the front end it was trained with (SHA-256 differs)")
         member = EmbedMember(SpeechEmbedding.load(front), spec["lr"], [str(c) for c in spec["classes"]],
-                             float(spec["weight"]), float(spec["power"]), front)
+                             float(spec["weight"]), float(spec["power"]), front, _head(spec.get("head")))
         if member.classes != classes + [OTHER]:
             raise ValueError(f"its classes {member.classes} are not the model's plus {OTHER!r}")
         probe = member.proba(np.zeros((1, member.lr["coef"].shape[1])))
         if probe.shape != (1, len(classes) + 1):
             raise ValueError(f"it gives {probe.shape[1]} scores")
+        if member.head is not None:
+            embedhead.check(member.head, len(classes) + 1, EMBED_DIM)
     except Exception as e:  # noqa: BLE001 - any malformed array or key is a bad model file
         raise ModelError(f"{path}: bad embedding member ({type(e).__name__}: {e})") from None
     return member

@@ -30,7 +30,7 @@ import numpy as np
 
 from digitd.errors import DigitdError
 from digitd.features import DEFAULT_PARAMS, trim
-from digitd.model import DigitModel, EmbedMember, join_embedding, sha256_file
+from digitd.model import DigitModel, EmbedMember, Features, join_embedding, sha256_file
 from digitd.runtime import Runtime, score
 
 FORMAT = "digitd-profile/1"
@@ -98,15 +98,18 @@ class AdaptedEmbed(EmbedMember):
     intercept: np.ndarray = field(default_factory=lambda: np.zeros(0))
     base_weight: float = 0.5  # the shipped member's share, for the shipped model's confidence
 
-    def proba(self, vectors: np.ndarray) -> np.ndarray:
+    def proba(self, vectors: np.ndarray, shipped: np.ndarray | None = None) -> np.ndarray:
+        """P(digit) from the adapted rows on pooled `vectors`, P(other) from the shipped member
+        (`shipped`: its probabilities when already computed, e.g. by its sequence head)."""
         v = np.atleast_2d(vectors)
-        base = score(self.lr, v)
+        base = score(self.lr, v) if shipped is None else shipped
         d = score({"kind": "lr", "pre": self.lr.get("pre", []), "coef": self.coef, "intercept": self.intercept}, v)
         return np.concatenate([d * (1.0 - base[:, -1:]), base[:, -1:]], axis=1)
 
-    def join(self, base: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-        mine = join_embedding(base, self.proba(vectors), self.weight, self.power)
-        shipped = join_embedding(base, score(self.lr, np.atleast_2d(vectors)), self.base_weight, self.power)
+    def join(self, base: np.ndarray, feats: Features) -> np.ndarray:
+        pe = EmbedMember.utterance_proba(self, feats)  # the shipped member's own scores
+        mine = join_embedding(base, self.proba(feats.embed, pe), self.weight, self.power)
+        shipped = join_embedding(base, pe, self.base_weight, self.power)
         top = mine.max(axis=1, keepdims=True)
         return mine * np.minimum(1.0, shipped.max(axis=1, keepdims=True) / np.maximum(top, 1e-12))
 

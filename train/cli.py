@@ -76,7 +76,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
                   cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), hold_out_dev=t.hold_out_dev,
-                  embed=t.embed, embed_c=t.embed_c,
+                  embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -184,6 +184,8 @@ def embed_loso_join(feat_recs: list[Record], recipe: Recipe, cfg: Any):
     negs = negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev)
     if not negs:
         raise DigitdError("LOSO of a model with the embedding member needs its negatives (--negatives DIRS)")
+    if recipe.embed_head:
+        _console().print("digitd: note: LOSO refits the embedding member's logistic regression per fold, not its sequence head")
     recs = list(feat_recs) + negs
     feats = embed_features(recs, noisy=recipe.embed_noisy, seed=recipe.seed, jobs=recipe.jobs)
     neg_idx = np.arange(len(feat_recs), len(recs))
@@ -288,6 +290,17 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         embed_info = describe(ef, threshold) | {"n_negative_clips": len(negs), "negatives": comma_list(cfg.train.negatives)}
         err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
                   f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
+        if recipe.embed_head:
+            from train.embed_head import fit_head_member
+
+            err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented copies per clip)")
+            hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs)
+            embed_member.head = hf.head
+            threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
+            embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),
+                                    "oof_other_rejected": float(np.mean(hf.oof_other_conf < threshold)), "n_rows": hf.n_rows}}
+            err.print(f"reject threshold {threshold:.3f} (its sequence head, out-of-speaker): "
+                      f"{embed_info['head']['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
     model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},
                        cnn=member, embed=embed_member)
     metrics: dict[str, Any] = {}

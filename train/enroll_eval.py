@@ -284,7 +284,9 @@ def fsdd_loso(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]], pull: 
 
 def full_scores(model, U: dict[str, Any], member, idx: np.ndarray, threshold: float, min_voiced: float):
     """(labels, rejected) of the shipped model with `member` as its embedding member."""
-    p = member.join(U["base"][idx], U["E"][idx])
+    from digitd.model import Features
+
+    p = member.join(U["base"][idx], Features(np.zeros(0), embed=U["E"][idx]))  # pooled rows (no sequence head here)
     labels = np.asarray(model.classes)[p.argmax(axis=1)]
     conf = p.max(axis=1)
     rejected = (U["voiced"][idx] < min_voiced) | (conf < threshold) if min_voiced > 0 else conf < threshold

@@ -54,6 +54,8 @@ class Recipe:
     embed_c: float = 0.03
     embed_weight: float = 0.5
     embed_noisy: int = 1
+    embed_head: bool = False  # score the embedding member with a sequence head over its windows (train.embed_head)
+    embed_head_copies: int = 6
     seed: int = 0
     jobs: int = 2
 

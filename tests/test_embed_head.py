@@ -1,0 +1,124 @@
+"""The embedding member's sequence head: numpy scoring equals torch, it learns what pooling
+cannot (the order of the windows), a real fit on real clips round-trips through the model file
+and is what scores the member, and a damaged head is refused in one line."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitd import embedhead
+from digitd.model import OTHER, ModelError, load_model, save_model
+
+torch = pytest.importorskip("torch")  # the hf extra (installed by `make test`)
+
+ROOT = Path(__file__).resolve().parents[1]
+NONDIGIT = ROOT / "tests" / "data" / "nondigit"
+
+
+def test_numpy_head_equals_torch():
+    from train.embed_head import HeadSpec, _torch_head, export
+
+    torch.manual_seed(0)
+    net = _torch_head(11, HeadSpec(channels=16), 96).eval()
+    rng = np.random.default_rng(0)
+    mu, sd = rng.standard_normal(96).astype(np.float32), rng.uniform(0.5, 2, 96).astype(np.float32)
+    head = export(net, mu, sd)
+    w = rng.standard_normal((4, 11, 96)).astype(np.float32) * sd + mu
+    with torch.no_grad():
+        want = torch.softmax(net(torch.tensor((w - mu) / sd)), 1).numpy()
+    assert np.allclose(embedhead.proba(head, w), want, atol=1e-5)
+    assert np.allclose(embedhead.proba(head, w[0]), want[:1], atol=1e-5)  # one utterance (T, 96)
+    assert embedhead.n_parameters(head) == sum(p.numel() for p in net.parameters())
+
+
+def test_head_learns_the_order_that_pooling_loses():
+    """Class 0: feature 0 rises in one window and feature 1 in the next; class 1: the other way
+    round, anywhere but the middle. Mean, max and the middle window are alike for both, so only
+    the order of neighbouring windows (what the head's convolutions see) tells them apart."""
+    from sklearn.linear_model import LogisticRegression
+
+    from digitd.embedding import pool
+    from train.embed_head import HeadSpec, fit_head
+
+    rng = np.random.default_rng(1)
+
+    def clips(n):
+        W = rng.standard_normal((n, 11, 96)).astype(np.float32) * 0.3
+        y = rng.integers(0, 2, n)
+        for i, c in enumerate(y):
+            t = int(rng.choice([1, 2, 3, 6, 7, 8]))
+            a, b = (t, t + 1) if c == 0 else (t + 1, t)
+            W[i, a, 0] += 3.0
+            W[i, b, 1] += 3.0
+        return W, y
+
+    W, y = clips(600)
+    Wt, yt = clips(200)
+    head = fit_head(W, y, 2, HeadSpec(channels=16, epochs=30, batch=64), seed=0)
+    acc_head = np.mean(embedhead.proba(head, Wt).argmax(1) == yt)
+    lr = LogisticRegression(max_iter=2000).fit(np.stack([pool(w) for w in W]), y)
+    acc_pooled = lr.score(np.stack([pool(w) for w in Wt]), yt)
+    assert acc_head > 0.95 and acc_pooled < 0.75, (acc_head, acc_pooled)
+
+
+@pytest.fixture(scope="module")
+def head_model(small_subset, tmp_path_factory):
+    """A small model with the embedding member and a sequence head fitted on real clips."""
+    from digitd.model import DigitModel
+    from train.data import Record, load_folder
+    from train.embed import fit_embed
+    from train.embed_head import HeadSpec, fit_head_member
+    from train.trainer import Recipe, extract_all, fit, stack
+
+    recs, _ = load_folder(small_subset, check_audio=False)
+    recs = [r for r in recs if r.split == "train"]
+    X, y, g = stack(extract_all(recs, jobs=1, progress=False), recs, augmented=False)
+    res = fit(X, y, g, Recipe(classifier="lr", grid={"clf__C": [0.1]}, jobs=1))
+    classes = [str(c) for c in res.estimator.classes_]
+    negs = [Record(OTHER, p.stem.split("_", 1)[1], 0, "extra", str(p)) for p in sorted(NONDIGIT.glob("*.wav"))]
+    ef = fit_embed(recs + negs, classes, noisy=0, jobs=1, folds=2)
+    hf = fit_head_member(recs + negs, classes, copies=1, jobs=1, folds=2, spec=HeadSpec(channels=16, epochs=10, batch=32))
+    ef.member.head = hf.head
+    model = DigitModel(res.estimator, classes, embed=ef.member)
+    path = tmp_path_factory.mktemp("head") / "m.npz"
+    save_model(model, path, {"command": "test"})
+    return model, path, hf
+
+
+def test_fitted_head_round_trips_and_scores_the_member(head_model, fsdd_dir):
+    import json
+
+    from digitd.audio import load_wav
+
+    model, path, hf = head_model
+    assert len(hf.oof_digit_conf) and len(hf.oof_other_conf) and hf.n_rows > 0
+    loaded = load_model(path)
+    assert loaded.embed.head is not None
+    x = load_wav(fsdd_dir / "3_theo_0.wav")
+    f = loaded.features(x)
+    assert f.embed_windows is not None and f.embed_windows.shape == (11, 96)
+    assert np.allclose(loaded.probabilities(f), model.probabilities(model.features(x)), atol=1e-6)
+    pe = loaded.embed.utterance_proba(f)
+    assert np.allclose(pe, embedhead.proba(loaded.embed.head, f.embed_windows))
+    assert not np.allclose(pe, loaded.embed.proba(f.embed))  # the head, not the pooled regression
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["embed"]["head_parameters"] == embedhead.n_parameters(loaded.embed.head)
+
+
+def test_damaged_head_is_refused_in_one_line(head_model, tmp_path):
+    import dataclasses
+
+    from digitd.model import DigitModel
+
+    _, path, _ = head_model
+    m = load_model(path)
+    head = dict(m.embed.head)
+    w, b = head["out"]
+    head["out"] = (w[:5], b[:5])  # 5 scores for 11 classes
+    bad = tmp_path / "bad.npz"
+    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, embed=dataclasses.replace(m.embed, head=head)),
+               bad, {"command": "test"})
+    with pytest.raises(ModelError) as e:
+        load_model(bad)
+    assert "bad embedding member" in str(e.value) and "5 scores" in str(e.value) and "\n" not in str(e.value)

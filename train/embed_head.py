@@ -1,0 +1,213 @@
+"""Fitting the embedding member's sequence head (digitd.embedhead) with torch.
+
+Rows per clip: the window embeddings (11 x 96) of the clip as recorded, of its trimmed word, and
+of `copies` augmented versions: the recording or its trimmed word, then (p 0.9) a real background
+recording, babble of training-side non-digit words, white or pink noise at 0-20 dB against the
+word, then a gain of -20..+20 dB around a 0.5 peak, clipped. Non-digit words and noise (OTHER) get
+the same copies as digits: copies of digits alone would teach "noisy = digit". The reject
+threshold comes from speaker-grouped out-of-fold confidences, like the logistic regression's.
+Chosen on the dev slice of the training side (train/README.md, "Sequence head"), never on the
+unseen speakers. torch is imported only here; the daemon scores the exported arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from digitd.embedding import SpeechEmbedding
+from digitd.embedhead import HeadWeights
+from digitd.features import DEFAULT_PARAMS, trim
+from digitd.model import OTHER
+from train.augment import add_noise, apply_gain, make_babble, speech_power
+from train.data import Record
+from train.embed import confidence, noise_bank
+from train.parallel import map_records, map_tasks
+
+SNR_DB = (0.0, 20.0)
+GAIN_DB = (-20.0, 20.0)
+NOISE_P = 0.9
+KINDS = ("recorded", "babble", "white", "pink")
+
+
+@dataclass
+class HeadSpec:
+    """Shape and schedule (the dev-slice run's one fixed configuration, not tuned on it)."""
+
+    channels: int = 64
+    epochs: int = 30
+    batch: int = 256
+    lr: float = 3e-3
+    dropout: float = 0.2
+    weight_decay: float = 1e-2
+
+
+@dataclass
+class HeadFit:
+    head: HeadWeights
+    oof_digit_conf: np.ndarray  # out-of-fold confidence of true digits (held-out speakers)
+    oof_other_conf: np.ndarray  # the same for OTHER clips
+    n_rows: int
+
+
+@dataclass
+class _Banks:
+    recorded: np.ndarray
+    babble: list[np.ndarray]
+
+
+def banks(records: Sequence[Record], seed: int) -> _Banks:
+    """Real backgrounds and 4 babble banks (3-6 talkers, 60 s) from the OTHER records (training side)."""
+    other = [r for r in records if r.label == OTHER]
+    words = [r for r in other if not r.speaker.startswith("noise")]
+    rng = np.random.default_rng([seed, 31])
+    pick = rng.choice(len(words), size=min(800, len(words)), replace=False) if words else []
+    waves = [words[i].load() for i in pick]
+    babble = [make_babble(waves, 60.0, rng, talkers=t) for t in (3, 4, 5, 6)] if waves else []
+    return _Banks(noise_bank(other, seconds=600.0, seed=seed), babble)
+
+
+def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int) -> list[np.ndarray]:
+    x = rec.load().astype(np.float64)
+    xt = trim(x, DEFAULT_PARAMS)
+    out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
+    rng = np.random.default_rng([seed, 12345, int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")])
+    kinds = [k for k in KINDS if (k != "recorded" or len(b.recorded) > len(x)) and (k != "babble" or b.babble)]
+    for _ in range(copies):
+        y = x if (rng.random() < 0.5 or len(xt) < 400) else xt
+        p = speech_power(y)
+        if rng.random() < NOISE_P:
+            kind = kinds[int(rng.integers(len(kinds)))]
+            bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
+            y = add_noise(y, kind, float(rng.uniform(*SNR_DB)), rng, bank, ref_power=p)
+        y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
+        out.append(frontend.clip_windows(y))
+    return out
+
+
+def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2) -> list[list[np.ndarray]]:
+    """Per record: [as recorded, trimmed, augmented copies...] window embeddings (11, 96)."""
+    frontend = SpeechEmbedding.load()
+    b = banks(records, seed)
+    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed), jobs=jobs,
+                       label="speech-embedding windows")
+
+
+def _torch_head(n_classes: int, spec: HeadSpec, dim: int):
+    import torch
+    from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv1d(dim, spec.channels, 3, padding=1)
+            self.conv2 = nn.Conv1d(spec.channels, spec.channels, 3, padding=1)
+            self.drop = nn.Dropout(spec.dropout)
+            self.out = nn.Linear(2 * spec.channels, n_classes)
+
+        def forward(self, x):  # (B, T, dim), standardised
+            z = torch.relu(self.conv1(x.transpose(1, 2)))
+            z = torch.relu(self.conv2(self.drop(z)))
+            return self.out(self.drop(torch.cat([z.mean(2), z.amax(2)], 1)))
+
+    return Head()
+
+
+def export(net, mu: np.ndarray, sd: np.ndarray) -> HeadWeights:
+    f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
+    return {"mu": mu.astype(np.float32), "sd": sd.astype(np.float32),
+            "convs": [(f32(net.conv1.weight), f32(net.conv1.bias)), (f32(net.conv2.weight), f32(net.conv2.bias))],
+            "out": (f32(net.out.weight), f32(net.out.bias))}
+
+
+def fit_head(W: np.ndarray, y: np.ndarray, n_classes: int, spec: HeadSpec = HeadSpec(), seed: int = 0) -> HeadWeights:
+    """Train on windows W (n, T, 96) with class indices y; class-balanced cross-entropy, AdamW +
+    one-cycle. Returns the numpy weights (digitd.embedhead scores them)."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    flat = W.reshape(-1, W.shape[-1])
+    mu, sd = flat.mean(axis=0), flat.std(axis=0) + 1e-6
+    X = torch.tensor((W - mu) / sd, dtype=torch.float32)
+    Y = torch.tensor(np.asarray(y, dtype=np.int64))
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    cw = torch.tensor(len(y) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
+    net = _torch_head(n_classes, spec, W.shape[-1])
+    per_epoch = max(1, len(y) // spec.batch)
+    opt = torch.optim.AdamW(net.parameters(), lr=spec.lr * 2 / 3, weight_decay=spec.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, spec.lr, total_steps=spec.epochs * per_epoch)
+    net.train()
+    for _ in range(spec.epochs):
+        order = torch.from_numpy(rng.permutation(len(y)))
+        for i in range(per_epoch):
+            b = order[i * spec.batch : (i + 1) * spec.batch]
+            loss = F.cross_entropy(net(X[b]), Y[b], weight=cw)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    return export(net, mu, sd)
+
+
+_TORCH = threading.Lock()
+
+
+@dataclass
+class _Job:
+    W: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    spec: HeadSpec
+    seed: int
+
+
+def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
+    """One fit (a task): on `rows` of the job's data (None = all), one torch thread."""
+    import torch
+
+    with _TORCH:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            if rows is None:
+                return fit_head(job.W, job.y, job.n_classes, job.spec, job.seed)
+            return fit_head(job.W[rows], job.y[rows], job.n_classes, job.spec, job.seed)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
+                    jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec()) -> HeadFit:
+    """The head on every record's windows (digits with their labels, negatives as OTHER), and
+    out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
+    from sklearn.model_selection import GroupKFold
+
+    from digitd import embedhead
+
+    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs)
+    names = list(classes) + [OTHER]
+    index = {c: i for i, c in enumerate(names)}
+    W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)
+    y = np.asarray([index[r.label] for r, rows in zip(records, feats) for _ in rows])
+    g = np.asarray([r.speaker for r, rows in zip(records, feats) for _ in rows])
+    first = np.asarray([i == 0 for rows in feats for i in range(len(rows))])
+    splits = list(GroupKFold(n_splits=folds).split(W, y, g)) if folds > 1 else []
+    job = _Job(W, y, len(names), spec, seed)
+    fits = map_tasks(_fit_task, [tr for tr, _ in splits] + [None], shared=job, jobs=jobs, label="sequence head fits")
+    digit_conf, other_conf = [], []
+    for (_, va), head in zip(splits, fits):
+        va = va[first[va]]
+        conf = confidence(embedhead.proba(head, W[va]))
+        is_digit = y[va] != index[OTHER]
+        digit_conf.append(conf[is_digit])
+        other_conf.append(conf[~is_digit])
+    empty = np.zeros(0)
+    return HeadFit(fits[-1], np.concatenate(digit_conf) if digit_conf else empty,
+                   np.concatenate(other_conf) if other_conf else empty, len(W))
