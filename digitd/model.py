@@ -322,7 +322,9 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             "numpy_runtime": True,
             "cnn": None if model.cnn is None else {"gain": model.cnn.gain, "base": model.cnn.base, "nets": len(model.cnn.nets),
                                                    "parameters": model.cnn.n_parameters()},
-            "embed": None if embed is None else {**{k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
+            # the trainer's own entries (out-of-fold rejection, negatives) stay beside the file's
+            "embed": None if embed is None else {**(card.get("embed") or {}),
+                                                 **{k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
                                                  "head_parameters": None if model.embed.head is None else embedhead.n_parameters(model.embed.head)},
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -122,3 +122,15 @@ def test_damaged_head_is_refused_in_one_line(head_model, tmp_path):
     with pytest.raises(ModelError) as e:
         load_model(bad)
     assert "bad embedding member" in str(e.value) and "5 scores" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_card_keeps_the_trainers_embedding_entries(head_model, tmp_path):
+    """The trainer's out-of-fold numbers for the member sit beside what save_model adds."""
+    import json
+
+    model, _, _ = head_model
+    out = tmp_path / "c.npz"
+    save_model(model, out, {"command": "test", "embed": {"oof_other_rejected": 0.9, "weight": "stale"}})
+    card = json.loads(out.with_suffix(".json").read_text())["embed"]
+    assert card["oof_other_rejected"] == 0.9 and card["weight"] == model.embed.weight
+    assert card["head_parameters"] == embedhead.n_parameters(model.embed.head)
