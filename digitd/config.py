@@ -67,7 +67,7 @@ class EndpointConfig:
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
-    reject_threshold: float = knob(0.39, lo=0.0, hi=1.0)
+    reject_threshold: float = knob(0.43, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     queue_size: int = knob(32, lo=1, hi=10000)
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble
