@@ -70,6 +70,8 @@ class ClassifyConfig:
     reject_threshold: float = knob(0.43, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     queue_size: int = knob(32, lo=1, hi=10000)
+    split_min_ms: int = knob(400, lo=0, hi=30000)  # utterances this long are tried as run-together words (digitd/segment.py); 0 = off
+    split_sure: float = knob(0.9, lo=0.0, hi=1.0)  # a cut whose two sides are both this confident is kept even when the whole was confident
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble
 
 

@@ -17,7 +17,7 @@ import queue
 from collections import deque
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -29,6 +29,7 @@ from digitd.endpoint import Endpointer, Utterance
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.model import DigitModel, reject_reason
 from digitd.numbers import NumberGrouper
+from digitd.segment import Piece, split_words
 from digitd.sources import Source
 from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
@@ -269,6 +270,12 @@ class Pipeline:
             feats = self.model.features(heard, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
+        c = self.cfg.classify
+        if c.split_min_ms > 0:
+            pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
+                                 c.split_min_ms / 1000, c.split_sure)
+        else:
+            pieces = [Piece(0, job.utt.audio, pred)]
         t2 = time.perf_counter()
         tm = self.timings
         tm.queue_ms.append((t0 - job.t_decided) * 1e3 - job.vad_ms - job.endpoint_ms)
@@ -277,19 +284,23 @@ class Pipeline:
         tm.total_ms.append((t2 - job.t_decided) * 1e3)
         lat = {"vad": job.vad_ms, "endpoint": job.endpoint_ms, "features": (t1 - t0) * 1e3,
                "classify": (t2 - t1) * 1e3, "total": (t2 - job.t_decided) * 1e3}
-        u = job.utt
-        start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
         # emitted: the stream position now (live), or where the end was decided (inline)
-        emitted = max(self._pos, u.detected_sample) / SAMPLE_RATE
-        reason = reject_reason(job.utt.audio, pred.confidence, self.cfg.classify.reject_threshold,
-                               self.cfg.classify.min_voiced_ms)
-        if self.on_utterance is not None:
-            self.on_utterance(u, heard, pred, reason)
-        if reason:
-            self.counts["rejected"] += 1
-            self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat, reason))
-        else:
-            self.counts["digits"] += 1
-            tm.eos_s.append(emitted - end)
-            self.transcript.append(pred.label)
-            self.emit(DigitEvent(pred.label, pred.confidence, start, end, emitted, lat))
+        emitted = max(self._pos, job.utt.detected_sample) / SAMPLE_RATE
+        for piece in pieces:
+            u = job.utt
+            if len(pieces) > 1:  # each run-together word as an utterance of its own
+                a = u.start_sample + piece.offset
+                u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)
+                heard, pred = piece.audio, piece.prediction
+            start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
+            reason = reject_reason(u.audio, pred.confidence, c.reject_threshold, c.min_voiced_ms)
+            if self.on_utterance is not None:
+                self.on_utterance(u, heard, pred, reason)
+            if reason:
+                self.counts["rejected"] += 1
+                self.emit(RejectedEvent(start, end, emitted, pred.label, pred.confidence, lat, reason))
+            else:
+                self.counts["digits"] += 1
+                tm.eos_s.append(emitted - end)
+                self.transcript.append(pred.label)
+                self.emit(DigitEvent(pred.label, pred.confidence, start, end, emitted, lat))
