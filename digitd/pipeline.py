@@ -271,7 +271,9 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify
-        if c.split_min_ms > 0:
+        whole_reason = reject_reason(job.utt.audio, pred.confidence, c.reject_threshold, c.min_voiced_ms)
+        # no pitch anywhere in it: no piece of it would be voiced either
+        if c.split_min_ms > 0 and whole_reason != "unvoiced":
             pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
                                  c.split_min_ms / 1000, c.split_sure)
         else:
@@ -293,7 +295,8 @@ class Pipeline:
                 u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)
                 heard, pred = piece.audio, piece.prediction
             start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
-            reason = reject_reason(u.audio, pred.confidence, c.reject_threshold, c.min_voiced_ms)
+            reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred.confidence, c.reject_threshold,
+                                                                          c.min_voiced_ms)
             if self.on_utterance is not None:
                 self.on_utterance(u, heard, pred, reason)
             if reason:

@@ -69,12 +69,18 @@ def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any]
     if _depth >= SPLIT_DEPTH or len(x) < min_s * SAMPLE_RATE:
         return [Piece(0, x, whole)]
     best = None
+    def good(p: float) -> bool:  # could a side this confident be half of a kept cut?
+        return (p >= MIN_PIECE_CONF and p > conf) or p >= sure
+
     for c in cut_candidates(x):
-        left, right = classify(x[:c]), classify(x[c:])
+        left = classify(x[:c])
+        if not good(float(left.confidence)):
+            continue  # the right side cannot save this cut: not worth classifying
+        right = classify(x[c:])
         m = min(float(left.confidence), float(right.confidence))
         if left.label == right.label and m < SAME_LABEL_CONF:
             continue
-        if ((m >= MIN_PIECE_CONF and m > conf) or m >= sure) and (best is None or m > best[0]):
+        if good(m) and (best is None or m > best[0]):
             best = (m, c, left, right)
     if best is None:
         return [Piece(0, x, whole)]
