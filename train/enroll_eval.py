@@ -35,7 +35,7 @@ import numpy as np
 
 from digitd.audio import load_wav
 from digitd.corpora import available, corpus_clips, split_clips
-from digitd.model import OTHER, load_model
+from digitd.model import OTHER, Features, load_model
 from digitd.paths import fsdd_dir
 from digitd.profile import adapt_member, take_rows
 from digitd.voicing import longest_voiced_ms
@@ -199,7 +199,7 @@ def fsdd_loso_joined(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]],
         keep = np.isin(F["take"][rec[rows]], list(test_takes))
         rows, pb = rows[keep], pooled[f"{sp}.p"][keep]
         yt = F["label"][rec[rows]]
-        acc = lambda mem: float(np.mean(np.asarray(DIGITS)[mem.join(pb, F["X"][rows]).argmax(1)] == yt))  # noqa: E731
+        acc = lambda mem: float(np.mean(np.asarray(DIGITS)[mem.join(pb, Features(np.zeros(0), embed=F["X"][rows])).argmax(1)] == yt))  # noqa: E731
         r = {"n": len(yt), "pooled": float(np.mean(np.asarray(DIGITS)[pb.argmax(1)] == yt)), "before": acc(m)}
         for k in (1, 2):
             e = np.flatnonzero(F["fsdd"][rec] & (F["speaker"][rec] == sp) & np.isin(F["take"][rec], list(ENROLL_TAKES[:k]))
@@ -284,8 +284,6 @@ def fsdd_loso(F: dict[str, Any], bases: dict[str, dict[str, np.ndarray]], pull: 
 
 def full_scores(model, U: dict[str, Any], member, idx: np.ndarray, threshold: float, min_voiced: float):
     """(labels, rejected) of the shipped model with `member` as its embedding member."""
-    from digitd.model import Features
-
     p = member.join(U["base"][idx], Features(np.zeros(0), embed=U["E"][idx]))  # pooled rows (no sequence head here)
     labels = np.asarray(model.classes)[p.argmax(axis=1)]
     conf = p.max(axis=1)
