@@ -94,6 +94,13 @@ def test_adaptation_follows_the_speakers_own_labels(model, fsdd):
     # P(other), which rejects non-digit words, is the base member's
     V = np.asarray(X[:4])
     assert np.allclose(member.proba(V)[:, -1], model.embed.proba(V)[:, -1])
+    # joined with the other members on a batch of pooled rows, as train.enroll_eval scores them
+    from digitd.model import Features
+
+    base = np.full((len(V), len(model.classes)), 1.0 / len(model.classes))
+    for m in (model.embed, member):
+        p = m.join(base, Features(np.zeros(0), embed=V))
+        assert p.shape == base.shape and np.all((p >= 0) & (p <= 1))
 
 
 def test_profile_is_data_only(enrolled):
