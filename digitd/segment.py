@@ -68,10 +68,11 @@ def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any]
     conf = float(whole.confidence)
     if _depth >= SPLIT_DEPTH or len(x) < min_s * SAMPLE_RATE:
         return [Piece(0, x, whole)]
-    best = None
+
     def good(p: float) -> bool:  # could a side this confident be half of a kept cut?
         return (p >= MIN_PIECE_CONF and p > conf) or p >= sure
 
+    best = None
     for c in cut_candidates(x):
         left = classify(x[:c])
         if not good(float(left.confidence)):

@@ -24,10 +24,6 @@ def _word(fsdd, name: str) -> np.ndarray:
     return x[s:e]
 
 
-def _classify(model):
-    return lambda x: model.classify(model.features(x))
-
-
 def test_deepest_dip_is_the_join_of_two_fluent_words(fsdd):
     a, b = _word(fsdd, "4_jackson_0.wav"), _word(fsdd, "1_theo_0.wav")
     join = len(a) + int(0.02 * SAMPLE_RATE)
@@ -43,7 +39,7 @@ def test_deepest_dip_is_the_join_of_two_fluent_words(fsdd):
 def test_two_fluent_digits_come_out_as_both(model, fsdd):
     a, b = _word(fsdd, "4_jackson_0.wav"), _word(fsdd, "1_theo_0.wav")
     x = np.concatenate([a, np.zeros(int(0.02 * SAMPLE_RATE), np.float32), b])
-    cl = _classify(model)
+    cl = model.predict_wave
     pieces = split_words(x, cl(x), cl, 0.4, 0.9)
     assert [p.prediction.label for p in pieces] == ["4", "1"]
     assert pieces[0].offset == 0 and abs(pieces[1].offset - len(a)) < 0.08 * SAMPLE_RATE
@@ -52,7 +48,7 @@ def test_two_fluent_digits_come_out_as_both(model, fsdd):
 
 
 def test_single_words_stay_whole(model, fsdd):
-    cl = _classify(model)
+    cl = model.predict_wave
     names = sorted(p.name for p in fsdd.glob("*_[0-4].wav"))[::3]  # 100 test-split clips, every digit and speaker
     split = []
     for n in names:
