@@ -26,6 +26,7 @@ from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
 from digitd.endpoint import Endpointer, Utterance
+from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.model import DigitModel, reject_reason
 from digitd.numbers import NumberGrouper
@@ -88,6 +89,7 @@ class Pipeline:
         self.threaded = threaded
         self.timings = Timings(history)
         self.stop_event = threading.Event()
+        self._classify_error: Exception | None = None  # what stopped classification, raised by `run`
         self.counts = {"utterances": 0, "digits": 0, "rejected": 0, "overflows": 0, "queue_dropped": 0, "numbers": 0}
         self.dropped_samples = 0
         self.transcript: list[str] = []
@@ -193,6 +195,9 @@ class Pipeline:
                 self._queue.put(_STOP)
                 worker.join()
             self.status.update(running=False, state="silence")
+        if self._classify_error is not None:
+            e = self._classify_error
+            raise DigitdError(f"the classifier failed: {type(e).__name__}: {e}") from e
         ep = self.endpointer
         summary = SummaryEvent(
             utterances=self.counts["utterances"], digits=self.counts["digits"], rejected=self.counts["rejected"],
@@ -237,7 +242,7 @@ class Pipeline:
         self.counts["utterances"] += 1
         self._inflight.append(job.utt.start_sample)
         if not threaded:
-            self._classify(job)
+            self._classify_safely(job)
             return
         try:
             self._queue.put_nowait(job)
@@ -251,7 +256,19 @@ class Pipeline:
             job = self._queue.get()
             if job is _STOP:
                 return
+            self._classify_safely(job)
+
+    def _classify_safely(self, job: _Job) -> None:
+        """Classify, or after a failure skip: a dead worker would leave `run` waiting on a full
+        queue forever, so the first error stops the run and `run` raises it as one line."""
+        if self._classify_error is not None:
+            self._inflight.popleft()
+            return
+        try:
             self._classify(job)
+        except Exception as e:
+            self._classify_error = e
+            self.stop_event.set()
 
     def _classify(self, job: _Job) -> None:
         try:

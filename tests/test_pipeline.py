@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 
 from digitd import SAMPLE_RATE
 from digitd.config import Config
+from digitd.errors import DigitdError
 from digitd.events import DigitEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.pipeline import Pipeline
 from digitd.scoring import score
@@ -202,3 +204,42 @@ def test_live_ui_renders_state_transcript_latency_and_counters(short_stream, liv
         assert needle in text, needle
     digits = [e.digit for e in ui.items if isinstance(e, DigitEvent)]
     assert digits and all(f" {d} " in text for d in digits[-3:])
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_failing_classifier_ends_the_run_with_one_error(model, fsdd, threaded):
+    """A classifier that raises (a bug, a broken model) stops the run with a DigitdError (one
+    line and exit 2 from the CLI) instead of a traceback or, with a worker thread and a full
+    queue, waiting forever."""
+
+    class Breaks:
+        def __init__(self, m):
+            self.m, self.n = m, 0
+
+        def features(self, x, trimmed=False):
+            return self.m.features(x, trimmed=trimmed)
+
+        def classify(self, f):
+            self.n += 1
+            if self.n >= 2:
+                raise RuntimeError("broken weights")
+            return self.m.classify(f)
+
+    audio, _ = make_stream(8, seed=4, gap_min_s=0.3, gap_max_s=0.5)
+    cfg = Config()
+    cfg.classify.queue_size = 1
+    sink, out = Collect(), {}
+
+    def go():
+        try:
+            Pipeline(cfg, Breaks(model), [sink], threaded=threaded).run(FileSource(audio, "max"))
+        except Exception as e:  # noqa: BLE001 - the test looks at what came out
+            out["error"] = e
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the run hung after the classifier failed"
+    assert isinstance(out.get("error"), DigitdError)
+    assert "broken weights" in str(out["error"]) and "\n" not in str(out["error"])
+    assert sum(isinstance(e, DigitEvent) for e in sink.events) <= 1
