@@ -17,6 +17,7 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.audio import load_wav
+from digitd.errors import DigitdError
 from digitd.features import trim_bounds
 from digitd.paths import fsdd_dir
 
@@ -34,7 +35,8 @@ def fsdd_test_clips(data_dir: str | None = None) -> tuple[tuple[str, str], ...]:
         if m and int(m.group(3)) in TEST_TAKES:
             out.append((m.group(1), str(p)))
     if not out:
-        raise FileNotFoundError(f"{d}: no FSDD test-split clips ({{digit}}_{{speaker}}_{{0-4}}.wav)")
+        raise DigitdError(f"{d}: no FSDD test-split clips ({{digit}}_{{speaker}}_{{0-4}}.wav); the FSDD stream is "
+                          "built from them: run scripts/get-data.sh, or set DIGITD_FSDD_DIR")
     return tuple(out)
 
 

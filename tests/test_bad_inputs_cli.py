@@ -115,3 +115,17 @@ def test_predict_names_a_folder_without_wavs(tmp_path, model_path):
     (empty / "notes.txt").write_text("not audio")
     r = run("predict", str(empty), "--model", str(model_path))
     _one_line_error(r, empty, "no WAV files")
+
+
+def test_benches_without_their_data_are_one_line(tmp_path, model_path):
+    """A fresh clone without ../shared: the FSDD stream and the room scenario say what is missing
+    and how to get it."""
+    empty = tmp_path / "no_fsdd"
+    empty.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DIGITD_FSDD_DIR=str(empty), DIGITD_SHARED_DIR=str(empty))
+    for args, phrase in ((["bench"], "get-data.sh"), (["bench", "--scenario", "room"], "DIGITD_SHARED_DIR")):
+        r = subprocess.run([sys.executable, "-m", "digitd", *args, "--model", str(model_path)], capture_output=True,
+                           text=True, timeout=120, env=env, cwd=ROOT)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("digitd: error:") and phrase in lines[0], r.stderr
