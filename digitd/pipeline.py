@@ -292,7 +292,7 @@ class Pipeline:
         # no pitch anywhere in it: no piece of it would be voiced either
         if c.split_min_ms > 0 and whole_reason != "unvoiced":
             pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
-                                 c.split_min_ms / 1000, c.split_sure)
+                                 c.split_min_ms / 1000, c.split_sure, c.min_voiced_ms)
         else:
             pieces = [Piece(0, job.utt.audio, pred)]
         t2 = time.perf_counter()

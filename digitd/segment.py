@@ -20,11 +20,12 @@ import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd.features import frame_db
+from digitd.voicing import longest_voiced_ms
 
 FRAME = 80  # 10 ms energy contour
 MIN_SIDE_S = 0.2  # each side of a cut holds at least this much audio (a short digit: ~0.2 s)
 MIN_DEPTH_DB = 3.0  # a candidate dip lies this far under the louder stretch on each side
-CANDIDATES = 3  # the deepest dips tried per utterance
+CANDIDATES = 2  # the deepest dips tried per utterance (3 found nothing more on the tuning side, for 19% more classifications)
 SPLIT_DEPTH = 2  # cut, then cut the pieces once more: up to 4 words per utterance
 MIN_PIECE_CONF = 0.6  # both pieces at least this confident to beat the whole
 # two halves heard as the same digit are more often one word heard twice than a repeated digit
@@ -60,11 +61,13 @@ def cut_candidates(x: np.ndarray, k: int = CANDIDATES) -> list[int]:
 
 
 def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any],
-                min_s: float, sure: float, _depth: int = 0) -> list[Piece]:
+                min_s: float, sure: float, min_voiced_ms: float = 0.0, _depth: int = 0) -> list[Piece]:
     """`x` as one or more pieces. `whole` is the classifier's prediction for all of `x` (with
     .label and .confidence); `classify(audio)` predicts a piece. Utterances shorter than
     `min_s` seconds stay whole; a cut is kept when both sides reach MIN_PIECE_CONF and beat
-    the whole's confidence, or both reach `sure` (halves with the same label: SAME_LABEL_CONF)."""
+    the whole's confidence, or both reach `sure` (halves with the same label: SAME_LABEL_CONF).
+    With `min_voiced_ms`, a cut is only tried when each side has that much continuous pitch
+    (`voicing.longest_voiced_ms`, the daemon's own gate): cheap, and it spares the classifier."""
     conf = float(whole.confidence)
     if _depth >= SPLIT_DEPTH or len(x) < min_s * SAMPLE_RATE:
         return [Piece(0, x, whole)]
@@ -74,6 +77,8 @@ def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any]
 
     best = None
     for c in cut_candidates(x):
+        if min_voiced_ms > 0 and min(longest_voiced_ms(x[:c]), longest_voiced_ms(x[c:])) < min_voiced_ms:
+            continue  # two words have two voiced nuclei; a side without one would be rejected anyway
         left = classify(x[:c])
         if not good(float(left.confidence)):
             continue  # the right side cannot save this cut: not worth classifying
@@ -86,6 +91,6 @@ def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any]
     if best is None:
         return [Piece(0, x, whole)]
     _, c, left, right = best
-    head = split_words(x[:c], left, classify, min_s, sure, _depth + 1)
-    tail = split_words(x[c:], right, classify, min_s, sure, _depth + 1)
+    head = split_words(x[:c], left, classify, min_s, sure, min_voiced_ms, _depth + 1)
+    tail = split_words(x[c:], right, classify, min_s, sure, min_voiced_ms, _depth + 1)
     return head + [Piece(p.offset + c, p.audio, p.prediction) for p in tail]

@@ -95,3 +95,24 @@ def test_pipeline_splits_fluent_strings_and_keeps_spaced_ones(model, fsdd):
     a = [(e.kind, getattr(e, "digit", None)) for e in _run(model, spaced, on)]
     b = [(e.kind, getattr(e, "digit", None)) for e in _run(model, spaced, off)]
     assert a == b
+
+
+def test_a_side_without_pitch_is_not_classified(model, fsdd):
+    """A word followed by a noise burst: with the voicing rule the cut is never tried (the burst
+    would be rejected as unvoiced anyway), so the classifier is not asked about its pieces."""
+    a = _word(fsdd, "4_jackson_0.wav")
+    burst = np.random.default_rng(1).standard_normal(int(0.3 * SAMPLE_RATE)).astype(np.float32) * 0.3 * np.abs(a).max()
+    x = np.concatenate([a, np.zeros(int(0.03 * SAMPLE_RATE), np.float32), burst])
+    whole = model.predict_wave(x)
+    assert cut_candidates(x), "the burst must offer a cut, or this test proves nothing"
+    calls = []
+
+    def counting(y):
+        calls.append(len(y))
+        return model.predict_wave(y)
+
+    split_words(x, whole, counting, 0.4, 0.9, min_voiced_ms=0.0)
+    assert calls, "without the voicing rule the cut is tried"
+    calls.clear()
+    assert len(split_words(x, whole, counting, 0.4, 0.9, min_voiced_ms=45.0)) == 1
+    assert calls == []
