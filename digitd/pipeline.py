@@ -289,7 +289,7 @@ class Pipeline:
         pred = self.model.classify(feats)
         c = self.cfg.classify
         whole_reason = reject_reason(job.utt.audio, pred.confidence, c.reject_threshold, c.min_voiced_ms)
-        # no pitch anywhere in it: no piece of it would be voiced either
+        # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced":
             pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
                                  c.split_min_ms / 1000, c.split_sure, c.min_voiced_ms)
