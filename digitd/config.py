@@ -131,6 +131,8 @@ class BenchConfig:
     room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)
     room_level_step_db: float = knob(10.0, lo=0.0, hi=40.0)  # word-to-word level change up to +-this, within centre +-this
     room_babble_talkers: int = knob(4, lo=3, hi=32)
+    room_rt60_s: float = knob(0.0, lo=0.0, hi=3.0)  # > 0: every word and sound is heard through a room with this reverberation time; 0 = dry
+    room_drr_db: float = knob(3.0, lo=-20.0, hi=40.0)  # with room_rt60_s: direct sound over reverberation (talker ~1 m from the microphone)
     room_speakers: str = knob("unseen", choices=("unseen", "train", "dev"))  # unseen: the judged split; train / dev: for tuning knobs
 
 

@@ -66,6 +66,28 @@ def colored_noise(n: int, kind: str, rng: np.random.Generator) -> np.ndarray:
     return (w / (np.sqrt(np.mean(w**2)) + 1e-12)).astype(np.float32)
 
 
+def room_impulse(rt60_s: float, drr_db: float, rng: np.random.Generator, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A synthetic room impulse response: the direct path, then a diffuse tail of exponentially
+    decaying noise (60 dB down after `rt60_s`) from 2.5 ms on, `drr_db` under the direct sound.
+    Statistical (Polack's model), because no measured responses are at hand offline: it gets a
+    room's energy decay right, which is what smears one frame of a word into the next."""
+    n = max(2, int(rate * rt60_s))
+    t = np.arange(n) / rate
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / max(rt60_s, 1e-3))
+    tail[: int(0.0025 * rate)] = 0.0
+    tail *= 10 ** (-drr_db / 20) / (np.sqrt(np.sum(tail**2)) + 1e-12)
+    tail[0] = 1.0
+    return tail
+
+
+def reverberate(x: np.ndarray, h: np.ndarray, tail_s: float = 0.3, rate: int = SAMPLE_RATE) -> np.ndarray:
+    """`x` heard through the room `h`, keeping at most `tail_s` of reverberation after it."""
+    from scipy.signal import fftconvolve
+
+    y = fftconvolve(np.asarray(x, np.float64), h)
+    return y[: len(x) + int(tail_s * rate)]
+
+
 def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_max_s: float = 2.0,
                 level_min_db: float = -20.0, level_max_db: float = -3.0, noise: str = "none",
                 snr_db: float = 20.0, room_snr_db: float | None = 40.0, lead_s: float = 0.5, tail_s: float = 1.0,

@@ -105,3 +105,33 @@ def test_clipping_gain_marks_the_copy_corrupted(clip):
     assert all(c and np.max(np.abs(w)) == 1.0 for w, _, c in loud)
     soft = augment_wave(clip, AugmentSpec(copies=6, kinds=["gain"], gain_db=[-30.0, -10.0]), np.random.default_rng(0))
     assert not any(c for _, _, c in soft)
+
+
+def test_room_impulse_decays_at_its_rt60_with_its_direct_to_reverberant_ratio():
+    from digitd.synth import room_impulse
+
+    for rt60, drr in ((0.3, 6.0), (0.8, -3.0)):
+        h = room_impulse(rt60, drr, np.random.default_rng(0))
+        assert h[0] == 1.0 and len(h) == int(8000 * rt60)
+        assert 10 * np.log10(1.0 / np.sum(h[1:] ** 2)) == pytest.approx(drr, abs=0.01)
+        # Schroeder backward integration: the energy left falls 60 dB over rt60 (fit between -5 and -25 dB)
+        edc = 10 * np.log10(np.cumsum((h[1:] ** 2)[::-1])[::-1] / np.sum(h[1:] ** 2))
+        t = np.arange(len(edc)) / 8000
+        sel = (edc < -5) & (edc > -25)
+        slope = np.polyfit(t[sel], edc[sel], 1)[0]
+        assert -60 / slope == pytest.approx(rt60, rel=0.15)
+
+
+def test_reverb_is_opt_in_and_rings_on_after_the_word(clip):
+    """Recipes without "reverb" draw exactly as before (the shipped model's copies stay reproducible);
+    with it, a reverberated copy is longer by the kept tail, marked corrupted, and still the word."""
+    base = AugmentSpec(copies=4)
+    a = augment_wave(clip, base, np.random.default_rng(5))
+    b = augment_wave(clip, AugmentSpec(copies=4, reverb_prob=1.0), np.random.default_rng(5))
+    assert all(np.array_equal(x, y) for (x, _, _), (y, _, _) in zip(a, b))
+    spec = AugmentSpec(copies=3, kinds=["reverb"], reverb_prob=1.0, rt60_s=[0.6, 0.6], drr_db=[0.0, 0.0])
+    for w, _, c in augment_wave(clip, spec, np.random.default_rng(5)):
+        assert c and len(w) == len(clip) + int(0.3 * 8000)
+        assert np.corrcoef(w[: len(clip)], clip)[0, 1] > 0.5
+        tail = w[len(clip):]
+        assert 10 * np.log10(np.mean(tail**2) / speech_power(clip)) > -40  # the room still rings after the word

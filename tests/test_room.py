@@ -235,3 +235,16 @@ def test_bad_room_knob_is_one_line(model_path):
                        timeout=120, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "traffic" in r.stderr, r.stderr
+
+
+def test_a_reverberant_room_rings_on_after_each_word_and_keeps_the_dry_truth(pink):
+    """bench.room_rt60_s: the same draws and truth as the dry stream, but each word carries its
+    room's reverberation past its end (where the dry stream has only background)."""
+    wet = make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL, rt60_s=0.6, drr_db=0.0))
+    assert [t.to_dict() for t in wet.truth] == [t.to_dict() for t in pink.truth]
+    after_dry, after_wet = [], []
+    for t in _speech(pink.truth):
+        a, z = round(t.end * SAMPLE_RATE) + 800, round(t.end * SAMPLE_RATE) + 1600  # 100-200 ms after the word
+        after_dry.append(np.mean(pink.speech[a:z].astype(np.float64) ** 2))
+        after_wet.append(np.mean(wet.speech[a:z].astype(np.float64) ** 2))
+    assert np.median(after_wet) > 10 * np.median(after_dry) and np.median(after_wet) > 0

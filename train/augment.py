@@ -13,6 +13,7 @@ import numpy as np
 from scipy.signal import lfilter, resample_poly
 
 from digitd.features import DEFAULT_PARAMS, trim
+from digitd.synth import room_impulse, reverberate
 
 NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
 ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
@@ -22,7 +23,7 @@ ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: 
 class AugmentSpec:
     """Augmented copies per clip and the ranges they are drawn from (0 copies = off).
 
-    Each copy gets: a noise kind and SNR (or none), a gain, random low-level padding at both
+    Each copy gets: optionally a room's reverberation, a noise kind and SNR (or none), a gain, random low-level padding at both
     ends (which also shifts the word in time), an optional speed change, and a VTLN warp factor
     applied in the filterbank (covers shorter/higher vocal tracts than FSDD's six men).
     """
@@ -41,6 +42,11 @@ class AugmentSpec:
     warps: list[float] = field(default_factory=list)  # e.g. [0.85, 0.9, 1.1, 1.2]; [] = no warp
     clean_warps: bool = True  # also add an un-noised copy per warp factor
     noise_kinds: list[str] = field(default_factory=lambda: list(NOISE_KINDS))  # drawn from for each noisy copy
+    # "reverb" in kinds (opt-in: recipes without it draw exactly as before): a share of the copies
+    # is heard through a synthetic room (digitd.synth.room_impulse) before any noise is added
+    reverb_prob: float = 0.4
+    rt60_s: list[float] = field(default_factory=lambda: [0.2, 0.9])
+    drr_db: list[float] = field(default_factory=lambda: [-3.0, 12.0])
 
 
 def speech_power(x: np.ndarray) -> float:
@@ -132,6 +138,10 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
         corrupted = False
         if "speed" in spec.kinds and spec.speed and rng.random() < 0.3:
             y = change_speed(y, float(rng.uniform(*spec.speed)))
+        if "reverb" in spec.kinds and rng.random() < spec.reverb_prob:
+            h = room_impulse(float(rng.uniform(*spec.rt60_s)), float(rng.uniform(*spec.drr_db)), rng)
+            y = reverberate(y, h)
+            corrupted = True
         p = speech_power(y)
         if "pad" in spec.kinds and spec.pad_ms and spec.pad_ms[1] > 0 and rng.random() < spec.pad_prob:
             y = pad(y, float(rng.uniform(*spec.pad_ms)), float(rng.uniform(*spec.pad_ms)), float(rng.uniform(35, 60)), rng)

@@ -61,9 +61,9 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
 def recipe_from(cfg: Any) -> Recipe:
     t = cfg.train
     kinds = comma_list(t.aug_kinds)
-    bad = set(kinds) - {"noise", "pad", "gain", "speed"}
+    bad = set(kinds) - {"noise", "pad", "gain", "speed", "reverb"}
     if bad:
-        raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed)")
+        raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed, reverb)")
     noise = comma_list(t.cnn_noise)
     bad = set(noise) - set(ALL_NOISE_KINDS)
     if bad:

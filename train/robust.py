@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from digitd.model import DigitModel
+from digitd.synth import reverberate, room_impulse
 from train.augment import add_noise, apply_gain, change_speed, pad
 from train.data import Record
 
@@ -34,6 +35,8 @@ for _ms in (150, 300):
     CONDITIONS[f"pad {_ms} ms"] = _pad(float(_ms))
 for _sp in (0.9, 1.1):
     CONDITIONS[f"speed x{_sp:g}"] = (lambda f: lambda x, rng, bab: change_speed(x, f))(_sp)
+for _rt in (0.3, 0.6):  # a talker about 1 m from the microphone (direct sound 3 dB over the reverberation)
+    CONDITIONS[f"room {_rt:g} s"] = (lambda rt: lambda x, rng, bab: reverberate(x, room_impulse(rt, 3.0, rng)))(_rt)
 
 
 def _classify_chunk(model: DigitModel, recs: Sequence[Record], names: Sequence[str], babble: np.ndarray, seed: int) -> list[list[str]]:
