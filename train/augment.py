@@ -23,9 +23,10 @@ ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: 
 class AugmentSpec:
     """Augmented copies per clip and the ranges they are drawn from (0 copies = off).
 
-    Each copy gets: optionally a room's reverberation, a noise kind and SNR (or none), a gain, random low-level padding at both
-    ends (which also shifts the word in time), an optional speed change, and a VTLN warp factor
-    applied in the filterbank (covers shorter/higher vocal tracts than FSDD's six men).
+    Each copy gets: optionally a room's reverberation, a noise kind and SNR (or none), a gain,
+    random low-level padding at both ends (which also shifts the word in time), an optional speed
+    change, and a VTLN warp factor applied in the filterbank (covers shorter/higher vocal tracts
+    than FSDD's six men).
     """
 
     copies: int = 0
