@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed", action="store_true", default=None, help="add the speech-embedding member [train.embed]")
     p.add_argument("--negatives", metavar="DIRS", help="non-digit word / noise folders for its 'other' class [train.negatives]")
     p.add_argument("--aug", type=int, dest="aug_copies", metavar="N", help="augmented copies per training clip [train.aug_copies]")
-    p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed [train.aug_kinds]")
+    p.add_argument("--aug-kinds", dest="aug_kinds", metavar="LIST", help="effects for the copies: noise,pad,gain,speed,reverb [train.aug_kinds]")
     p.add_argument("--synth", action="store_true", default=None, help="also train on espeak-ng digits from training-only voices [train.synth]")
     p.add_argument("--clean-svm", dest="clean_svm", action="store_true", default=None,
                    help="with --aug: add an SVM member fitted on the clean clips only [train.clean_svm]")
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cnn-snr", dest="cnn_snr_db", metavar="DB,DB", help="SNRs of the CNN's noisy copies [train.cnn_snr_db]")
     p.add_argument("--embed-head", action="store_true", default=None, dest="embed_head",
                    help="with --embed: a sequence head over the embedding windows scores that member [train.embed_head]")
+    p.add_argument("--embed-head-reverb", type=int, dest="embed_head_reverb", metavar="N",
+                   help="with --embed-head: N more copies per clip for it, heard through a synthetic room [train.embed_head_reverb]")
     p.add_argument("--hold-out-dev", action="store_true", default=None, dest="hold_out_dev",
                    help="leave the training side's dev slice out (a model to tune classifier knobs on) [train.hold_out_dev]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
@@ -201,6 +203,7 @@ FLAG_KNOBS = {
     "cnn_snr_db": "train.cnn_snr_db",
     "hold_out_dev": "train.hold_out_dev",
     "embed_head": "train.embed_head",
+    "embed_head_reverb": "train.embed_head_reverb",
     "jobs": "train.jobs",
     "dask": "train.dask",
     "embed": "train.embed",

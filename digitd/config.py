@@ -160,6 +160,7 @@ class TrainConfig:
     embed_weight: float = knob(0.5, lo=0.0, hi=1.0)  # its share of the digit probabilities
     embed_head: bool = knob(False)  # with embed: score the member with a small conv head over its window embeddings (torch to train; digitd.embedhead)
     embed_head_copies: int = knob(6, lo=0, hi=50)  # augmented copies per clip (digits and non-digits) for that head
+    embed_head_reverb: int = knob(0, lo=0, hi=50)  # more copies for it, each heard through a synthetic room first (RT60 0.2-0.9 s)
     embed_noisy: int = knob(1, lo=0, hi=20)  # copies per digit clip with a real background recording at 5-20 dB
     hold_out_dev: bool = knob(False)  # leave the training side's dev slice (speaker hash 0.3-0.45) out: a model to tune classifier knobs for (bench.room_speakers = "dev")
     jobs: int = knob(2, lo=1, hi=256)

@@ -134,3 +134,22 @@ def test_card_keeps_the_trainers_embedding_entries(head_model, tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())["embed"]
     assert card["oof_other_rejected"] == 0.9 and card["weight"] == model.embed.weight
     assert card["head_parameters"] == embedhead.n_parameters(model.embed.head)
+
+
+def test_reverberant_head_copies_are_added_after_the_others(fsdd_dir):
+    """embed_head_reverb: N more versions per clip, heard through a room (longer, so their windows
+    differ from every dry copy), drawn from their own stream: the dry copies stay as they were."""
+    from digitd.embedding import SpeechEmbedding
+    from train.data import Record
+    from train.embed_head import _Banks, _versions
+
+    rec = Record("4", "lucas", 20, "train", str(fsdd_dir / "4_lucas_20.wav"))
+    fe = SpeechEmbedding.load()
+    banks = _Banks(np.zeros(0), [])  # white / pink only: no banks needed
+    dry = _versions(rec, fe, banks, copies=2, seed=0)
+    wet = _versions(rec, fe, banks, copies=2, seed=0, reverb=2)
+    assert len(dry) == 4 and len(wet) == 6
+    for a, b in zip(dry, wet[:4]):
+        np.testing.assert_array_equal(a, b)
+    for w in wet[4:]:
+        assert w.shape == dry[0].shape and all(not np.allclose(w, d) for d in dry)

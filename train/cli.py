@@ -77,6 +77,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
                   cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), hold_out_dev=t.hold_out_dev,
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
+                  embed_head_reverb=t.embed_head_reverb,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -293,8 +294,10 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         if recipe.embed_head:
             from train.embed_head import fit_head_member
 
-            err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented copies per clip)")
-            hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs)
+            err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented + "
+                      f"{recipe.embed_head_reverb} reverberant copies per clip)")
+            hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs,
+                                 reverb=recipe.embed_head_reverb)
             embed_member.head = hf.head
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),

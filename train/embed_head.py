@@ -4,7 +4,9 @@ Rows per clip: the window embeddings (11 x 96) of the clip as recorded, of its t
 of `copies` augmented versions: the recording or its trimmed word, then (p 0.9) a real background
 recording, babble of training-side non-digit words, white or pink noise at 0-20 dB against the
 word, then a gain of -20..+20 dB around a 0.5 peak, clipped. Non-digit words and noise (OTHER) get
-the same copies as digits: copies of digits alone would teach "noisy = digit". The reject
+the same copies as digits: copies of digits alone would teach "noisy = digit". `reverb` more
+copies per clip are first heard through a synthetic room (RT60 0.2-0.9 s; their own random
+stream, so the other copies are drawn as without them). The reject
 threshold comes from speaker-grouped out-of-fold confidences, like the logistic regression's.
 Chosen on the dev slice of the training side (train/README.md, "Sequence head"), never on the
 unseen speakers. torch is imported only here; the daemon scores the exported arrays.
@@ -23,6 +25,7 @@ from digitd.embedding import SpeechEmbedding
 from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
+from digitd.synth import reverberate, room_impulse
 from train.augment import add_noise, apply_gain, make_babble, speech_power
 from train.data import Record
 from train.embed import confidence, noise_bank
@@ -32,6 +35,8 @@ SNR_DB = (0.0, 20.0)
 GAIN_DB = (-20.0, 20.0)
 NOISE_P = 0.9
 KINDS = ("recorded", "babble", "white", "pink")
+RT60_S = (0.2, 0.9)  # reverberant copies: the room's reverberation time and direct-to-reverberant ratio
+DRR_DB = (-3.0, 12.0)
 
 
 @dataclass
@@ -71,14 +76,20 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
     return _Banks(noise_bank(other, seconds=600.0, seed=seed), babble)
 
 
-def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int) -> list[np.ndarray]:
+def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0) -> list[np.ndarray]:
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
     out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
-    rng = np.random.default_rng([seed, 12345, int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")])
+    key = int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")
+    rng = np.random.default_rng([seed, 12345, key])
+    room_rng = np.random.default_rng([seed, 222, key])  # its own: reverb copies change no other copy's draws
     kinds = [k for k in KINDS if (k != "recorded" or len(b.recorded) > len(x)) and (k != "babble" or b.babble)]
-    for _ in range(copies):
+    for i in range(copies + reverb):
+        if i == copies:
+            rng = room_rng
         y = x if (rng.random() < 0.5 or len(xt) < 400) else xt
+        if i >= copies:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
+            y = reverberate(y, room_impulse(float(rng.uniform(*RT60_S)), float(rng.uniform(*DRR_DB)), rng))
         p = speech_power(y)
         if rng.random() < NOISE_P:
             kind = kinds[int(rng.integers(len(kinds)))]
@@ -89,11 +100,12 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
     return out
 
 
-def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2) -> list[list[np.ndarray]]:
-    """Per record: [as recorded, trimmed, augmented copies...] window embeddings (11, 96)."""
+def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
+                 reverb: int = 0) -> list[list[np.ndarray]]:
+    """Per record: [as recorded, trimmed, augmented copies..., reverberant copies...] window embeddings (11, 96)."""
     frontend = SpeechEmbedding.load()
     b = banks(records, seed)
-    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed), jobs=jobs,
+    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb), jobs=jobs,
                        label="speech-embedding windows")
 
 
@@ -184,14 +196,14 @@ def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
 
 
 def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
-                    jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec()) -> HeadFit:
+                    jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER), and
     out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
     from sklearn.model_selection import GroupKFold
 
     from digitd import embedhead
 
-    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs)
+    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)

@@ -56,6 +56,7 @@ class Recipe:
     embed_noisy: int = 1
     embed_head: bool = False  # score the embedding member with a sequence head over its windows (train.embed_head)
     embed_head_copies: int = 6
+    embed_head_reverb: int = 0  # more copies for it, heard through a synthetic room first
     seed: int = 0
     jobs: int = 2
 
