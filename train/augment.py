@@ -17,6 +17,8 @@ from digitd.synth import room_impulse, reverberate
 
 NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
 ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
+ROOM_RT60_S = (0.2, 0.9)  # reverberant copies (AugmentSpec "reverb", the sequence head's): reverberation time
+ROOM_DRR_DB = (-3.0, 12.0)  # and direct-to-reverberant ratio, from a close talker to one across the room
 
 
 @dataclass
@@ -46,8 +48,8 @@ class AugmentSpec:
     # "reverb" in kinds (opt-in: recipes without it draw exactly as before): a share of the copies
     # is heard through a synthetic room (digitd.synth.room_impulse) before any noise is added
     reverb_prob: float = 0.4
-    rt60_s: list[float] = field(default_factory=lambda: [0.2, 0.9])
-    drr_db: list[float] = field(default_factory=lambda: [-3.0, 12.0])
+    rt60_s: list[float] = field(default_factory=lambda: list(ROOM_RT60_S))
+    drr_db: list[float] = field(default_factory=lambda: list(ROOM_DRR_DB))
 
 
 def speech_power(x: np.ndarray) -> float:

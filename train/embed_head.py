@@ -26,7 +26,7 @@ from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
-from train.augment import add_noise, apply_gain, make_babble, speech_power
+from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, make_babble, speech_power
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.parallel import map_records, map_tasks
@@ -35,8 +35,6 @@ SNR_DB = (0.0, 20.0)
 GAIN_DB = (-20.0, 20.0)
 NOISE_P = 0.9
 KINDS = ("recorded", "babble", "white", "pink")
-RT60_S = (0.2, 0.9)  # reverberant copies: the room's reverberation time and direct-to-reverberant ratio
-DRR_DB = (-3.0, 12.0)
 
 
 @dataclass
@@ -89,7 +87,7 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
             rng = room_rng
         y = x if (rng.random() < 0.5 or len(xt) < 400) else xt
         if i >= copies:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
-            y = reverberate(y, room_impulse(float(rng.uniform(*RT60_S)), float(rng.uniform(*DRR_DB)), rng))
+            y = reverberate(y, room_impulse(float(rng.uniform(*ROOM_RT60_S)), float(rng.uniform(*ROOM_DRR_DB)), rng))
         p = speech_power(y)
         if rng.random() < NOISE_P:
             kind = kinds[int(rng.integers(len(kinds)))]
