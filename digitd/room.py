@@ -38,7 +38,6 @@ ROOM_TONE_SNR_DB = 40.0  # every stream gets a faint pink room tone: real inputs
 LEAD_S = 1.0  # background before the first word (the endpointer's noise floor settles)
 TAIL_S = 1.0
 EDGE_S = 0.1  # the clip's own audio kept around the trimmed word, faded in and out
-REVERB_TAIL_S = 0.3  # with bench.room_rt60_s: reverberation kept after that (truth still ends with the dry word)
 FADE_S = 0.01
 STRETCH_PAD_S = 0.5  # between a background-only stretch and the words around it
 QUIET_NOISE_DBFS = -60.0  # noise clips under this RMS are digital near-silence, not a background
@@ -338,9 +337,10 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None) -
         s, e = trim_bounds(x)
         level = b.room_level_dbfs + offset
         g = 10 ** (level / 20) / (np.sqrt(np.mean(x[s:e] ** 2)) + 1e-12)
+        dry_len = len(x)
         if b.room_rt60_s > 0:  # the talker is in the room: its reverberation rings on after the word
             x = reverberate(x, room_impulse(b.room_rt60_s, b.room_drr_db, room_rng))
-        a, z = max(0, s - edge), min(len(x), e + edge + (int(REVERB_TAIL_S * SAMPLE_RATE) if b.room_rt60_s > 0 else 0))
+        a, z = max(0, s - edge), min(len(x), e + edge + len(x) - dry_len)  # the ringing kept past the clip's end
         placed_fg.append((pos - (s - a), _faded(x[a:z] * g, s - a, z - e), kind != "sound"))
         truth.append(Item(kind, label, pos / SAMPLE_RATE, (pos + e - s) / SAMPLE_RATE,
                           who.speaker if kind != "sound" else "", source, level))
