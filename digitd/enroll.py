@@ -352,7 +352,7 @@ def from_files(paths: Iterable[str], cfg: Config, model: DigitModel, screen: Scr
         if len(x) < SAMPLE_RATE // 10:
             raise DigitdError(f"{p}: too short for a take ({len(x)} samples)")
         pred = model.predict_wave(x)
-        reason = reject_reason(x, pred.confidence, cfg.classify.reject_threshold, cfg.classify.min_voiced_ms)
+        reason = reject_reason(x, pred, cfg.classify)
         h = Heard(x, pred.label, pred.confidence, reason)
         why = problem(h, cfg)
         screen.add(Attempt(digit, h, not why, f"skipped {p.name}: {why}" if why else f"kept {p.name}"))

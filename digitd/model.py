@@ -19,7 +19,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -73,6 +73,9 @@ class Prediction:
     label: str
     confidence: float
     probs: dict[str, float] = field(default_factory=dict)
+    # the strongest members' own best guesses, (label, probability), by member ("cnn", "embed"):
+    # what `reject_reason`'s agreement rule reads
+    votes: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,10 +150,11 @@ class EmbedMember:
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
 
-    def join(self, base: np.ndarray, feats: Features) -> np.ndarray:
+    def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
         """The other members' digit probabilities (n, C) joined by this member's on one
-        utterance's embedding features (a user profile's member overrides this: digitd.profile)."""
-        return self.combine(base, self.utterance_proba(feats))
+        utterance's embedding features (`pe`: its `utterance_proba` when already computed; a user
+        profile's member overrides this: digitd.profile)."""
+        return self.combine(base, self.utterance_proba(feats) if pe is None else pe)
 
 
 def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
@@ -212,27 +216,39 @@ class DigitModel:
     def probabilities(self, feats: Features) -> np.ndarray:
         """(n_classes,) for one utterance, the convolutional and embedding members included when
         the model has them."""
-        p = self._pooled_and_cnn(feats)
-        if self.embed is None or feats.embed is None:
-            return p
-        return self.embed.join(p, feats)[0]
+        return self._scored(feats)[0]
 
-    def _pooled_and_cnn(self, feats: Features) -> np.ndarray:
+    def _scored(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The joined probabilities and the convolutional and embedding members' own (each
+        scored once)."""
+        own: dict[str, np.ndarray] = {}
         if self.cnn is None or feats.spec is None:
-            return self.scores(feats.vector)[0]
-        v = np.atleast_2d(feats.vector)
-        if self.runtime is not None:
-            parts = ensemble_parts(self.runtime, v)
-        elif hasattr(self.estimator, "parts"):
-            parts = self.estimator.parts(v)
+            p = self.scores(feats.vector)[0]
         else:
-            parts = {"digit": sklearn_scores(self.estimator, v), "weight": np.ones(1), "speech": np.ones(1), "clean": np.zeros(1)}
-        return self.cnn.combine(parts, self.cnn.proba(feats.spec))[0] * float(parts["speech"][0])
+            v = np.atleast_2d(feats.vector)
+            if self.runtime is not None:
+                parts = ensemble_parts(self.runtime, v)
+            elif hasattr(self.estimator, "parts"):
+                parts = self.estimator.parts(v)
+            else:
+                parts = {"digit": sklearn_scores(self.estimator, v), "weight": np.ones(1), "speech": np.ones(1),
+                         "clean": np.zeros(1)}
+            own["cnn"] = self.cnn.proba(feats.spec)
+            p = self.cnn.combine(parts, own["cnn"])[0] * float(parts["speech"][0])
+        if self.embed is not None and feats.embed is not None:
+            pe = EmbedMember.utterance_proba(self.embed, feats)  # the shipped member's, with or without a profile
+            own["embed"] = pe[0]
+            p = self.embed.join(p, feats, pe)[0]
+        return p, own
 
     def classify(self, feats: Features) -> Prediction:
-        p = self.probabilities(feats)
+        p, own = self._scored(feats)
         i = int(np.argmax(p))
-        return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)})
+        votes = {}
+        for name, q in own.items():
+            j = int(np.argmax(q))
+            votes[name] = (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
+        return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)}, votes)
 
     def predict_wave(self, x: np.ndarray, *, trimmed: bool = False) -> Prediction:
         return self.classify(self.features(x, trimmed=trimmed))
@@ -243,16 +259,49 @@ class DigitModel:
         self.predict_wave((rng.standard_normal(SAMPLE_RATE // 2) * 0.1).astype(np.float32))
 
 
-def reject_reason(audio: np.ndarray, confidence: float, threshold: float, min_voiced_ms: float) -> str | None:
+class RejectKnobs(Protocol):
+    """What decides a rejection (config.ClassifyConfig has them)."""
+
+    reject_threshold: float
+    min_voiced_ms: float
+    agree_min: float
+
+
+@dataclass(frozen=True)
+class RejectRule:
+    """The rejection knobs outside a config (tools that pass them one by one)."""
+
+    reject_threshold: float
+    min_voiced_ms: float
+    agree_min: float = 0.0
+
+
+def agreed(pred: Prediction, agree_min: float) -> bool:
+    """Do the convolutional and the embedding member both name the predicted digit with at
+    least `agree_min` each (0 = never)? Two members that learned from different views (a log-mel
+    CNN, a front end pretrained on other voices) rarely agree that sure on a word that is not a
+    digit; the pooled members and their speech detector, which pull the average down on strange
+    voices and quiet words, then do not veto."""
+    if agree_min <= 0 or pred.label == OTHER:
+        return False
+    v = [pred.votes.get(m) for m in ("cnn", "embed")]
+    return all(x is not None and x[0] == pred.label and x[1] >= agree_min for x in v)
+
+
+def reject_reason(audio: np.ndarray, pred: Prediction, c: RejectKnobs) -> str | None:
     """Why the daemon turns an utterance into a `rejected` event, or None to emit the digit:
-    no stretch of pitch as long as a syllable (coughs, claps, noise bursts), or low confidence."""
+    no stretch of pitch as long as a syllable (coughs, claps, noise bursts), or low confidence;
+    either is waived when the two strongest members agree (`agreed`, classify.agree_min)."""
     from digitd.voicing import longest_voiced_ms
 
-    if min_voiced_ms > 0 and longest_voiced_ms(audio) < min_voiced_ms:
-        return "unvoiced"
-    if confidence < threshold:
-        return "low_confidence"
-    return None
+    reason = None
+    if c.min_voiced_ms > 0 and longest_voiced_ms(audio) < c.min_voiced_ms:
+        reason = "unvoiced"
+    elif pred.confidence < c.reject_threshold:
+        reason = "low_confidence"
+    if reason and agreed(pred, c.agree_min):
+        return None
+    return reason
 
 
 def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],

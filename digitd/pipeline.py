@@ -288,7 +288,7 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify
-        whole_reason = reject_reason(job.utt.audio, pred.confidence, c.reject_threshold, c.min_voiced_ms)
+        whole_reason = reject_reason(job.utt.audio, pred, c)
         # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced":
             pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
@@ -312,8 +312,7 @@ class Pipeline:
                 u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)
                 heard, pred = piece.audio, piece.prediction
             start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
-            reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred.confidence, c.reject_threshold,
-                                                                          c.min_voiced_ms)
+            reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c)
             if self.on_utterance is not None:
                 self.on_utterance(u, heard, pred, reason)
             if reason:

@@ -27,14 +27,14 @@ def iter_inputs(paths: list[str]) -> Iterator[Path]:
 
 def predict_file(model: DigitModel, path: Path, classify: Any) -> dict[str, Any]:
     """One line: the best digit and its confidence, plus `rejected` (and why) when the daemon
-    would have emitted a `rejected` event for this clip (classify.reject_threshold, min_voiced_ms)."""
+    would have emitted a `rejected` event for this clip (classify.reject_threshold, min_voiced_ms, agree_min)."""
     x = load_wav(path, model.params.sample_rate)
     try:
         p = model.predict_wave(x)
     except ValueError as e:
         raise AudioError(f"{path}: {e}") from None
     out: dict[str, Any] = {"file": str(path), "digit": p.label, "confidence": round(p.confidence, 4)}
-    reason = reject_reason(x, p.confidence, classify.reject_threshold, classify.min_voiced_ms)
+    reason = reject_reason(x, p, classify)
     if reason:
         out |= {"rejected": True, "reason": reason}
     return out

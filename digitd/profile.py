@@ -106,8 +106,9 @@ class AdaptedEmbed(EmbedMember):
         d = score({"kind": "lr", "pre": self.lr.get("pre", []), "coef": self.coef, "intercept": self.intercept}, v)
         return np.concatenate([d * (1.0 - base[:, -1:]), base[:, -1:]], axis=1)
 
-    def join(self, base: np.ndarray, feats: Features) -> np.ndarray:
-        pe = EmbedMember.utterance_proba(self, feats)  # the shipped member's own scores
+    def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
+        if pe is None:
+            pe = EmbedMember.utterance_proba(self, feats)  # the shipped member's own scores
         mine = join_embedding(base, self.proba(feats.embed, pe), self.weight, self.power)
         shipped = join_embedding(base, pe, self.base_weight, self.power)
         top = mine.max(axis=1, keepdims=True)

@@ -500,7 +500,7 @@ def _unseen(model: DigitModel, cfg: Any, show) -> dict[str, Any]:
         raise DigitdError(f"{root}: none of the extra corpora (speech-commands-digits, audiomnist-digits, ...) is there; "
                           "set train.corpora_dir or $DIGITD_SHARED_DIR")
     clips = split_clips(root, unseen=True)
-    res = evaluate_unseen(model, clips, cfg.classify.reject_threshold, cfg.classify.min_voiced_ms)
+    res = evaluate_unseen(model, clips, cfg.classify)
     show(confusion_table({"classes": model.classes, "confusion": res["confusion"], **res},
                          f"unseen speakers: {res['n']} digits from {res['speakers']} speakers never trained on"))
     rows = [["accuracy", f"{res['accuracy']:.4f}"], ["balanced accuracy (mean per-class recall)", f"{res['balanced_accuracy']:.4f}"]]

@@ -220,7 +220,7 @@ def accents(model, pull: float, weight: float, threshold: float, min_voiced: flo
     is scored on 4 other renderings (rate 130 / 170 x pitch 35 / 65): digits right and rejected,
     and the same voice's non-digit words (2 renderings) rejected, before / after."""
     from digitd.espeak import DIGIT_WORDS, espeak_available, said
-    from digitd.model import reject_reason
+    from digitd.model import RejectRule, reject_reason
     from digitd.profile import _with_member
 
     if not espeak_available():
@@ -232,7 +232,7 @@ def accents(model, pull: float, weight: float, threshold: float, min_voiced: flo
     def scored(m, clips):
         preds = [(d, m.predict_wave(x), x) for d, x in clips]
         return (float(np.mean([p.label == d for d, p, _ in preds])),
-                float(np.mean([reject_reason(x, p.confidence, threshold, min_voiced) is not None for _, p, x in preds])))
+                float(np.mean([reject_reason(x, p, RejectRule(threshold, min_voiced)) is not None for _, p, x in preds])))
 
     for v in ACCENT_VOICES:
         digits = [(str(d), load_wav(said(DIGIT_WORDS[d], v, cache, speed=s, pitch=p))) for s, p in test for d in range(10)]

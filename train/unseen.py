@@ -14,12 +14,11 @@ import numpy as np
 
 from digitd.audio import load_wav
 from digitd.corpora import NEAR_HOMOPHONES, Clip
-from digitd.model import DigitModel, reject_reason
+from digitd.model import DigitModel, RejectKnobs, reject_reason
 from train.metrics import summarize
 
 
-def classify_clips(model: DigitModel, clips: Sequence[Clip], threshold: float, min_voiced_ms: float,
-                   progress: bool = True) -> tuple[list[str], np.ndarray]:
+def classify_clips(model: DigitModel, clips: Sequence[Clip], rule: RejectKnobs, progress: bool = True) -> tuple[list[str], np.ndarray]:
     """(label, rejected) per clip, with a progress bar."""
     from rich.console import Console
     from rich.progress import track
@@ -29,15 +28,14 @@ def classify_clips(model: DigitModel, clips: Sequence[Clip], threshold: float, m
         x = load_wav(c.path)
         p = model.predict_wave(x)
         labels.append(p.label)
-        rejected.append(reject_reason(x, p.confidence, threshold, min_voiced_ms) is not None)
+        rejected.append(reject_reason(x, p, rule) is not None)
     return labels, np.asarray(rejected, dtype=bool)
 
 
-def evaluate_unseen(model: DigitModel, clips: Sequence[Clip], threshold: float, min_voiced_ms: float,
-                    progress: bool = True) -> dict[str, Any]:
+def evaluate_unseen(model: DigitModel, clips: Sequence[Clip], rule: RejectKnobs, progress: bool = True) -> dict[str, Any]:
     """Closed-set accuracy on the digits (best label, rejection ignored) and open-set shares
-    rejected, at `threshold`. Balanced accuracy = mean per-class recall (the corpus is unbalanced)."""
-    labels, rej = classify_clips(model, clips, threshold, min_voiced_ms, progress)
+    rejected under `rule` (threshold, voicing, agreement). Balanced accuracy = mean per-class recall (the corpus is unbalanced)."""
+    labels, rej = classify_clips(model, clips, rule, progress)
     pred = np.asarray(labels)
     kind = np.asarray([c.kind for c in clips])
     truth = np.asarray([c.label for c in clips])
@@ -61,7 +59,8 @@ def evaluate_unseen(model: DigitModel, clips: Sequence[Clip], threshold: float, 
         "per_corpus": {k: {"n": int(np.sum(d & (corpus == k))), "accuracy": float(np.mean(pred[d & (corpus == k)] == truth[d & (corpus == k)]))}
                        for k in sorted(set(corpus[d]))},
         "confusion": m["confusion"],
-        "threshold": threshold,
+        "threshold": rule.reject_threshold,
+        "agree_min": rule.agree_min,
         "words_rejected": share(words),
         "near_homophones_rejected": share(hom),
         "near_homophones_rejected_by_word": {w: share(words & (truth == w)) for w in NEAR_HOMOPHONES},
