@@ -73,8 +73,8 @@ class Prediction:
     label: str
     confidence: float
     probs: dict[str, float] = field(default_factory=dict)
-    # the strongest members' own best guesses, (label, probability), by member ("cnn", "embed"):
-    # what `reject_reason`'s agreement rule reads
+    # the strongest members' own best guesses, (label, probability), by member ("cnn", "embed"),
+    # and the shipped model's ("shipped": differs with a user profile): what `agreed` reads
     votes: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
@@ -149,6 +149,10 @@ class EmbedMember:
 
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
+
+    def shipped_join(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
+        """What the shipped model alone gives (a user profile's member differs: digitd.profile)."""
+        return self.combine(base, pe)
 
     def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
         """The other members' digit probabilities (n, C) joined by this member's on one
@@ -238,6 +242,7 @@ class DigitModel:
         if self.embed is not None and feats.embed is not None:
             pe = EmbedMember.utterance_proba(self.embed, feats)  # the shipped member's, with or without a profile
             own["embed"] = pe[0]
+            own["shipped"] = self.embed.shipped_join(p, pe)[0][: len(self.classes)]
             p = self.embed.join(p, feats, pe)[0]
         return p, own
 
@@ -283,6 +288,9 @@ def agreed(pred: Prediction, agree_min: float) -> bool:
     digit; the pooled members and their speech detector, which pull the average down on strange
     voices and quiet words, then do not veto."""
     if agree_min <= 0 or pred.label == OTHER:
+        return False
+    shipped = pred.votes.get("shipped")  # with a user profile: only what the shipped model would emit too
+    if shipped is not None and shipped[0] != pred.label:
         return False
     v = [pred.votes.get(m) for m in ("cnn", "embed")]
     return all(x is not None and x[0] == pred.label and x[1] >= agree_min for x in v)

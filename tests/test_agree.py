@@ -38,6 +38,7 @@ def test_votes_are_each_members_own_best_guess(model, fsdd):
         label = (model.classes + ["other"])[int(np.argmax(emb))]
         assert pred.votes["embed"] == (label, pytest.approx(float(emb.max())))
         np.testing.assert_allclose([pred.probs[c] for c in model.classes], model.probabilities(f), rtol=1e-9)
+        assert pred.votes["shipped"] == (pred.label, pytest.approx(pred.confidence))  # no profile: the model itself
 
 
 def test_agreement_waives_a_rejection_only_when_both_members_are_that_sure(model, fsdd):

@@ -101,6 +101,22 @@ def test_adaptation_follows_the_speakers_own_labels(model, fsdd):
     for m in (model.embed, member):
         p = m.join(base, Features(np.zeros(0), embed=V))
         assert p.shape == base.shape and np.all((p >= 0) & (p <= 1))
+    # the agreement rule (classify.agree_min) waives a rejection with a profile only where the
+    # shipped model names the same digit: a profile's "7" for a "one" the shipped members call
+    # "1" is never waived, however sure they are
+    from digitd.model import agreed
+    from digitd.profile import _with_member
+
+    mine = _with_member(model, adapt_member(model.embed, np.asarray(X), y, pull=1.0, weight=1.0))  # the profile decides
+    swapped = 0
+    for t in range(5):
+        x = load_wav(fsdd / f"1_jackson_{t}.wav")
+        p, q = mine.predict_wave(x), model.predict_wave(x)
+        assert q.votes["shipped"][0] == q.label == "1" and p.votes["shipped"] == q.votes["shipped"]
+        if p.label == "7":
+            swapped += 1
+            assert not agreed(p, 0.01) and agreed(q, 0.01)
+    assert swapped >= 3
 
 
 def test_profile_is_data_only(enrolled):

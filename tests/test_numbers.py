@@ -226,7 +226,7 @@ def test_cli_plain_and_numbers_output(model_path, number_stream):
     lines = r.stdout.splitlines()
     assert [x.split()[1] for x in lines if x.startswith("N ")] == want  # one line per number
     assert sum(1 for x in lines if x[:1].isdigit()) == sum(map(len, want))  # and the digit lines as before
-    r = subprocess.run(base + ["--numbers", "--set", "classify.reject_threshold=1.0"], cwd=root, env=env,
+    r = subprocess.run(base + ["--numbers", "--set", "classify.reject_threshold=1.0", "--set", "classify.agree_min=0"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout == "" and "incomplete" not in r.stderr  # nothing recognised: no number
 

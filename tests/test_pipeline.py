@@ -111,6 +111,7 @@ def test_reject_threshold_turns_low_confidence_into_rejected(model, short_stream
     path, _, _ = short_stream
     cfg = Config()
     cfg.classify.reject_threshold = 1.0  # nothing is that sure
+    cfg.classify.agree_min = 0.0  # and no agreement waives it (tests/test_agree.py)
     sink = Collect()
     summary = Pipeline(cfg, model, [sink]).run(FileSource(path, "max"))
     assert summary.digits == 0 and summary.rejected == summary.utterances > 0
