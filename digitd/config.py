@@ -69,6 +69,7 @@ class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
     reject_threshold: float = knob(0.43, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
+    voiced_range_db: float = knob(12.0, lo=1.0, hi=80.0)  # that pitch counts only within this many dB of the utterance's loudest moment
     agree_min: float = knob(0.7, lo=0.0, hi=1.0)  # emit anyway when the CNN and the embedding member both name the digit with at least this (0 = off)
     queue_size: int = knob(32, lo=1, hi=10000)
     split_min_ms: int = knob(400, lo=0, hi=30000)  # utterances this long are tried as run-together words (digitd/segment.py); 0 = off

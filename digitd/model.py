@@ -270,6 +270,7 @@ class RejectKnobs(Protocol):
     reject_threshold: float
     min_voiced_ms: float
     agree_min: float
+    voiced_range_db: float
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,7 @@ class RejectRule:
     reject_threshold: float
     min_voiced_ms: float
     agree_min: float = 0.0
+    voiced_range_db: float = 25.0  # digitd.voicing.RANGE_DB
 
 
 def agreed(pred: Prediction, agree_min: float) -> bool:
@@ -303,7 +305,7 @@ def reject_reason(audio: np.ndarray, pred: Prediction, c: RejectKnobs) -> str | 
     from digitd.voicing import longest_voiced_ms
 
     reason = None
-    if c.min_voiced_ms > 0 and longest_voiced_ms(audio) < c.min_voiced_ms:
+    if c.min_voiced_ms > 0 and longest_voiced_ms(audio, c.voiced_range_db) < c.min_voiced_ms:
         reason = "unvoiced"
     elif pred.confidence < c.reject_threshold:
         reason = "low_confidence"

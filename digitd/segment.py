@@ -67,7 +67,8 @@ def split_words(x: np.ndarray, whole: Any, classify: Callable[[np.ndarray], Any]
     `min_s` seconds stay whole; a cut is kept when both sides reach MIN_PIECE_CONF and beat
     the whole's confidence, or both reach `sure` (halves with the same label: SAME_LABEL_CONF).
     With `min_voiced_ms`, a cut is only tried when each side has that much continuous pitch
-    (`voicing.longest_voiced_ms`, the daemon's own gate): cheap, and it spares the classifier."""
+    (`voicing.longest_voiced_ms` at its default range, never narrower than the daemon's own gate):
+    cheap, and it spares the classifier."""
     conf = float(whole.confidence)
     if _depth >= SPLIT_DEPTH or len(x) < min_s * SAMPLE_RATE:
         return [Piece(0, x, whole)]
