@@ -511,7 +511,8 @@ def _unseen(model: DigitModel, cfg: Any, show) -> dict[str, Any]:
              ["  'on' / 'tree' rejected", " / ".join(fmt(v) for v in res["near_homophones_rejected_by_word"].values())],
              [f"noise clips rejected (n={res['n_noise']})", fmt(res["noise_rejected"])],
              ["true digits rejected", fmt(res["digits_rejected"])]]
-    show(_table(f"unseen speakers at classify.reject_threshold = {res['threshold']}", ["measure", "value"], rows))
+    show(_table(f"unseen speakers at classify.reject_threshold = {res['threshold']} (agree_min {res['agree_min']}, "
+                f"pitch {res['min_voiced_ms']:g} ms within {res['voiced_range_db']:g} dB)", ["measure", "value"], rows))
     return res
 
 
