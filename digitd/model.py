@@ -150,15 +150,17 @@ class EmbedMember:
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
 
-    def shipped_join(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
-        """What the shipped model alone gives (a user profile's member differs: digitd.profile)."""
-        return self.combine(base, pe)
-
     def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
         """The other members' digit probabilities (n, C) joined by this member's on one
-        utterance's embedding features (`pe`: its `utterance_proba` when already computed; a user
-        profile's member overrides this: digitd.profile)."""
-        return self.combine(base, self.utterance_proba(feats) if pe is None else pe)
+        utterance's embedding features (`pe`: its `utterance_proba` when already computed)."""
+        return self.join_both(base, feats, pe)[0]
+
+    def join_both(self, base: np.ndarray, feats: Features,
+                  pe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(this member's join, the shipped model's own): the same here; a user profile's member
+        overrides this (digitd.profile) and computes both at once."""
+        joined = self.combine(base, self.utterance_proba(feats) if pe is None else pe)
+        return joined, joined
 
 
 def join_embedding(base: np.ndarray, pe: np.ndarray, weight: float, power: float) -> np.ndarray:
@@ -242,8 +244,8 @@ class DigitModel:
         if self.embed is not None and feats.embed is not None:
             pe = EmbedMember.utterance_proba(self.embed, feats)  # the shipped member's, with or without a profile
             own["embed"] = pe[0]
-            own["shipped"] = self.embed.shipped_join(p, pe)[0][: len(self.classes)]
-            p = self.embed.join(p, feats, pe)[0]
+            joined, shipped = self.embed.join_both(p, feats, pe)
+            p, own["shipped"] = joined[0], shipped[0]
         return p, own
 
     def classify(self, feats: Features) -> Prediction:

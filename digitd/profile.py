@@ -106,16 +106,14 @@ class AdaptedEmbed(EmbedMember):
         d = score({"kind": "lr", "pre": self.lr.get("pre", []), "coef": self.coef, "intercept": self.intercept}, v)
         return np.concatenate([d * (1.0 - base[:, -1:]), base[:, -1:]], axis=1)
 
-    def shipped_join(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
-        return join_embedding(base, pe, self.base_weight, self.power)
-
-    def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
+    def join_both(self, base: np.ndarray, feats: Features,
+                  pe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         if pe is None:
             pe = EmbedMember.utterance_proba(self, feats)  # the shipped member's own scores
         mine = join_embedding(base, self.proba(feats.embed, pe), self.weight, self.power)
-        shipped = self.shipped_join(base, pe)
+        shipped = join_embedding(base, pe, self.base_weight, self.power)
         top = mine.max(axis=1, keepdims=True)
-        return mine * np.minimum(1.0, shipped.max(axis=1, keepdims=True) / np.maximum(top, 1e-12))
+        return mine * np.minimum(1.0, shipped.max(axis=1, keepdims=True) / np.maximum(top, 1e-12)), shipped
 
 
 def adapt_member(member: EmbedMember, X: np.ndarray, y: Sequence[str], *, pull: float, weight: float) -> AdaptedEmbed:
