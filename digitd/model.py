@@ -19,13 +19,14 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from digitd import SAMPLE_RATE
 from digitd import cnn as cnn_mod
 from digitd import embedhead
+from digitd.config import ClassifyConfig
 from digitd.embedding import EMBED_DIM, SpeechEmbedding, default_path as default_frontend_path, pool
 from digitd.features import DEFAULT_PARAMS, FeatureParams, extract, logmel, trim
 from digitd.runtime import (NotCompilable, Runtime, compile_estimator, ensemble_parts, half_support_vectors, prepare, score,
@@ -266,25 +267,6 @@ class DigitModel:
         self.predict_wave((rng.standard_normal(SAMPLE_RATE // 2) * 0.1).astype(np.float32))
 
 
-class RejectKnobs(Protocol):
-    """What decides a rejection (config.ClassifyConfig has them)."""
-
-    reject_threshold: float
-    min_voiced_ms: float
-    agree_min: float
-    voiced_range_db: float
-
-
-@dataclass(frozen=True)
-class RejectRule:
-    """The rejection knobs outside a config (tools that pass them one by one)."""
-
-    reject_threshold: float
-    min_voiced_ms: float
-    agree_min: float = 0.0
-    voiced_range_db: float = 25.0  # digitd.voicing.RANGE_DB
-
-
 def agreed(pred: Prediction, agree_min: float) -> bool:
     """Do the convolutional and the embedding member both name the predicted digit with at
     least `agree_min` each (0 = never)? Two members that learned from different views (a log-mel
@@ -300,7 +282,7 @@ def agreed(pred: Prediction, agree_min: float) -> bool:
     return all(x is not None and x[0] == pred.label and x[1] >= agree_min for x in v)
 
 
-def reject_reason(audio: np.ndarray, pred: Prediction, c: RejectKnobs) -> str | None:
+def reject_reason(audio: np.ndarray, pred: Prediction, c: ClassifyConfig) -> str | None:
     """Why the daemon turns an utterance into a `rejected` event, or None to emit the digit:
     no stretch of pitch as long as a syllable (coughs, claps, noise bursts), or low confidence;
     either is waived when the two strongest members agree (`agreed`, classify.agree_min)."""

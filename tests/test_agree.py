@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from digitd.audio import load_wav
-from digitd.config import Config
-from digitd.model import RejectRule, agreed, reject_reason
+import dataclasses
+
+from digitd.config import ClassifyConfig, Config
+from digitd.model import reject_reason
 from digitd.pipeline import Pipeline
 from digitd.sources import FileSource
 
@@ -43,7 +45,7 @@ def test_votes_are_each_members_own_best_guess(model, fsdd):
 
 def test_agreement_waives_a_rejection_only_when_both_members_are_that_sure(model, fsdd):
     _members(model)
-    nothing_is_that_sure = RejectRule(reject_threshold=1.0, min_voiced_ms=0.0)
+    nothing_is_that_sure = ClassifyConfig(reject_threshold=1.0, min_voiced_ms=0.0, agree_min=0.0)
     n_waived = 0
     for p in _test_clips(fsdd):
         x = load_wav(p)
@@ -51,11 +53,11 @@ def test_agreement_waives_a_rejection_only_when_both_members_are_that_sure(model
         assert reject_reason(x, pred, nothing_is_that_sure) == "low_confidence"
         weakest = min(pred.votes["cnn"][1], pred.votes["embed"][1])
         both = pred.votes["cnn"][0] == pred.votes["embed"][0] == pred.label
-        rule = RejectRule(1.0, 0.0, agree_min=0.5)
+        rule = dataclasses.replace(nothing_is_that_sure, agree_min=0.5)
         assert (reject_reason(x, pred, rule) is None) == (both and weakest >= 0.5)
         n_waived += reject_reason(x, pred, rule) is None
         if both:  # just over the weaker member's probability: rejected again
-            assert reject_reason(x, pred, RejectRule(1.0, 0.0, agree_min=min(1.0, weakest + 1e-6))) == "low_confidence"
+            assert reject_reason(x, pred, dataclasses.replace(nothing_is_that_sure, agree_min=min(1.0, weakest + 1e-6))) == "low_confidence"
     assert n_waived >= 15  # FSDD test digits: the members agree on nearly all of them
 
 
@@ -65,8 +67,8 @@ def test_agreement_lets_no_noise_click_or_cough_through(model):
 
     _members(model)
     c = Config().classify
-    with_rule = RejectRule(c.reject_threshold, c.min_voiced_ms, agree_min=0.7)
-    without = RejectRule(c.reject_threshold, c.min_voiced_ms, agree_min=0.0)
+    with_rule = dataclasses.replace(c, agree_min=0.7)
+    without = dataclasses.replace(c, agree_min=0.0)
     clips = [w for _, w in garbage_clips(60, np.random.default_rng(7), kinds=("noise", "click", "cough"))]
     emitted = [[reject_reason(w, model.predict_wave(w), r) is None for w in clips] for r in (without, with_rule)]
     assert sum(emitted[1]) == sum(emitted[0])

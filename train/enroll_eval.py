@@ -219,12 +219,16 @@ def accents(model, pull: float, weight: float, threshold: float, min_voiced: flo
     their own rules. Each enrolls 1 take per digit (rate 150, pitch 50; 2 takes: + pitch 42) and
     is scored on 4 other renderings (rate 130 / 170 x pitch 35 / 65): digits right and rejected,
     and the same voice's non-digit words (2 renderings) rejected, before / after."""
+    from digitd.config import ClassifyConfig
     from digitd.espeak import DIGIT_WORDS, espeak_available, said
-    from digitd.model import RejectRule, reject_reason
+    from digitd.model import reject_reason
     from digitd.profile import _with_member
+    from digitd.voicing import RANGE_DB
 
     if not espeak_available():
         return {}
+    # the profile study's rejection: threshold and pitch at the default range, no agreement waiver
+    rule = ClassifyConfig(reject_threshold=threshold, min_voiced_ms=min_voiced, voiced_range_db=RANGE_DB, agree_min=0.0)
     cache = CACHE / "espeak"
     test = [(130, 35), (130, 65), (170, 35), (170, 65)]
     out: dict[str, Any] = {}
@@ -232,7 +236,7 @@ def accents(model, pull: float, weight: float, threshold: float, min_voiced: flo
     def scored(m, clips):
         preds = [(d, m.predict_wave(x), x) for d, x in clips]
         return (float(np.mean([p.label == d for d, p, _ in preds])),
-                float(np.mean([reject_reason(x, p, RejectRule(threshold, min_voiced)) is not None for _, p, x in preds])))
+                float(np.mean([reject_reason(x, p, rule) is not None for _, p, x in preds])))
 
     for v in ACCENT_VOICES:
         digits = [(str(d), load_wav(said(DIGIT_WORDS[d], v, cache, speed=s, pitch=p))) for s, p in test for d in range(10)]

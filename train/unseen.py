@@ -14,11 +14,12 @@ import numpy as np
 
 from digitd.audio import load_wav
 from digitd.corpora import NEAR_HOMOPHONES, Clip
-from digitd.model import DigitModel, RejectKnobs, reject_reason
+from digitd.config import ClassifyConfig
+from digitd.model import DigitModel, reject_reason
 from train.metrics import summarize
 
 
-def classify_clips(model: DigitModel, clips: Sequence[Clip], rule: RejectKnobs, progress: bool = True) -> tuple[list[str], np.ndarray]:
+def classify_clips(model: DigitModel, clips: Sequence[Clip], rule: ClassifyConfig, progress: bool = True) -> tuple[list[str], np.ndarray]:
     """(label, rejected) per clip, with a progress bar."""
     from rich.console import Console
     from rich.progress import track
@@ -32,7 +33,7 @@ def classify_clips(model: DigitModel, clips: Sequence[Clip], rule: RejectKnobs, 
     return labels, np.asarray(rejected, dtype=bool)
 
 
-def evaluate_unseen(model: DigitModel, clips: Sequence[Clip], rule: RejectKnobs, progress: bool = True) -> dict[str, Any]:
+def evaluate_unseen(model: DigitModel, clips: Sequence[Clip], rule: ClassifyConfig, progress: bool = True) -> dict[str, Any]:
     """Closed-set accuracy on the digits (best label, rejection ignored) and open-set shares
     rejected under `rule` (threshold, voicing, agreement). Balanced accuracy = mean per-class recall (the corpus is unbalanced)."""
     labels, rej = classify_clips(model, clips, rule, progress)
