@@ -152,6 +152,11 @@ class Endpointer:
         return self.pos - len(self._hist) * self.frame_len
 
     @property
+    def steady(self) -> bool:
+        """Is the background steady noise? (Then the lenient VAD mode and the steady margins apply.)"""
+        return self._steady
+
+    @property
     def background_db(self) -> float:
         """The loud end of the background heard outside utterances (-120 until known)."""
         return self._bg
@@ -222,7 +227,8 @@ class Endpointer:
 
     def _loud(self, level: float, peak: float | None) -> bool:
         c = self.cfg
-        if level < c.min_level_dbfs or level < self._floor + c.floor_snr_db:
+        snr = c.steady_floor_snr_db if self._steady else c.floor_snr_db
+        if level < c.min_level_dbfs or level < self._floor + snr:
             return False
         if c.background_gate and level < self._bg + c.speech_over_bg_db:
             return False
@@ -279,7 +285,8 @@ class Endpointer:
             return True
         lv = self._lv[a // self.frame_len : -(-b // self.frame_len)]
         top = float(np.mean(sorted(lv)[-TOP_FRAMES:])) if lv else -120.0
-        return top >= self._bg + self.cfg.word_over_bg_db
+        over = self.cfg.steady_word_over_bg_db if self._steady else self.cfg.word_over_bg_db
+        return top >= self._bg + over
 
     def _finish(self, forced: bool) -> list[Utterance]:
         if self._active < self.min_active:

@@ -185,3 +185,35 @@ def test_silence_before_the_babble_does_not_blind_the_gate():
         got[lead] = (len(in_bg), len(utts))
     assert got[2.0][0] == got[0.0][0] == 0, got
     assert abs(got[2.0][1] - got[0.0][1]) <= 2, got
+
+
+# -- the level tests in steady noise ----------------------------------------------------------------
+
+@needs_corpora
+def test_steady_noise_hears_quieter_words_with_its_own_level_margins():
+    """White noise at 5 dB, words walking +-10 dB: a steady background's levels spread ~1 dB, so a
+    word 1 dB over its floor and loud end is already out of it. With the general margins (4 dB
+    over the floor, each word 3 dB over the loud end) the quiet words are lost; with the steady
+    ones more are heard, and the 10 s of noise alone still opens nothing."""
+    from digitd.room import Condition, make_room_stream
+
+    b = dataclasses.replace(Config().bench, room_words=40, room_background_s=10.0)
+    st = make_room_stream(Condition("white_5db", "white", 5.0), b)
+    digits = [t for t in st.truth if t.kind == "digit"]
+    (bg,) = [t for t in st.truth if t.kind == "background"]
+    heard = {}
+    for floor, word in ((4.0, 3.0), (1.5, 1.0)):
+        utts, ep = segment(st.audio, steady_floor_snr_db=floor, steady_word_over_bg_db=word)
+        assert ep.steady
+        heard[floor] = sum(any(overlaps(u, t) for u in utts) for t in digits)
+        assert not [u for u in utts if bg.start <= (u.start_sample + u.end_sample) / 2 / SAMPLE_RATE < bg.end]
+    assert heard[1.5] >= heard[4.0] + 3, (heard, len(digits))
+
+
+@needs_corpora
+def test_babble_keeps_the_general_level_margins(steady_talker):
+    st = steady_talker[10]
+    ref, _ = segment(st.audio)
+    loose, ep = segment(st.audio, steady_floor_snr_db=0.0, steady_word_over_bg_db=-10.0)
+    assert not ep.steady
+    assert [(u.start_sample, u.end_sample) for u in loose] == [(u.start_sample, u.end_sample) for u in ref]
