@@ -16,7 +16,9 @@ States: silence -> speech -> (trailing) -> silence.
   on past the word) and every word's loudest 90 ms must be `word_over_bg_db` over it.
 - steady noise (the background's 90th percentile within STEADY_SPREAD_DB of its median):
   webrtcvad tells it from speech poorly in either mode, the level tests do the work, so the
-  VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames).
+  VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames),
+  and the level margins are `steady_floor_snr_db` / `steady_word_over_bg_db`: levels that move
+  1-2 dB need no 4 dB margin, and words under the noise need every dB.
 - end: `hangover_ms` of inactive frames; `max_utterance_ms` force-cuts runaway noise.
 - split: at the end, pauses of >= 90 ms more than `valley_db` under the loudest frame,
   with speech on both sides, cut the utterance into words (`valley_splits`).
