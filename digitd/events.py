@@ -61,7 +61,7 @@ class RejectedEvent(Event):
     best: str
     confidence: float
     latency_ms: dict[str, float] = field(default_factory=dict)
-    reason: str = "low_confidence"  # low_confidence | unvoiced (no sustained pitch: cough, clap, noise)
+    reason: str = "low_confidence"  # low_confidence | unvoiced (no sustained pitch: cough, clap, noise) | split_word (the second half of the digit before it)
 
 
 @dataclass

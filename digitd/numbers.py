@@ -6,7 +6,8 @@ otherwise the open number is closed first. `group.length` > 0 closes a number as
 holds that many digits. A rejected utterance (or lost audio) inside a number does not join
 silently: the number is emitted with `complete = false`. A group without any digit (a lone
 rejected utterance) emits nothing. Rejections for reason `unvoiced` (coughs, clicks, breath:
-no sustained pitch, which every FSDD test-split digit has) are not words and are ignored.
+no sustained pitch, which every FSDD test-split digit has) are not words and are ignored;
+`split_word` rejections (the second half of the digit before them) extend that word.
 
 The grouper sees events in stream order, one at a time (`push`), and the pipeline's clock
 (`tick`): a pause is only over once no word that could still start inside it is in flight,
@@ -61,7 +62,7 @@ class NumberGrouper:
                 o.digits.append(event)
                 if self.cfg.length and len(o.digits) >= self.cfg.length:
                     out += self._close(event.emitted)
-            else:
+            elif event.reason != "split_word":  # the second half of the digit before it: that word's end, not a new word
                 o.rejected += 1
             return out
         if isinstance(event, OverflowEvent) and self._open is not None:

@@ -253,3 +253,11 @@ def test_bench_reports_number_accuracy(model_path, number_stream, tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(root)), capture_output=True, text=True, timeout=300)
     res = json.loads(r.stdout)
     assert res["n_numbers"] == 1 and res["number_accuracy"] == 1.0
+
+
+def test_a_split_word_extends_the_digit_before_it():
+    """The second half of a word (reason split_word) is that word: the number stays complete and
+    its pause counts from the word's real end (from the first half's end, 0.9 s would close it)."""
+    ev = [D("6", 1.0, 1.3), R(1.3, 1.6, "split_word"), D("1", 2.2, 2.5)]
+    assert numbers(run(ev)) == [("61", True)]
+    assert numbers(run([D("6", 1.0, 1.3), D("1", 2.2, 2.5)])) == [("6", True), ("1", True)]

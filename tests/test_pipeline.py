@@ -259,3 +259,35 @@ def test_a_failing_classifier_ends_the_run_with_one_error(model, fsdd, threaded)
     assert isinstance(out.get("error"), DigitdError)
     assert "broken weights" in str(out["error"]) and "\n" not in str(out["error"])
     assert sum(isinstance(e, DigitEvent) for e in sink.events) <= 1
+
+
+def test_a_word_the_endpointer_broke_in_two_is_one_digit(model):
+    """Brown noise at 20 dB, training-side voices: a dip inside a word ("four") ends its utterance
+    and the rest of the word opens the next one at once. Heard as the same digit, starting where
+    that digit ended, the second piece is a rejected event (reason split_word), not an insertion;
+    no right digit is lost. Off (repeat_gap_ms 0), the pieces are insertions."""
+    import dataclasses
+
+    from digitd.corpora import available
+    from digitd.room import Condition, make_room_stream
+
+    if not {"speech-commands-digits", "audiomnist-digits", "speech-commands-words"} <= set(available()):
+        pytest.skip("needs the extra corpora in ../shared (or $DIGITD_SHARED_DIR)")
+    base = Config()
+    st = make_room_stream(Condition("brown_20db", "brown", 20.0), dataclasses.replace(base.bench, room_speakers="dev"))
+    truth = [t.to_dict() for t in st.truth]
+    got = {}
+    for gap in (0.0, 10.0):
+        cfg = dataclasses.replace(base, classify=dataclasses.replace(base.classify, repeat_gap_ms=gap))
+        ev: list = []
+        sink = type("Sink", (), {"handle": lambda self, e: ev.append(e)})()
+        Pipeline(cfg, model, [sink]).run(FileSource(st.audio, speed="max", block_ms=30, ring_seconds=5.0, name="brown"))
+        got[gap] = (score(ev, truth), [e for e in ev if isinstance(e, RejectedEvent) and e.reason == "split_word"], ev)
+    (off, none_split, _), (on, split, events) = got[0.0], got[10.0]
+    assert none_split == [] and split, "the stream must hold a broken word, or this test proves nothing"
+    assert on.correct == off.correct and on.substitutions == off.substitutions
+    assert on.insertions == off.insertions - len(split)
+    digits = [e for e in events if isinstance(e, DigitEvent)]
+    for r in split:  # each follows a digit with the same label that ended where it starts
+        before = max((d for d in digits if d.end <= r.start + 1e-6), key=lambda d: d.end)
+        assert before.digit == r.best and r.start - before.end < 0.01
