@@ -96,6 +96,12 @@ def _grouped(items: list[tuple[Any, Any, str | None]]) -> Heard:
                  len(items), any(i[0].forced for i in items), np.concatenate([i[0].audio for i in items]))
 
 
+def _same_take(first: tuple, it: tuple) -> bool:
+    """Is `it` a piece of the take that began with `first`? Cut from the same stretch of speech
+    (one end decision), or the second half of a word the endpointer broke (`split_word`)."""
+    return it[0].detected_sample == first[0].detected_sample or it[3] == "split_word"
+
+
 def file_heard(path: str, cfg: Config, model: DigitModel) -> list[Heard]:
     """Every utterance of a recorded session, as `digitd run --input` cuts it."""
     from digitd.audio import read_wav
@@ -109,7 +115,7 @@ def file_heard(path: str, cfg: Config, model: DigitModel) -> list[Heard]:
         items.append(q.get())
     groups: list[list[Any]] = []
     for it in items:
-        if groups and groups[-1][0][0].detected_sample == it[0].detected_sample:
+        if groups and _same_take(groups[-1][0], it):
             groups[-1].append(it)
         else:
             groups.append([it])
@@ -138,7 +144,7 @@ class LiveHeard:
         if self.error is not None:
             raise self.error
         first, self._next = self._next, None
-        if first is None:
+        while first is None or first[3] == "split_word":  # a broken word's late second half: its take is answered
             try:
                 first = self.q.get(timeout=timeout)
             except queue.Empty:
@@ -150,7 +156,7 @@ class LiveHeard:
                 it = self.q.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
                 break
-            if it[0].detected_sample != first[0].detected_sample:
+            if not _same_take(first, it):
                 self._next = it  # the next word: it answers the next prompt
                 break
             items.append(it)

@@ -290,3 +290,23 @@ def test_a_profile_never_lets_through_what_the_shipped_model_rejects(model, fsdd
         assert b.confidence <= a.confidence + 1e-9
         changed += a.label != b.label
     assert changed >= 2  # the profile did decide some labels ("one" heard as 7)
+
+
+def test_a_broken_words_second_half_joins_its_take():
+    """The pipeline rejects the second half of a word the endpointer broke in two as `split_word`:
+    in a session it belongs to the take before it (which then is "two words in one" and is asked
+    again), never answers the next prompt; a word with its own end decision is the next take."""
+    from digitd.config import Config
+    from digitd.endpoint import Utterance
+    from digitd.enroll import _grouped, _same_take, problem
+
+    def item(start: int, end: int, reason: str | None):
+        x = np.sin(np.arange(end - start) * 0.3).astype(np.float32) * 0.3
+        u = Utterance(x, start, end, end + 960, -10.0)
+        pred = type("Pred", (), {"label": "4", "confidence": 0.9})()
+        return (u, x, pred, reason)
+
+    first, half, nxt = item(8000, 11000, None), item(11000, 13000, "split_word"), item(20000, 23000, None)
+    assert _same_take(first, half) and not _same_take(first, nxt)
+    take = _grouped([first, half])
+    assert take.pieces == 2 and problem(take, Config()) == "two words in one"
