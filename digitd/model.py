@@ -151,10 +151,10 @@ class EmbedMember:
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
         return join_embedding(base, pe, self.weight, self.power)
 
-    def join(self, base: np.ndarray, feats: Features, pe: np.ndarray | None = None) -> np.ndarray:
+    def join(self, base: np.ndarray, feats: Features) -> np.ndarray:
         """The other members' digit probabilities (n, C) joined by this member's on one
-        utterance's embedding features (`pe`: its `utterance_proba` when already computed)."""
-        return self.join_both(base, feats, pe)[0]
+        utterance's embedding features."""
+        return self.join_both(base, feats)[0]
 
     def join_both(self, base: np.ndarray, feats: Features,
                   pe: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ import pytest
 
 from digitd import SAMPLE_RATE
 from digitd.config import Config
+from digitd.corpora import available
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.pipeline import Pipeline
@@ -261,6 +262,9 @@ def test_a_failing_classifier_ends_the_run_with_one_error(model, fsdd, threaded)
     assert sum(isinstance(e, DigitEvent) for e in sink.events) <= 1
 
 
+@pytest.mark.skipif(not {"speech-commands-digits", "audiomnist-digits", "speech-commands-words"}
+                    <= set(available()),
+                    reason="needs the extra corpora in ../shared (or $DIGITD_SHARED_DIR)")
 def test_a_word_the_endpointer_broke_in_two_is_one_digit(model):
     """Brown noise at 20 dB, training-side voices: a dip inside a word ("four") ends its utterance
     and the rest of the word opens the next one at once. Heard as the same digit, starting where
@@ -268,20 +272,17 @@ def test_a_word_the_endpointer_broke_in_two_is_one_digit(model):
     no right digit is lost. Off (repeat_gap_ms 0), the pieces are insertions."""
     import dataclasses
 
-    from digitd.corpora import available
     from digitd.room import Condition, make_room_stream
 
-    if not {"speech-commands-digits", "audiomnist-digits", "speech-commands-words"} <= set(available()):
-        pytest.skip("needs the extra corpora in ../shared (or $DIGITD_SHARED_DIR)")
     base = Config()
     st = make_room_stream(Condition("brown_20db", "brown", 20.0), dataclasses.replace(base.bench, room_speakers="dev"))
     truth = [t.to_dict() for t in st.truth]
     got = {}
     for gap in (0.0, 10.0):
         cfg = dataclasses.replace(base, classify=dataclasses.replace(base.classify, repeat_gap_ms=gap))
-        ev: list = []
-        sink = type("Sink", (), {"handle": lambda self, e: ev.append(e)})()
+        sink = Collect()
         Pipeline(cfg, model, [sink]).run(FileSource(st.audio, speed="max", block_ms=30, ring_seconds=5.0, name="brown"))
+        ev = sink.events
         got[gap] = (score(ev, truth), [e for e in ev if isinstance(e, RejectedEvent) and e.reason == "split_word"], ev)
     (off, none_split, _), (on, split, events) = got[0.0], got[10.0]
     assert none_split == [] and split, "the stream must hold a broken word, or this test proves nothing"
