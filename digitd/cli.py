@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CNN copies from different seeds, averaged [train.cnn_nets]")
     p.add_argument("--cnn-noise", dest="cnn_noise", metavar="KINDS",
                    help="noise kinds of the CNN's copies: white,pink,brown,babble,recorded [train.cnn_noise]")
+    p.add_argument("--cnn-babble", dest="cnn_babble", choices=("digits", "words"),
+                   help="what the CNN's babble copies are made of: FSDD training digits or training-side non-digit words [train.cnn_babble]")
     p.add_argument("--cnn-snr", dest="cnn_snr_db", metavar="DB,DB", help="SNRs of the CNN's noisy copies [train.cnn_snr_db]")
     p.add_argument("--embed-head", action="store_true", default=None, dest="embed_head",
                    help="with --embed: a sequence head over the embedding windows scores that member [train.embed_head]")
@@ -201,6 +203,7 @@ FLAG_KNOBS = {
     "cnn_nets": "train.cnn_nets",
     "cnn_noise": "train.cnn_noise",
     "cnn_snr_db": "train.cnn_snr_db",
+    "cnn_babble": "train.cnn_babble",
     "hold_out_dev": "train.hold_out_dev",
     "embed_head": "train.embed_head",
     "embed_head_reverb": "train.embed_head_reverb",

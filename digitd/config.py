@@ -157,6 +157,7 @@ class TrainConfig:
     cnn_base: float = knob(2.0, lo=0.0, hi=100.0)
     cnn_nets: int = knob(2, lo=1, hi=16)  # CNN copies trained from seeds seed, seed+1, ...; probabilities averaged
     cnn_noise: str = knob("")  # noise kinds of the CNN's copies, comma list of white|pink|brown|babble|recorded (real recordings from the negatives' noise folder); "" = the pooled members' white,pink,babble
+    cnn_babble: str = knob("digits", choices=("digits", "words"))  # the CNN's babble: FSDD training digits, 5 talkers (v3-v8), or training-side non-digit words from --negatives, 3-6 talkers
     cnn_snr_db: str = knob("")  # SNRs of the CNN's noisy copies, comma list of dB; "" = the pooled members' 0,5,10,15,20,30
     corpora_dir: str = knob("")  # folder holding speech-commands-*/audiomnist-digits; "" = $DIGITD_SHARED_DIR, else ../shared
     embed: bool = knob(False)  # add the speech-embedding member (digits + "other" from real words and noise)

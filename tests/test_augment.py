@@ -135,3 +135,40 @@ def test_reverb_is_opt_in_and_rings_on_after_the_word(clip):
         assert np.corrcoef(w[: len(clip)], clip)[0, 1] > 0.5
         tail = w[len(clip):]
         assert 10 * np.log10(np.mean(tail**2) / speech_power(clip)) > -40  # the room still rings after the word
+
+
+def test_cnn_babble_from_words_is_training_side_talk_not_digits(clip):
+    """train.cnn_babble = words: the CNN's babble is built from training-side non-digit words
+    (never a dev-slice speaker with --hold-out-dev), 20 s each of 3-6 talkers; "digits" keeps
+    the bank it is given; without a words folder the recipe stops with a one-line error."""
+    import dataclasses
+
+    from digitd.config import Config
+    from pathlib import Path
+
+    from digitd.corpora import available, is_dev, is_unseen
+    from digitd.errors import DigitdError
+    from train import cli as tcli
+    from train.trainer import Recipe
+
+    shared = available()
+    if "speech-commands-words" not in shared or "speech-commands-noise" not in shared:
+        pytest.skip("needs speech-commands-words and -noise in ../shared")
+    cfg = Config()
+    digits_bank = np.ones(8000)
+    assert tcli.cnn_babble_bank(Recipe(), cfg, digits_bank) is digits_bank
+    cfg.train = dataclasses.replace(cfg.train, negatives=f'{shared["speech-commands-words"]},{shared["speech-commands-noise"]}', hold_out_dev=True)
+    words = tcli.babble_word_records(cfg)
+    digit_names = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", *map(str, range(10))}
+    assert len(words) > 1000 and not any(is_dev(r.speaker) or is_unseen(r.speaker) or r.speaker.startswith("noise") for r in words)
+    assert not any(Path(r.path).name.split("_")[0] in digit_names for r in words)
+    bank = tcli.cnn_babble_bank(Recipe(cnn_babble="words", seed=3), cfg, digits_bank)
+    assert len(bank) == 4 * 20 * 8000 and np.all(np.isfinite(bank))
+    for k in range(4):  # each talker count's 20 s is unit RMS
+        part = bank[k * 160000 : (k + 1) * 160000]
+        assert np.sqrt(np.mean(part**2)) == pytest.approx(1.0, rel=1e-6)
+    again = tcli.cnn_babble_bank(Recipe(cnn_babble="words", seed=3), cfg, digits_bank)
+    assert np.array_equal(bank, again)  # seeded: the same recipe makes the same copies
+    cfg.train = dataclasses.replace(cfg.train, negatives=str(shared["speech-commands-noise"]))
+    with pytest.raises(DigitdError, match="needs non-digit words"):
+        tcli.cnn_babble_bank(Recipe(cnn_babble="words"), cfg, digits_bank)

@@ -75,7 +75,7 @@ def recipe_from(cfg: Any) -> Recipe:
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
-                  cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), hold_out_dev=t.hold_out_dev,
+                  cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), cnn_babble=t.cnn_babble, hold_out_dev=t.hold_out_dev,
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_head_reverb=t.embed_head_reverb,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
@@ -103,6 +103,27 @@ def recorded_bank(recipe: Recipe, cfg: Any) -> np.ndarray | None:
         raise DigitdError("train.cnn_noise: 'recorded' needs real background recordings: "
                           "--negatives with the speech-commands-noise folder")
     return bank
+
+
+def babble_word_records(cfg: Any) -> list[Record]:
+    """The training-side non-digit words of --negatives (no noise clips; no dev slice with --hold-out-dev)."""
+    from train.embed import negative_records
+
+    return [r for r in negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev) if not r.speaker.startswith("noise")]
+
+
+def cnn_babble_bank(recipe: Recipe, cfg: Any, babble: np.ndarray | None) -> np.ndarray | None:
+    """The CNN's babble: the pooled members' bank (FSDD training digits), or with cnn_babble
+    "words" 20 s each of 3, 4, 5 and 6 talkers of training-side non-digit words (--negatives):
+    background talk in a room is rarely other digits, and rarely six men."""
+    if recipe.cnn_babble != "words":
+        return babble
+    words = babble_word_records(cfg)
+    if len(words) < 20:
+        raise DigitdError("train.cnn_babble = words needs non-digit words: --negatives with the speech-commands-words folder")
+    rng = np.random.default_rng([recipe.seed, 31])
+    waves = [words[i].load() for i in rng.choice(len(words), size=min(600, len(words)), replace=False)]
+    return np.concatenate([make_babble(waves, 20.0, rng, talkers=t) for t in (3, 4, 5, 6)])
 
 
 def synth_records(recipe: Recipe) -> list[Record]:
@@ -204,7 +225,7 @@ def _cnn_spectrograms(recs: list[Record], recipe: Recipe, babble: np.ndarray | N
     from train.cnn import spectrograms_all
 
     return spectrograms_all(recs, cnn_augment(recipe), recipe.cnn_copies if copies is None else copies, seed=recipe.seed,
-                            babble=babble, jobs=recipe.jobs, recorded=recorded_bank(recipe, cfg))
+                            babble=cnn_babble_bank(recipe, cfg, babble), jobs=recipe.jobs, recorded=recorded_bank(recipe, cfg))
 
 
 def on_cluster(command: Callable[[argparse.Namespace, Any], int]) -> Callable[[argparse.Namespace, Any], int]:

@@ -48,6 +48,7 @@ class Recipe:
     cnn_base: float = 2.0
     cnn_nets: int = 1  # seeds seed .. seed + cnn_nets - 1, averaged
     cnn_noise: str = ""  # noise kinds of the CNN's copies (train.augment.ALL_NOISE_KINDS); "" = the pooled members' (augment)
+    cnn_babble: str = "digits"  # the CNN's babble bank: "digits" (FSDD training split, v3-v8) or "words" (training-side non-digit words)
     cnn_snr_db: str = ""  # SNRs of the CNN's noisy copies, comma list; "" = the pooled members'
     hold_out_dev: bool = False  # the dev slice of the training side (digitd.corpora.DEV_FRACTION) left out
     embed: bool = False  # the speech-embedding member (train.embed): digits + OTHER from real words and noise
