@@ -207,14 +207,14 @@ class Endpointer:
             k = max(0, int(len(a) * 0.1) - 1)
             self._floor = float(np.partition(a, k)[k])
 
-    def _track_background(self, level: float) -> None:
+    def _track_background(self, level: float, now: bool = False) -> None:
         # The window is stream time, not a count: while talk in the room keeps utterances open,
         # few frames land here, and a count-based window would hold what came before (e.g. the
         # silence before it started) for minutes. Older frames go, but BG_MIN_FRAMES always stay.
         self._bg_levels.append((self._nframes, level))
         while len(self._bg_levels) > BG_MIN_FRAMES and self._bg_levels[0][0] <= self._nframes - self._bg_window:
             self._bg_levels.popleft()
-        if len(self._bg_levels) >= BG_MIN_FRAMES and self._nframes % 5 == 1:  # every 150 ms
+        if len(self._bg_levels) >= BG_MIN_FRAMES and (now or self._nframes % 5 == 1):  # every 150 ms
             a = np.fromiter((lv for _, lv in self._bg_levels), dtype=np.float64, count=len(self._bg_levels))
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
             a = np.partition(a, (k50, k))
@@ -270,6 +270,12 @@ class Endpointer:
             return utts
         if len(self._frames) >= self.max_frames:
             self.forced_cuts += 1
+            if self.cfg.cut_is_background and self.cfg.background_gate:
+                # No digit runs this long: what kept it open is the room (talk, a radio), and
+                # frames outside utterances are scarce while it goes on, so the background
+                # level would lag for seconds (8 s under babble at 5 dB from a quiet start)
+                for i, lv in enumerate(self._lv):
+                    self._track_background(lv, now=i == len(self._lv) - 1)
             utts = self._finish(forced=True)
             self._reset_state()
             return utts
