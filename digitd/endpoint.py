@@ -57,6 +57,7 @@ BG_OVER_FLOOR_DB = 25.0
 # the word's peak frame within this of the background's loud end (babble 20 dB: ~20 dB; a quiet room: 35+)
 TALK_MARGIN_DB = 20.0
 STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
+BG_SCARCE = 0.5  # a cut teaches the background only while fewer than this share of its window was heard outside utterances
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
 
@@ -270,10 +271,11 @@ class Endpointer:
             return utts
         if len(self._frames) >= self.max_frames:
             self.forced_cuts += 1
-            if self.cfg.cut_is_background and self.cfg.background_gate:
-                # No digit runs this long: what kept it open is the room (talk, a radio), and
-                # frames outside utterances are scarce while it goes on, so the background
-                # level would lag for seconds (8 s under babble at 5 dB from a quiet start)
+            if self.cfg.cut_is_background and self.cfg.background_gate and len(self._bg_levels) < BG_SCARCE * self._bg_window:
+                # No digit runs this long: what kept it open is the room (talk, a radio). While
+                # frames outside utterances are that scarce, the background's level lags for
+                # seconds (8 s under babble at 5 dB from a quiet start). Not when they are
+                # plenty: in a ringing room the cut is the reverberation, and the level is known
                 for i, lv in enumerate(self._lv):
                     self._track_background(lv, now=i == len(self._lv) - 1)
             utts = self._finish(forced=True)
