@@ -79,6 +79,17 @@ def make_babble(waves: Sequence[np.ndarray], seconds: float, rng: np.random.Gene
     return out / (np.sqrt(np.mean(out**2)) + 1e-12)
 
 
+def talker_banks(words: Sequence, seed: int, seconds: float, most: int) -> list[np.ndarray]:
+    """Babble of 3, 4, 5 and 6 talkers, `seconds` each, from up to `most` of `words` (records
+    with .load(), drawn with the seed): background talk of many voices, as in a room. [] for no words."""
+    if not words:
+        return []
+    rng = np.random.default_rng([seed, 31])
+    pick = rng.choice(len(words), size=min(most, len(words)), replace=False)
+    waves = [words[i].load() for i in pick]
+    return [make_babble(waves, seconds, rng, talkers=t) for t in (3, 4, 5, 6)]
+
+
 def noise(kind: str, n: int, rng: np.random.Generator, babble: np.ndarray | None = None) -> np.ndarray:
     if kind == "white":
         return rng.standard_normal(n)

@@ -21,7 +21,7 @@ from digitd.features import DEFAULT_PARAMS, FEATURE_VERSION
 from digitd.model import SUFFIX, DigitModel, card_path, default_model_path, load_model, models_dirs, read_card, save_model, write_card
 from dataclasses import replace
 
-from train.augment import ALL_NOISE_KINDS, AugmentSpec, make_babble
+from train.augment import ALL_NOISE_KINDS, AugmentSpec, make_babble, talker_banks
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
 from train.cnn import fit_member
@@ -121,9 +121,7 @@ def cnn_babble_bank(recipe: Recipe, cfg: Any, babble: np.ndarray | None) -> np.n
     words = babble_word_records(cfg)
     if len(words) < 20:
         raise DigitdError("train.cnn_babble = words needs non-digit words: --negatives with the speech-commands-words folder")
-    rng = np.random.default_rng([recipe.seed, 31])
-    waves = [words[i].load() for i in rng.choice(len(words), size=min(600, len(words)), replace=False)]
-    return np.concatenate([make_babble(waves, 20.0, rng, talkers=t) for t in (3, 4, 5, 6)])
+    return np.concatenate(talker_banks(words, recipe.seed, 20.0, most=600))
 
 
 def synth_records(recipe: Recipe) -> list[Record]:

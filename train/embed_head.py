@@ -26,7 +26,7 @@ from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
-from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, make_babble, speech_power
+from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, speech_power, talker_banks
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.parallel import map_records, map_tasks
@@ -67,11 +67,7 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
     """Real backgrounds and 4 babble banks (3-6 talkers, 60 s) from the OTHER records (training side)."""
     other = [r for r in records if r.label == OTHER]
     words = [r for r in other if not r.speaker.startswith("noise")]
-    rng = np.random.default_rng([seed, 31])
-    pick = rng.choice(len(words), size=min(800, len(words)), replace=False) if words else []
-    waves = [words[i].load() for i in pick]
-    babble = [make_babble(waves, 60.0, rng, talkers=t) for t in (3, 4, 5, 6)] if waves else []
-    return _Banks(noise_bank(other, seconds=600.0, seed=seed), babble)
+    return _Banks(noise_bank(other, seconds=600.0, seed=seed), talker_banks(words, seed, 60.0, most=800))
 
 
 def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0) -> list[np.ndarray]:
