@@ -16,7 +16,10 @@ Pipeline (16 kHz audio scaled like int16):
 Speed: every convolution is an im2col + one float32 matrix product. No layer pads in time and
 the time pools multiply to 8 (= WINDOW_STEP), so the embeddings of all windows at step 8 are
 exactly one pass of the network over the whole spectrogram (`embed_mel`); that shares the
-~90 % overlap between neighbouring windows instead of recomputing it.
+~90 % overlap between neighbouring windows instead of recomputing it. A word shorter than the
+1.6 s clip sits in zeros, whose mel rows are all one constant row: each layer convolves only the
+rows that can see the word and copies one computed row into the rest (`_conv_live`; a 0.4 s
+word costs ~40 % less). The STFT matrix is a windowed DFT, so it runs as an FFT.
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ class SpeechEmbedding:
         self.bands = self.fbank.shape[1]
         # One (n_fft, 2 * bins) matrix: frames @ stft gives real and imaginary parts in one product.
         self.stft = np.ascontiguousarray(np.concatenate([real, imag]).T, dtype=np.float32)
+        # The graph's matrix is a windowed DFT (row 0 of its real part is the window): when it is,
+        # an FFT of the windowed frames gives the same power at ~1/3 of the product's cost.
+        self._fft_window = _dft_window(real, imag)
         self.hop = int(_arr(arrays, "mel_hop", (), "iu"))
         self.amin = np.float32(_arr(arrays, "mel_amin", (), "f"))
         self.log_mul = np.float32(_arr(arrays, "mel_log_mul", (), "f"))
@@ -176,14 +182,32 @@ class SpeechEmbedding:
         frames = (len(x) - 512) // 160 + 1 (no centring or padding, like the ONNX graph). The
         -80 dB floor is relative to this call's loudest value, as in the graph.
         """
+        return self._melspec(x)[0]
+
+    def _melspec(self, x: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """melspec(x) and the frames [lo, hi) that hear a non-zero sample: every other frame is
+        the same constant row (power 0), which `_forward` need not convolve again and again."""
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 1 or len(x) < self.n_fft:
             raise ValueError(f"melspec: needs 1-D audio of at least {self.n_fft} samples, got shape {x.shape}")
-        frames = np.ascontiguousarray(sliding_window_view(x, self.n_fft)[:: self.hop])
-        z = frames @ self.stft
+        n_frames = (len(x) - self.n_fft) // self.hop + 1
+        nz = np.flatnonzero(x)
+        if len(nz) == 0:
+            lo = hi = 0
+        else:  # frame j holds samples [j * hop, j * hop + n_fft)
+            lo = max(0, (int(nz[0]) - self.n_fft) // self.hop + 1)
+            hi = min(n_frames, int(nz[-1]) // self.hop + 1)
         n = self.stft.shape[1] // 2
-        np.square(z, out=z)
-        power = z[:, :n] + z[:, n:]
+        power = np.zeros((n_frames, n), dtype=np.float32)
+        if hi > lo:
+            frames = sliding_window_view(x, self.n_fft)[lo * self.hop : (hi - 1) * self.hop + 1 : self.hop]
+            if self._fft_window is not None:
+                z = np.fft.rfft(frames * self._fft_window, axis=1)
+                power[lo:hi] = z.real**2 + z.imag**2
+            else:
+                z = np.ascontiguousarray(frames) @ self.stft
+                np.square(z, out=z)
+                power[lo:hi] = z[:, :n] + z[:, n:]
         mel = power @ self.fbank
         np.maximum(mel, self.amin, out=mel)
         np.log(mel, out=mel)
@@ -192,7 +216,7 @@ class SpeechEmbedding:
         np.maximum(mel, mel.max() - self.top_db, out=mel)
         mel /= np.float32(10.0)  # openWakeWord's melspec_transform: x / 10 + 2
         mel += np.float32(2.0)
-        return mel
+        return mel, (lo, hi)
 
     def windows(self, mel: np.ndarray, step: int = WINDOW_STEP) -> np.ndarray:
         """(n, 76, 32) windows every `step` frames; a short tail is dropped (openWakeWord does too)."""
@@ -205,14 +229,24 @@ class SpeechEmbedding:
 
     # ---- embedding ---------------------------------------------------------------------------
 
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        """(n, t, bands) -> (n, t_out, 96): the network, channels-last, no padding in time."""
+    def _forward(self, x: np.ndarray, live: tuple[int, int] | None = None) -> np.ndarray:
+        """(n, t, bands) -> (n, t_out, 96): the network, channels-last, no padding in time.
+
+        `live` = (lo, hi): for one spectrogram (n = 1) whose rows outside [lo, hi) are all the same
+        row (a short word centred in silence). A convolution over identical rows gives identical
+        rows, so each layer computes the rows that can see [lo, hi) and copies one computed
+        constant row into the rest: the same output, a fraction of the work."""
         n, t, f = x.shape
         pl, pr = self._in_pad
         h = np.zeros((n, t, f + pl + pr, 1), dtype=np.float32)
         h[:, :, pl : pl + f, 0] = x
+        if live is not None and (n != 1 or not 0 <= live[0] < live[1] <= t or live == (0, t)):
+            live = None
         for L in self._layers:
-            h = _conv(h, L)
+            if live is None:
+                h = _conv(h, L)
+            else:
+                h, live = _conv_live(h, L, live)
             # Max-pooling commutes with the bias and the activation (both non-decreasing), so pool
             # first and run them on 1/4 of the values; batch norm may have a negative scale: after.
             early = L.pool is not None and L.bn is None
@@ -228,6 +262,11 @@ class SpeechEmbedding:
                 np.maximum(h, self.floor, out=h)
             if L.pool and not early:
                 h = _maxpool(h, *L.pool)
+            if live is not None and L.pool:
+                ph, t2 = L.pool[0], h.shape[1]
+                live = (live[0] // ph, min(t2, -(-live[1] // ph)))
+                if live == (0, t2):
+                    live = None  # nothing constant left
         return h[:, :, 0, :]
 
     def embed(self, mel_windows: np.ndarray) -> np.ndarray:
@@ -239,16 +278,20 @@ class SpeechEmbedding:
             return np.zeros((0, EMBED_DIM), dtype=np.float32)
         return np.ascontiguousarray(self._forward(x)[:, 0, :])
 
-    def embed_mel(self, mel: np.ndarray, step: int = WINDOW_STEP) -> np.ndarray:
+    def embed_mel(self, mel: np.ndarray, step: int = WINDOW_STEP, live: tuple[int, int] | None = None) -> np.ndarray:
         """embed(windows(mel, step)), computed as one pass over the whole spectrogram when step is
-        a multiple of the network's time stride (the case for step 8): ~5x less work."""
+        a multiple of the network's time stride (the case for step 8): ~5x less work. `live`: the
+        rows [lo, hi) outside which every row of `mel` is the same (`_melspec` says which)."""
         mel = np.asarray(mel, dtype=np.float32)
         if step < 1 or step % self.stride or mel.ndim != 2 or len(mel) < self.window:
             return self.embed(self.windows(mel, step))  # windows() also rejects a bad shape or step
         if mel.shape[1] != self.bands:
             raise ValueError(f"embed_mel: expected (frames, {self.bands}), got {mel.shape}")
         n = (len(mel) - self.window) // step + 1
-        out = self._forward(mel[None, : self.window + step * (n - 1)])[0]  # (1 + (n - 1) * step / stride, 96)
+        used = self.window + step * (n - 1)
+        if live is not None:
+            live = (min(live[0], used), min(live[1], used))
+        out = self._forward(mel[None, :used], live)[0]  # (1 + (n - 1) * step / stride, 96)
         return np.ascontiguousarray(out[:: step // self.stride])
 
     # ---- the classifier's clip vector ------------------------------------------------------
@@ -263,7 +306,8 @@ class SpeechEmbedding:
         """
         up = upsample2(fit_clip(x8k))
         up *= np.float32(INT16_SCALE)
-        return self.embed_mel(self.melspec(up)).astype(np.float32)
+        mel, live = self._melspec(up)
+        return self.embed_mel(mel, live=live).astype(np.float32)
 
     def pooled(self, x8k: np.ndarray) -> np.ndarray:
         """(288,) float32 [mean, max, middle] of the window embeddings of one utterance."""
@@ -292,6 +336,7 @@ HALF_LEN = 10 * 2  # resample_poly's half length: 10 * max(up, down)
 KAISER_BETA = 5.0  # resample_poly's default window ("kaiser", 5.0)
 _TAPS = _halfband_taps()
 _EVEN, _ODD = _TAPS[0::2].copy(), _TAPS[1::2].copy()  # the two polyphase branches
+_EVEN64, _ODD64 = _EVEN.astype(np.float64), _ODD.astype(np.float64)
 
 
 def upsample2(x: np.ndarray) -> np.ndarray:
@@ -302,12 +347,12 @@ def upsample2(x: np.ndarray) -> np.ndarray:
     ~0.5 s of cold start, and this is its only use on the listening path. Polyphase form of
     resample_poly's upfirdn: output sample 2m is the even taps over x around m, 2m + 1 the
     odd taps; both centred (the filter's delay of HALF_LEN / 2 input samples removed)."""
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=np.float64)  # numpy convolves float64 about twice as fast as float32
     n = len(x)
     d = HALF_LEN // 2
     out = np.empty(2 * n, dtype=np.float32)
-    out[0::2] = np.convolve(x, _EVEN)[d : d + n]
-    out[1::2] = np.convolve(x, _ODD)[d : d + n]
+    out[0::2] = np.convolve(x, _EVEN64)[d : d + n]
+    out[1::2] = np.convolve(x, _ODD64)[d : d + n]
     return out
 
 
@@ -346,6 +391,38 @@ def _conv(x: np.ndarray, L: _Layer) -> np.ndarray:
     else:  # (n, to, fo, c, kh, kw) view -> rows ordered (kh, kw, c) like L.w
         cols = sliding_window_view(x, (L.kh, L.kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3).reshape(-1, L.kh * L.kw * c)
     return (cols @ L.w).reshape(n, to, fo, -1)  # the caller adds the bias
+
+
+def _conv_live(x: np.ndarray, L: _Layer, live: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """_conv(x, L) for one image (n = 1) whose rows outside `live` = [lo, hi) are one identical row,
+    and the output's own live rows. Output row r sees input rows r .. r + kh - 1."""
+    lo, hi = live
+    t = x.shape[1]
+    to = t - L.kh + 1
+    a, b = max(0, lo - L.kh + 1), min(to, hi)
+    if a == 0 and b == to:
+        return _conv(x, L), (0, to)
+    const = x[:, :1] if lo > 0 else x[:, t - 1 :]  # a row outside [lo, hi)
+    tile = _conv(np.broadcast_to(const, (1, L.kh) + x.shape[2:]), L)  # (1, 1, fo, cout)
+    out = np.empty((1, to) + tile.shape[2:], dtype=np.float32)
+    out[:] = tile
+    if b > a:
+        out[:, a:b] = _conv(x[:, a : b + L.kh - 1], L)
+    return out, (a, b)
+
+
+def _dft_window(real: np.ndarray, imag: np.ndarray) -> np.ndarray | None:
+    """The window w when real[k, n] = w[n] cos(2 pi k n / N) and imag[k, n] = -w[n] sin(...) for
+    the bins k = 0 .. N / 2 (numpy's rfft convention), else None (a matrix of another kind)."""
+    bins, n_fft = real.shape
+    if bins != n_fft // 2 + 1:
+        return None
+    w = real[0].astype(np.float64)
+    ang = 2.0 * np.pi * np.outer(np.arange(bins), np.arange(n_fft)) / n_fft
+    scale = max(float(np.abs(w).max()), 1e-30)
+    if (np.abs(real - w * np.cos(ang)).max() > 1e-5 * scale or np.abs(imag + w * np.sin(ang)).max() > 1e-5 * scale):
+        return None
+    return w.astype(np.float32)
 
 
 def _maxpool(x: np.ndarray, ph: int, pw: int) -> np.ndarray:

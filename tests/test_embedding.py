@@ -274,6 +274,50 @@ def test_one_pass_equals_window_by_window(se):
         assert got.shape == want.shape and np.abs(got - want).max() < EMB_REL_TOL * np.abs(want).max()
 
 
+def test_fft_melspec_equals_the_graphs_matrix_product(se):
+    """The STFT matrix is a windowed DFT, so the port uses an FFT; the product gives the same mel."""
+    assert se._fft_window is not None
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(12000) * 3000).astype(np.float32)
+    fft = se.melspec(x)
+    se_mm = SpeechEmbedding.load(NPZ)
+    se_mm._fft_window = None  # the graph's own matrix product
+    assert np.abs(fft - se_mm.melspec(x)).max() < MEL_TOL
+
+
+def test_a_matrix_that_is_not_a_windowed_dft_keeps_the_product():
+    from digitd.embedding import _dft_window
+
+    with np.load(NPZ) as z:
+        real, imag = z["mel_stft_real"], z["mel_stft_imag"]
+    assert _dft_window(real, imag) is not None
+    assert _dft_window(real, -imag) is None  # the other sign convention
+    bent = real.copy()
+    bent[7, 100] += 0.01 * np.abs(real).max()
+    assert _dft_window(bent, imag) is None
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.1, 0.35, 0.8, 1.2, 1.55, 1.6, 2.5])
+def test_skipping_the_silent_padding_changes_nothing(se, seconds):
+    """A short word is centred in 1.6 s of zeros: the rows of silence are convolved once, not per
+    row. The window embeddings equal the full pass over every row."""
+    from digitd.embedding import fit_clip, upsample2
+
+    rng = np.random.default_rng(int(seconds * 100))
+    n = int(seconds * 8000)
+    x = (0.3 * rng.standard_normal(n) * np.hanning(n)).astype(np.float32)
+    up = upsample2(fit_clip(x)) * np.float32(32767)
+    mel, live = se._melspec(up)
+    full = se.embed_mel(mel)  # no live rows given: every row computed
+    got = se.clip_windows(x)
+    assert got.shape == full.shape == (11, EMBED_DIM)
+    assert np.abs(got - full).max() <= EMB_REL_TOL * max(np.abs(full).max(), 1.0)
+    if 0 < seconds < 1.2:  # silence on both sides: only the word's rows are live
+        assert 0 < live[0] < live[1] < len(mel)
+    if seconds >= 1.6:
+        assert live == (0, len(mel))
+
+
 @pytest.mark.parametrize("seconds", [0.0, 0.05, 0.4, 1.6, 3.0])
 def test_pooled_shape_and_determinism(se, seconds):
     rng = np.random.default_rng(int(seconds * 10))
