@@ -193,6 +193,7 @@ class Endpointer:
         self._hist: deque[np.ndarray] = deque(maxlen=self.preroll_frames + self.cfg.start_window)
         self._hist_lv: deque[float] = deque(maxlen=self.preroll_frames + self.cfg.start_window)
         self._lv: list[float] = []  # the utterance's frame levels, parallel to _frames
+        self._lv_heard = 0  # how many of them (the pre-roll's) the background has already heard
         self._flags: deque[bool] = deque(maxlen=self.cfg.start_window)
         self._frames: list[np.ndarray] = []
         self._start = 0
@@ -208,11 +209,12 @@ class Endpointer:
             k = max(0, int(len(a) * 0.1) - 1)
             self._floor = float(np.partition(a, k)[k])
 
-    def _track_background(self, level: float, now: bool = False) -> None:
+    def _track_background(self, level: float, now: bool = False, frame: int | None = None) -> None:
         # The window is stream time, not a count: while talk in the room keeps utterances open,
         # few frames land here, and a count-based window would hold what came before (e.g. the
         # silence before it started) for minutes. Older frames go, but BG_MIN_FRAMES always stay.
-        self._bg_levels.append((self._nframes, level))
+        # `frame`: the frame number the level was heard at (default: the current frame).
+        self._bg_levels.append((self._nframes if frame is None else frame, level))
         while len(self._bg_levels) > BG_MIN_FRAMES and self._bg_levels[0][0] <= self._nframes - self._bg_window:
             self._bg_levels.popleft()
         if len(self._bg_levels) >= BG_MIN_FRAMES and (now or self._nframes % 5 == 1):  # every 150 ms
@@ -249,6 +251,7 @@ class Endpointer:
         self._in_speech = True
         self._frames = list(self._hist)
         self._lv = list(self._hist_lv)
+        self._lv_heard = len(self._lv)
         self._start = self.pos - len(self._frames) * self.frame_len
         self._active = sum(self._flags)
         self._silent_run = 0
@@ -276,8 +279,10 @@ class Endpointer:
                 # frames outside utterances are that scarce, the background's level lags for
                 # seconds (8 s under babble at 5 dB from a quiet start). Not when they are
                 # plenty: in a ringing room the cut is the reverberation, and the level is known
-                for i, lv in enumerate(self._lv):
-                    self._track_background(lv, now=i == len(self._lv) - 1)
+                # (the pre-roll's levels are in it already; each level keeps its own frame number)
+                first = self._nframes - len(self._lv) + 1
+                for i in range(self._lv_heard, len(self._lv)):
+                    self._track_background(self._lv[i], now=i == len(self._lv) - 1, frame=first + i)
             utts = self._finish(forced=True)
             self._reset_state()
             return utts
