@@ -62,7 +62,7 @@ class EndpointConfig:
     background_s: float = knob(10.0, lo=1.0, hi=600.0)  # the background's loud end = 90th percentile of the levels outside utterances over this long
     speech_over_bg_db: float = knob(0.0, lo=-30.0, hi=30.0)  # with background_gate: frames this far over it count as speech
     word_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # with background_gate: a word's loudest 90 ms must be this far over it
-    cut_is_background: bool = knob(True)  # with background_gate: an utterance cut at max_utterance_ms while frames outside utterances are scarce is the room's (no digit runs that long): its frame levels join the background's
+    cut_is_background: bool = knob(False)  # with background_gate: an utterance cut at max_utterance_ms while frames outside utterances are scarce is the room's (no digit runs that long): its frame levels join the background's. Off: a talker's fluent digits reach the cut too
     steady_floor_snr_db: float = knob(1.5, lo=0.0, hi=60.0)  # floor_snr_db while the background is steady noise
     steady_word_over_bg_db: float = knob(1.0, lo=-30.0, hi=30.0)  # word_over_bg_db while the background is steady noise
 
