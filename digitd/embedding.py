@@ -263,10 +263,10 @@ class SpeechEmbedding:
             if L.pool and not early:
                 h = _maxpool(h, *L.pool)
             if live is not None and L.pool:
-                ph, t2 = L.pool[0], h.shape[1]
-                live = (live[0] // ph, min(t2, -(-live[1] // ph)))
-                if live == (0, t2):
-                    live = None  # nothing constant left
+                ph = L.pool[0]
+                live = (live[0] // ph, min(h.shape[1], -(-live[1] // ph)))
+            if live == (0, h.shape[1]):
+                live = None  # nothing constant left: the plain convolution from here on
         return h[:, :, 0, :]
 
     def embed(self, mel_windows: np.ndarray) -> np.ndarray:

@@ -279,8 +279,8 @@ class Endpointer:
                 # frames outside utterances are that scarce, the background's level lags for
                 # seconds (8 s under babble at 5 dB from a quiet start). Not when they are
                 # plenty: in a ringing room the cut is the reverberation, and the level is known.
-                # Off by default: a talker's own fluent digits reach the cut too (docs/daemon.md)
-                # (the pre-roll's levels are in it already; each level keeps its own frame number)
+                # Off by default: a talker's own fluent digits reach the cut too (docs/daemon.md).
+                # The pre-roll's levels are in the window already; each level keeps its frame number.
                 first = self._nframes - len(self._lv) + 1
                 for i in range(self._lv_heard, len(self._lv)):
                     self._track_background(self._lv[i], now=i == len(self._lv) - 1, frame=first + i)
