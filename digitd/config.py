@@ -62,9 +62,11 @@ class EndpointConfig:
     background_s: float = knob(10.0, lo=1.0, hi=600.0)  # the background's loud end = 90th percentile of the levels outside utterances over this long
     speech_over_bg_db: float = knob(0.0, lo=-30.0, hi=30.0)  # with background_gate: frames this far over it count as speech
     word_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # with background_gate: a word's loudest 90 ms must be this far over it
-    cut_is_background: bool = knob(False)  # with background_gate: an utterance cut at max_utterance_ms while frames outside utterances are scarce is the room's (no digit runs that long): its frame levels join the background's. Off: a talker's fluent digits reach the cut too
+    cut_is_background: str = knob("unknown", choices=("off", "unknown", "scarce"))  # with background_gate: when an utterance cut at max_utterance_ms is the room's (no digit runs that long) and its frame levels join the background's: unknown = while under 600 ms of background has been heard (talk from the first second); scarce = while under half of background_s was heard outside utterances
     steady_floor_snr_db: float = knob(1.5, lo=0.0, hi=60.0)  # floor_snr_db while the background is steady noise
     steady_word_over_bg_db: float = knob(1.0, lo=-30.0, hi=30.0)  # word_over_bg_db while the background is steady noise
+    late_ms: int = knob(600, lo=0, hi=30000)  # with background_gate, under background talk: frames this far into an utterance count as speech only late_over_bg_db over the background; 0 = off
+    late_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # that margin (babble runs utterances on past the word: end-of-speech latency)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
     reject_threshold: float = knob(0.43, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
+    steady_min_voiced_ms: float = knob(15.0, lo=0.0, hi=1000.0)  # min_voiced_ms under steady noise within 20 dB of the word (it masks the word's pitch); 0 = no pitch test there
     voiced_range_db: float = knob(12.0, lo=1.0, hi=80.0)  # that pitch counts only within this many dB of the utterance's loudest moment
     agree_min: float = knob(0.7, lo=0.0, hi=1.0)  # emit anyway when the CNN and the embedding member both name the digit with at least this (0 = off)
     queue_size: int = knob(32, lo=1, hi=10000)

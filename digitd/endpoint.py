@@ -19,6 +19,10 @@ States: silence -> speech -> (trailing) -> silence.
   VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames),
   and the level margins are `steady_floor_snr_db` / `steady_word_over_bg_db`: levels that move
   1-2 dB need no 4 dB margin, and words under the noise need every dB.
+- late: under talk in the background (not steady noise), frames more than `late_ms` into an
+  utterance count as speech only `late_over_bg_db` over the background's loud end. A digit is
+  mostly said by then; babble that passes the 0 dB test kept utterances open past the word
+  (up to the cut), and the digit came out that much later.
 - end: `hangover_ms` of inactive frames; `max_utterance_ms` force-cuts runaway noise.
 - split: at the end, pauses of >= 90 ms more than `valley_db` under the loudest frame,
   with speech on both sides, cut the utterance into words (`valley_splits`).
@@ -53,11 +57,12 @@ NOISE_WINDOW_S = 3.0  # noise floor = low percentile of frame levels over this w
 BG_PERCENTILE = 90
 BG_SPREAD_DB = 10.0
 BG_OVER_FLOOR_DB = 25.0
-# talk in the background close enough under the word to be heard in its pre-roll and hangover:
-# the word's peak frame within this of the background's loud end (babble 20 dB: ~20 dB; a quiet room: 35+)
+# talk in the background close enough under the word to be heard in its pre-roll and hangover, or
+# steady noise close enough to mask its pitch: the word's peak frame within this of the background's
+# loud end (babble 20 dB: ~20 dB; white 10 dB: 6-20 dB; a quiet room: 35+)
 TALK_MARGIN_DB = 20.0
 STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
-BG_SCARCE = 0.5  # a cut teaches the background only while fewer than this share of its window was heard outside utterances
+BG_SCARCE = 0.5  # cut_is_background = "scarce": a cut teaches the background while fewer than this share of its window was heard outside utterances
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
 
@@ -103,6 +108,7 @@ class Utterance:
     forced: bool = False  # cut at max_utterance_ms
     context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
     talk_around: bool = False  # background talk within TALK_MARGIN_DB of the word: its pre-roll and hangover hold talk too
+    noise_around: bool = False  # steady noise within TALK_MARGIN_DB of the word: it masks the word's quiet parts and its pitch
 
     @property
     def duration_s(self) -> float:
@@ -118,6 +124,7 @@ class Endpointer:
         self.preroll_frames = int(round(cfg.preroll_ms / frame_ms))
         self.hangover_frames = max(1, int(round(cfg.hangover_ms / frame_ms)))
         self.max_frames = max(1, cfg.max_utterance_ms // frame_ms)
+        self.late_frames = cfg.late_ms // frame_ms if cfg.late_ms > 0 else None
         self.min_active = max(1, int(np.ceil(cfg.min_speech_ms / frame_ms)))
         self._levels: deque[float] = deque(maxlen=max(10, int(NOISE_WINDOW_S * 1000 / frame_ms)))
         self._floor = -120.0
@@ -237,6 +244,9 @@ class Endpointer:
             return False
         if c.background_gate and level < self._bg + c.speech_over_bg_db:
             return False
+        if (c.background_gate and peak is not None and self.late_frames is not None and not self._steady
+                and self._bg > -120.0 and len(self._frames) > self.late_frames and level < self._bg + c.late_over_bg_db):
+            return False
         if c.split_dips and peak is not None and level < peak - c.dip_db:
             return False
         return True
@@ -274,12 +284,10 @@ class Endpointer:
             return utts
         if len(self._frames) >= self.max_frames:
             self.forced_cuts += 1
-            if self.cfg.cut_is_background and self.cfg.background_gate and len(self._bg_levels) < BG_SCARCE * self._bg_window:
+            if self.cfg.background_gate and self._cut_is_background():
                 # No digit runs this long: what kept it open is the room (talk, a radio). While
                 # frames outside utterances are that scarce, the background's level lags for
-                # seconds (8 s under babble at 5 dB from a quiet start). Not when they are
-                # plenty: in a ringing room the cut is the reverberation, and the level is known.
-                # Off by default: a talker's own fluent digits reach the cut too (docs/daemon.md).
+                # seconds (8 s under babble at 5 dB that was there from the first second).
                 # The pre-roll's levels are in the window already; each level keeps its frame number.
                 first = self._nframes - len(self._lv) + 1
                 for i in range(self._lv_heard, len(self._lv)):
@@ -289,9 +297,26 @@ class Endpointer:
             return utts
         return []
 
+    def _cut_is_background(self) -> bool:
+        """Does a cut utterance teach the background its levels? "unknown": only while the
+        background has never been heard long enough to have a level (talk from the first second:
+        a talker who says digits in one breath after a quiet start reaches the cut too, and
+        must not teach the gate his own level). "scarce": while under half of its window was
+        heard outside utterances (not when plenty was: in a ringing room the cut is the
+        reverberation, and the level is known)."""
+        mode = self.cfg.cut_is_background
+        if mode == "unknown":
+            return len(self._bg_levels) < BG_MIN_FRAMES
+        return mode == "scarce" and len(self._bg_levels) < BG_SCARCE * self._bg_window
+
     def _talk_around(self) -> bool:
         """Is the background talk loud enough to fill the word's pre-roll and hangover?"""
         return self._bg > -120.0 and not self._steady and self._peak - self._bg < TALK_MARGIN_DB
+
+    def _noise_around(self) -> bool:
+        """Is steady noise close enough under the word to mask its pitch? (A hiss 40 dB under a
+        cough in a quiet room is steady too, and masks nothing.)"""
+        return self._bg > -120.0 and self._steady and self._peak - self._bg < TALK_MARGIN_DB
 
     def _prominent(self, a: int, b: int) -> bool:
         """Does the word in samples [a, b) of the utterance stand `word_over_bg_db` out of the
@@ -328,5 +353,5 @@ class Endpointer:
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced, x[a:b].astype(np.float32),
-                                 self._talk_around()))
+                                 self._talk_around(), self._noise_around()))
         return out

@@ -300,7 +300,7 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify
-        whole_reason = reject_reason(job.utt.audio, pred, c)
+        whole_reason = reject_reason(job.utt.audio, pred, c, job.utt.noise_around)
         # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced":
             pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
@@ -324,7 +324,7 @@ class Pipeline:
                 u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)
                 heard, pred = piece.audio, piece.prediction
             start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
-            reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c)
+            reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c, u.noise_around)
             if reason is None and piece is pieces[0] and self._repeats_the_word_before(u, pred.label):
                 reason = "split_word"
             self._last_digit = (u.end_sample, pred.label) if reason in (None, "split_word") else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -14,6 +15,7 @@ from digitd.config import Config
 from digitd.corpora import available
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.model import reject_reason
 from digitd.pipeline import Pipeline
 from digitd.scoring import score
 from digitd.sources import FileSource, RingBuffer
@@ -174,6 +176,53 @@ def test_voicing_gate_passes_every_test_split_digit(fsdd):
     c = Config().classify
     worst = min(longest_voiced_ms(trim(load_wav(p)), c.voiced_range_db) for _, p in fsdd_test_clips())
     assert worst >= c.min_voiced_ms
+
+
+def test_steady_noise_asks_less_pitch_of_a_word(fsdd, model):
+    """In white noise close under a word its quiet parts are under the noise: the endpointer keeps
+    its vowel, and the noise lowers every hop's autocorrelation, so the pitch reads shorter than it is. The vowels
+    (150 ms) of FSDD test digits, white noise as loud as each: a quarter fail the quiet-room pitch
+    test, almost none the steady-noise one (`classify.steady_min_voiced_ms`). Clean, none fail."""
+    from digitd.audio import load_wav
+    from digitd.features import trim
+    from digitd.synth import colored_noise, fsdd_test_clips
+    from digitd.voicing import longest_voiced_ms
+
+    c = Config().classify
+    rng = np.random.default_rng(0)
+    clean, noisy, reasons = [], [], {False: [], True: []}
+    for _, p in fsdd_test_clips()[::10]:
+        x = trim(load_wav(p)).astype(np.float64)
+        i = max(range(0, max(1, len(x) - 1200), 40), key=lambda i: float(np.sum(x[i : i + 1200] ** 2)))
+        v = x[i : i + 1200]
+        n = colored_noise(len(v), "white", rng)
+        y = (v + n / np.sqrt(np.mean(n**2)) * np.sqrt(np.mean(v**2))).astype(np.float32)
+        clean.append(longest_voiced_ms(v, c.voiced_range_db))
+        noisy.append(longest_voiced_ms(y, c.voiced_range_db))
+        pred = model.predict_wave(y)
+        for near in (False, True):
+            reasons[near].append(reject_reason(y, pred, dataclasses.replace(c, agree_min=0.0), near))
+    clean, noisy = np.array(clean), np.array(noisy)
+    assert len(noisy) == 30 and np.all(clean >= c.min_voiced_ms)
+    assert np.mean(noisy < c.min_voiced_ms) >= 0.2
+    assert np.mean(noisy < c.steady_min_voiced_ms) <= 0.05
+    # reject_reason reads the steady flag: the same utterances, fewer of them unvoiced
+    assert reasons[True].count("unvoiced") == int(np.sum(noisy < c.steady_min_voiced_ms))
+    assert reasons[False].count("unvoiced") == int(np.sum(noisy < c.min_voiced_ms))
+
+
+def test_the_pipeline_tells_the_classifier_a_word_was_heard_in_noise(model, fsdd):
+    """White noise 10 dB under the words masks their pitch; the same hiss 50 dB under does not."""
+    heard = {}
+    for snr in (10.0, 50.0):
+        audio, _ = make_stream(10, seed=3, noise="white", snr_db=snr, data_dir=fsdd)
+        heard[snr] = []
+        pipe = Pipeline(Config(), model, [])
+        pipe.on_utterance = lambda u, x, pred, reason, snr=snr: heard[snr].append(u.noise_around)
+        pipe.run(FileSource(audio, "max"))
+        assert len(heard[snr]) >= 8
+    assert sum(heard[10.0]) >= len(heard[10.0]) - 1  # the first word may come before the noise is known
+    assert sum(heard[50.0]) == 0
 
 
 def test_voicing_gate_wants_sustained_pitch_not_a_ringing_knock():

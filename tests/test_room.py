@@ -201,7 +201,9 @@ def _in_range(m: dict) -> None:
     assert 0 <= m["background_insertions"] <= m["insertions"]
     eos = m["eos_latency_ms"]
     if eos["n"]:
-        assert 0 < eos["p50"] <= eos["p95"] < 3000  # stream time: hangover + end decision, never seconds
+        # stream time: hangover + end decision, never seconds; under babble a long word's quiet tail
+        # can be cut off past endpoint.late_ms, and its digit comes out before the word's truth end
+        assert -500 < eos["p50"] <= eos["p95"] < 3000
     assert m["rtf"] > 0
     assert 0 < m["cpu_percent"] <= 250 and 20 < m["peak_rss_mb"] < 4000  # the paced check reads these
 
