@@ -310,6 +310,22 @@ def test_steady_noise_hears_quieter_words_with_its_own_level_margins():
     assert heard[1.5] >= heard[4.0] + 3, (heard, len(digits))
 
 
+def test_a_word_close_over_steady_noise_is_not_trimmed_away(fsdd, monkeypatch):
+    """FSDD digits in white noise as loud as them: the trim (6 dB over the piece's quiet end) keeps
+    only a word's loudest tens of ms, and a word with 90 ms of speech frames was dropped as too
+    short. Under steady noise close under the word its speech frames decide; asking the trim as in a
+    quiet room loses words."""
+    audio, truth = make_stream(30, seed=5, noise="white", snr_db=0.0, data_dir=fsdd)
+    heard = {}
+    for near in (True, False):
+        if not near:
+            monkeypatch.setattr(Endpointer, "_noise_around", lambda self: False)
+        utts, ep = segment(audio)
+        assert ep.steady
+        heard[near] = sum(any(overlaps(u, t) for u in utts) for t in truth)
+    assert heard[True] >= heard[False] + 2, heard
+
+
 @needs_corpora
 def test_babble_keeps_the_general_level_margins(steady_talker):
     st = steady_talker[10]
