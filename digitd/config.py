@@ -237,6 +237,12 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+# values a knob took before it changed type, read as what they meant then
+_FORMER_VALUES: dict[tuple[str, str], dict[Any, Any]] = {
+    ("endpoint", "cut_is_background"): {False: "off", True: "scarce"},  # a bool until stop 27
+}
+
+
 def apply(cfg: Config, data: dict[str, Any], origin: str = "config") -> Config:
     """Overlay a parsed TOML table onto `cfg`, checking every key, type and range."""
     sections = {f.name: f for f in dataclasses.fields(Config)}
@@ -250,6 +256,9 @@ def apply(cfg: Config, data: dict[str, Any], origin: str = "config") -> Config:
         for key, value in table.items():
             if key not in fields:
                 raise ConfigError(f"{origin}: unknown key {sec_name}.{key} (known: {', '.join(fields)})")
+            former = _FORMER_VALUES.get((sec_name, key), {})
+            if isinstance(value, bool) and value in former:
+                value = former[value]
             setattr(sec, key, _coerce(sec_name, fields[key], value))
     _check_cross(cfg)
     return cfg

@@ -66,3 +66,15 @@ def test_every_knob_has_a_range_or_is_free_text():
     for sec in dataclasses.fields(config.Config):
         for f in dataclasses.fields(sec.default_factory()):
             assert f.metadata is not None and "lo" in f.metadata, f"{sec.name}.{f.name}"
+
+
+def test_a_config_from_before_the_cut_rule_had_modes_still_loads(tmp_path):
+    """`endpoint.cut_is_background` was a bool until stop 27: false meant never, true the
+    "scarce" rule. An old config file keeps its meaning; a wrong value still gets one line."""
+    old = tmp_path / "config.toml"
+    for value, mode in (("false", "off"), ("true", "scarce")):
+        old.write_text(f"[endpoint]\ncut_is_background = {value}\n")
+        assert config.load(old).endpoint.cut_is_background == mode
+    assert config.load(None, ["endpoint.cut_is_background=true"]).endpoint.cut_is_background == "scarce"
+    with pytest.raises(config.ConfigError, match="endpoint.cut_is_background"):
+        config.load(None, ["endpoint.cut_is_background=sometimes"])
