@@ -310,14 +310,18 @@ class Endpointer:
             return len(self._bg_levels) < BG_MIN_FRAMES
         return mode == "scarce" and len(self._bg_levels) < BG_SCARCE * self._bg_window
 
+    def _background_near(self) -> bool:
+        """Is the background within TALK_MARGIN_DB under the word's peak? (A hiss 40 dB under a
+        cough in a quiet room is neither talk around it nor noise masking it.)"""
+        return self._bg > -120.0 and self._peak - self._bg < TALK_MARGIN_DB
+
     def _talk_around(self) -> bool:
         """Is the background talk loud enough to fill the word's pre-roll and hangover?"""
-        return self._bg > -120.0 and not self._steady and self._peak - self._bg < TALK_MARGIN_DB
+        return not self._steady and self._background_near()
 
     def _noise_around(self) -> bool:
-        """Is steady noise close enough under the word to mask its pitch? (A hiss 40 dB under a
-        cough in a quiet room is steady too, and masks nothing.)"""
-        return self._bg > -120.0 and self._steady and self._peak - self._bg < TALK_MARGIN_DB
+        """Is steady noise close enough under the word to mask its quiet parts and its pitch?"""
+        return self._steady and self._background_near()
 
     def _prominent(self, a: int, b: int) -> bool:
         """Does the word in samples [a, b) of the utterance stand `word_over_bg_db` out of the

@@ -206,7 +206,7 @@ def test_steady_noise_asks_less_pitch_of_a_word(fsdd, model):
     assert len(noisy) == 30 and np.all(clean >= c.min_voiced_ms)
     assert np.mean(noisy < c.min_voiced_ms) >= 0.2
     assert np.mean(noisy < c.steady_min_voiced_ms) <= 0.05
-    # reject_reason reads the steady flag: the same utterances, fewer of them unvoiced
+    # reject_reason reads the noise_around flag: the same utterances, fewer of them unvoiced
     assert reasons[True].count("unvoiced") == int(np.sum(noisy < c.steady_min_voiced_ms))
     assert reasons[False].count("unvoiced") == int(np.sum(noisy < c.min_voiced_ms))
 
