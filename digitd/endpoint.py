@@ -4,7 +4,7 @@ States: silence -> speech -> (trailing) -> silence.
 - start: `start_frames` active frames within the last `start_window`; the utterance then
   begins `preroll_ms` before that window, so soft onsets are kept.
 - A frame is *active* when webrtcvad calls it voiced AND it is loud enough: above
-  `min_level_dbfs`, `floor_snr_db` over the tracked noise floor, with `background_gate`
+  `min_level_dbfs` (at the VAD's input, after its gain), `floor_snr_db` over the tracked noise floor, with `background_gate`
   `speech_over_bg_db` over the background's loud end (below), and, with `split_dips`,
   no more than `dip_db` under the utterance's peak. The level test is what splits
   run-together digits (the VAD bridges 150-300 ms gaps) and what keeps steady noise out.
@@ -134,6 +134,7 @@ class Endpointer:
         self._bg = -120.0
         self._bg_median = -120.0
         self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
+        self._gain = 0.0  # the VAD's input gain (FrameInfo.gain_db): min_level_dbfs is a level at the VAD's input
         self._nframes = 0
         self.pos = 0  # stream samples consumed
         self.dropped_short = 0
@@ -176,6 +177,7 @@ class Endpointer:
         """Feed one frame (float32, `frame_len` samples) with its VAD info; returns the
         utterances it completed (usually none; several when run-together words are split)."""
         self.pos += len(frame)
+        self._gain = info.gain_db
         self._track_floor(info.level_db)
         if not self._in_speech:
             return self._push_silence(frame, info)
@@ -241,7 +243,7 @@ class Endpointer:
     def _loud(self, level: float, peak: float | None) -> bool:
         c = self.cfg
         snr = c.steady_floor_snr_db if self._steady else c.floor_snr_db
-        if level < c.min_level_dbfs or level < self._floor + snr:
+        if level + self._gain < c.min_level_dbfs or level < self._floor + snr:
             return False
         if c.background_gate and level < self._bg + c.speech_over_bg_db:
             return False
@@ -338,7 +340,7 @@ class Endpointer:
         if self._active < self.min_active:
             self.dropped_short += 1
             return []
-        if self._peak < self.cfg.min_level_dbfs:
+        if self._peak + self._gain < self.cfg.min_level_dbfs:
             self.dropped_quiet += 1
             return []
         x = np.concatenate(self._frames)

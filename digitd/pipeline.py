@@ -95,7 +95,7 @@ class Pipeline:
         self.transcript: list[str] = []
         # live status for UIs (read without locks; plain values)
         self.status: dict[str, Any] = {"state": "silence", "level_db": -120.0, "floor_db": -120.0,
-                                       "device": "", "rate": 0, "running": False}
+                                       "vad_gain_db": 0.0, "device": "", "rate": 0, "running": False}
         self.first_frame_unix: float | None = None
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
@@ -106,7 +106,8 @@ class Pipeline:
         # (end_sample, label) of the last word the classifier emitted as a digit; worker thread only
         self._last_digit: tuple[int, str] | None = None
         self.numbers = NumberGrouper(cfg.group)
-        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness)
+        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
+                       gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
         self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
         self.frame_len = self.vad.frame_len
         # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
@@ -236,6 +237,7 @@ class Pipeline:
         st["level_db"] = info.level_db
         st["state"] = self.endpointer.state
         st["floor_db"] = self.endpointer.noise_floor_db
+        st["vad_gain_db"] = info.gain_db
         for utt in utts:
             self._submit(_Job(utt, t0, (t1 - t0) * 1e3, (t2 - t1) * 1e3), threaded)
         self._maybe_tick()

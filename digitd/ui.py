@@ -130,6 +130,8 @@ class LiveUI:
             ("device ", "dim"), (f"{st['device'] or '-'}", "bold"), ("  ", ""), (f"{st['rate']} Hz", "cyan"),
             ("   VAD ", "dim"), (f"{st['state']:<8}", STATE_STYLE.get(st["state"], "")),
             ("  level ", "dim"), meter, (f" {level:6.1f} dBFS", ""), (f"  floor {st['floor_db']:.0f}", "dim"),
+            # a quiet microphone: how much the VAD raises it (vad.max_gain_db)
+            (f"  vad gain +{st['vad_gain_db']:.0f} dB" if st["vad_gain_db"] >= 1 else "", "dim"),
             ("  stream ", "dim"), (f"{self.p.stream_time:.0f} s", ""),
         )
         if self.last_device:
