@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed: a sequence head over the embedding windows scores that member [train.embed_head]")
     p.add_argument("--embed-head-reverb", type=int, dest="embed_head_reverb", metavar="N",
                    help="with --embed-head: N more copies per clip for it, heard through a synthetic room [train.embed_head_reverb]")
+    p.add_argument("--embed-head-speed", type=int, dest="embed_head_speed", metavar="N",
+                   help="with --embed-head: N more copies per clip for it, played faster or slower [train.embed_head_speed]")
+    p.add_argument("--cnn-speed", action="store_true", default=None, dest="cnn_speed",
+                   help="30%% of the CNN's copies played faster or slower [train.cnn_speed]")
+    p.add_argument("--speed-range", dest="speed_range", metavar="LO,HI",
+                   help="speed factors of the speed-changed copies [train.speed_range]")
     p.add_argument("--hold-out-dev", action="store_true", default=None, dest="hold_out_dev",
                    help="leave the training side's dev slice out (a model to tune classifier knobs on) [train.hold_out_dev]")
     p.add_argument("--name", default="default", help="model name: writes models/NAME.npz and NAME.json")
@@ -207,6 +213,9 @@ FLAG_KNOBS = {
     "hold_out_dev": "train.hold_out_dev",
     "embed_head": "train.embed_head",
     "embed_head_reverb": "train.embed_head_reverb",
+    "embed_head_speed": "train.embed_head_speed",
+    "cnn_speed": "train.cnn_speed",
+    "speed_range": "train.speed_range",
     "jobs": "train.jobs",
     "dask": "train.dask",
     "embed": "train.embed",

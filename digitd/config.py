@@ -142,6 +142,7 @@ class BenchConfig:
     room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)
     room_level_step_db: float = knob(10.0, lo=0.0, hi=40.0)  # word-to-word level change up to +-this, within centre +-this
     room_babble_talkers: int = knob(4, lo=3, hi=32)
+    room_voice_speed: float = knob(1.0, lo=0.5, hi=2.0)  # every spoken word played this much faster (tempo and pitch together): > 1 a quicker, higher voice, < 1 a slower, deeper one
     room_rt60_s: float = knob(0.0, lo=0.0, hi=3.0)  # > 0: every word and sound is heard through a room with this reverberation time; 0 = dry
     room_drr_db: float = knob(3.0, lo=-20.0, hi=40.0)  # with room_rt60_s: direct sound over reverberation (talker ~1 m from the microphone)
     room_speakers: str = knob("unseen", choices=("unseen", "train", "dev"))  # unseen: the judged split; train / dev: for tuning knobs
@@ -173,6 +174,9 @@ class TrainConfig:
     embed_head: bool = knob(False)  # with embed: score the member with a small conv head over its window embeddings (torch to train; digitd.embedhead)
     embed_head_copies: int = knob(6, lo=0, hi=50)  # augmented copies per clip (digits and non-digits) for that head
     embed_head_reverb: int = knob(0, lo=0, hi=50)  # more copies for it, each heard through a synthetic room first (RT60 0.2-0.9 s)
+    embed_head_speed: int = knob(0, lo=0, hi=50)  # more copies for it, each played faster or slower first (speed_range)
+    cnn_speed: bool = knob(False)  # 30% of the CNN's copies played faster or slower (speed_range)
+    speed_range: str = knob("0.85,1.15")  # speed factors of those copies, "LO,HI" (tempo and pitch together: a shorter or longer vocal tract, a quicker or slower talker)
     embed_noisy: int = knob(1, lo=0, hi=20)  # copies per digit clip with a real background recording at 5-20 dB
     hold_out_dev: bool = knob(False)  # leave the training side's dev slice (speaker hash 0.3-0.45) out: a model to tune classifier knobs for (bench.room_speakers = "dev")
     jobs: int = knob(2, lo=1, hi=256)

@@ -153,3 +153,22 @@ def test_reverberant_head_copies_are_added_after_the_others(fsdd_dir):
         np.testing.assert_array_equal(a, b)
     for w in wet[4:]:
         assert w.shape == dry[0].shape and all(not np.allclose(w, d) for d in dry)
+
+
+def test_speed_changed_head_copies_come_after_the_reverberant_ones(fsdd_dir):
+    """embed_head_speed: N more versions per clip played faster or slower, from their own stream:
+    the dry and reverberant copies stay as they were; a narrow range far from 1 moves every window."""
+    from digitd.embedding import SpeechEmbedding
+    from train.data import Record
+    from train.embed_head import _Banks, _versions
+
+    rec = Record("4", "lucas", 20, "train", str(fsdd_dir / "4_lucas_20.wav"))
+    fe = SpeechEmbedding.load()
+    banks = _Banks(np.zeros(0), [])
+    wet = _versions(rec, fe, banks, copies=2, seed=0, reverb=1)
+    fast = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=2, speed_range=(1.3, 1.35))
+    assert len(wet) == 5 and len(fast) == 7
+    for a, b in zip(wet, fast[:5]):
+        np.testing.assert_array_equal(a, b)
+    for w in fast[5:]:
+        assert w.shape == wet[0].shape and all(not np.allclose(w, d) for d in wet)

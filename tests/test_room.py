@@ -252,6 +252,20 @@ def test_a_reverberant_room_rings_on_after_each_word_and_keeps_the_dry_truth(pin
     assert np.median(after_wet) > 10 * np.median(after_dry) and np.median(after_wet) > 0
 
 
+def test_a_quicker_higher_voice_is_each_word_played_faster_and_sounds_stay(pink):
+    """bench.room_voice_speed: the same draws, every spoken word 1/speed as long (tempo and pitch
+    together), the synthesised sounds as they were."""
+    fast = make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL, voice_speed=1.25))
+    assert [(t.kind, t.label, t.speaker) for t in fast.truth] == [(t.kind, t.label, t.speaker) for t in pink.truth]
+    spoken = [(a.end - a.start, b.end - b.start) for a, b in zip(pink.truth, fast.truth) if a.kind in ("digit", "word")]
+    ratios = np.array([b / a for a, b in spoken])
+    assert np.median(ratios) == pytest.approx(1 / 1.25, abs=0.03)  # the trim moves each word's ends by a 10 ms frame or so
+    assert sum(b for _, b in spoken) == pytest.approx(sum(a for a, _ in spoken) / 1.25, rel=0.05)
+    for a, b in zip(pink.truth, fast.truth):
+        if a.kind == "sound":
+            assert (b.end - b.start) == pytest.approx(a.end - a.start, abs=1e-3)
+
+
 def test_room_clips_script_measures_unseen_clips_in_each_room():
     """scripts/room_clips.py (the docs' isolated-clip room rows) on a few clips: every room gets a
     row, and dry unseen digits are mostly right (the shipped model, no stand-in)."""

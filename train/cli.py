@@ -72,18 +72,33 @@ def recipe_from(cfg: Any) -> Recipe:
         snrs = [float(v) for v in comma_list(t.cnn_snr_db)]
     except ValueError:
         raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
+    speed = speed_range(t.speed_range)
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
                   cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), cnn_babble=t.cnn_babble, hold_out_dev=t.hold_out_dev,
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
-                  embed_head_reverb=t.embed_head_reverb,
+                  embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
+                  speed_range=",".join(f"{v:g}" for v in speed),
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
+def speed_range(text: str) -> tuple[float, float]:
+    """train.speed_range "LO,HI" -> (lo, hi), 0.5 <= lo <= hi <= 2."""
+    try:
+        lo, hi = (float(v) for v in comma_list(text))
+    except ValueError:
+        raise DigitdError(f"train.speed_range: {text!r} is not LO,HI (e.g. 0.85,1.15)") from None
+    if not 0.5 <= lo <= hi <= 2.0:
+        raise DigitdError(f"train.speed_range: {text!r}: need 0.5 <= LO <= HI <= 2")
+    return lo, hi
+
+
 def cnn_augment(recipe: Recipe) -> AugmentSpec:
-    """The CNN's augmentation: the pooled members' effects, its own noise kinds and SNRs if set."""
+    """The CNN's augmentation: the pooled members' effects, its own noise kinds, SNRs and speed changes if set."""
     spec = recipe.augment
+    if recipe.cnn_speed:
+        spec = replace(spec, speed=list(speed_range(recipe.speed_range)))
     if recipe.cnn_noise:
         spec = replace(spec, noise_kinds=comma_list(recipe.cnn_noise))
     if recipe.cnn_snr_db:
@@ -314,9 +329,10 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             from train.embed_head import fit_head_member
 
             err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented + "
-                      f"{recipe.embed_head_reverb} reverberant copies per clip)")
+                      f"{recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} speed-changed copies per clip)")
             hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs,
-                                 reverb=recipe.embed_head_reverb)
+                                 reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
+                                 speed_range=speed_range(recipe.speed_range))
             embed_member.head = hf.head
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),

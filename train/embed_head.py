@@ -26,7 +26,7 @@ from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
-from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, speech_power, talker_banks
+from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, change_speed, speech_power, talker_banks
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.parallel import map_records, map_tasks
@@ -70,19 +70,25 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
     return _Banks(noise_bank(other, seconds=600.0, seed=seed), talker_banks(words, seed, 60.0, most=800))
 
 
-def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0) -> list[np.ndarray]:
+def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0,
+              speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> list[np.ndarray]:
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
     out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
     key = int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")
     rng = np.random.default_rng([seed, 12345, key])
     room_rng = np.random.default_rng([seed, 222, key])  # its own: reverb copies change no other copy's draws
+    speed_rng = np.random.default_rng([seed, 333, key])  # the same for speed copies
     kinds = [k for k in KINDS if (k != "recorded" or len(b.recorded) > len(x)) and (k != "babble" or b.babble)]
-    for i in range(copies + reverb):
+    for i in range(copies + reverb + speed):
         if i == copies:
             rng = room_rng
+        if i == copies + reverb:
+            rng = speed_rng
         y = x if (rng.random() < 0.5 or len(xt) < 400) else xt
-        if i >= copies:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
+        if copies + reverb <= i:  # a faster or slower talker (tempo and pitch together), then noise and gain as the others
+            y = change_speed(y, float(rng.uniform(*speed_range)))
+        elif i >= copies:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
             y = reverberate(y, room_impulse(float(rng.uniform(*ROOM_RT60_S)), float(rng.uniform(*ROOM_DRR_DB)), rng))
         p = speech_power(y)
         if rng.random() < NOISE_P:
@@ -95,11 +101,12 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
 
 
 def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
-                 reverb: int = 0) -> list[list[np.ndarray]]:
-    """Per record: [as recorded, trimmed, augmented copies..., reverberant copies...] window embeddings (11, 96)."""
+                 reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> list[list[np.ndarray]]:
+    """Per record: [as recorded, trimmed, augmented copies..., reverberant copies..., speed-changed
+    copies...] window embeddings (11, 96)."""
     frontend = SpeechEmbedding.load()
     b = banks(records, seed)
-    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb), jobs=jobs,
+    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range), jobs=jobs,
                        label="speech-embedding windows")
 
 
@@ -190,14 +197,15 @@ def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
 
 
 def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
-                    jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0) -> HeadFit:
+                    jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
+                    speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER), and
     out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
     from sklearn.model_selection import GroupKFold
 
     from digitd import embedhead
 
-    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb)
+    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)

@@ -58,6 +58,9 @@ class Recipe:
     embed_head: bool = False  # score the embedding member with a sequence head over its windows (train.embed_head)
     embed_head_copies: int = 6
     embed_head_reverb: int = 0  # more copies for it, heard through a synthetic room first
+    embed_head_speed: int = 0  # more copies for it, played faster or slower (speed_range) first
+    cnn_speed: bool = False  # a share of the CNN's copies played faster or slower (speed_range)
+    speed_range: str = "0.85,1.15"  # speed factors of those copies (tempo and pitch together), "LO,HI"
     seed: int = 0
     jobs: int = 2
 
