@@ -78,3 +78,19 @@ def test_a_quiet_microphone_hears_the_digits_a_loud_one_hears(model, noise):
     assert with_gain <= _der(normal, truth_n, model, 20.0) + 0.1
     assert with_gain <= 0.1
     assert _der(quiet, truth, model, 0.0) >= 0.5
+
+
+def test_the_live_screen_says_how_much_a_quiet_microphone_is_raised(model):
+    import io
+
+    from rich.console import Console
+
+    from digitd.ui import LiveUI
+
+    quiet, _ = make_stream(6, seed=4, level_min_db=-48, level_max_db=-38)
+    cfg = Config()
+    p = Pipeline(cfg, model, [], history=None)
+    p.run(FileSource(quiet, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name="quiet"))
+    out = io.StringIO()
+    Console(file=out, width=160, force_terminal=False).print(LiveUI(p, cfg)._header())
+    assert f"vad gain +{p.vad.gain_db:.0f} dB" in out.getvalue() and p.vad.gain_db >= 10
