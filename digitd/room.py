@@ -31,7 +31,7 @@ from digitd.config import BenchConfig, comma_list
 from digitd.corpora import Clip, available, side_clips
 from digitd.features import trim_bounds
 from digitd.sounds import SOUND_KINDS, sound_clip
-from digitd.synth import colored_noise, reverberate, room_impulse
+from digitd.synth import change_speed, colored_noise, reverberate, room_impulse
 
 BACKGROUNDS = ("none", "noise", "white", "pink", "brown", "babble")
 ROOM_TONE_SNR_DB = 40.0  # every stream gets a faint pink room tone: real inputs are never digital silence
@@ -301,14 +301,6 @@ def _foreground(b: BenchConfig, p: Pools, rng: np.random.Generator, espeak: bool
     return out
 
 
-def _played_at(x: np.ndarray, speed: float) -> np.ndarray:
-    """`x` played `speed` times faster, tempo and pitch together (polyphase resampling): the
-    voices of the corpora moved to the edges of the range of real talkers."""
-    from scipy.signal import resample_poly
-
-    return resample_poly(x, 100, int(round(100 * speed)))
-
-
 def _reflect(x: float, bound: float) -> float:
     """`x` folded back into [-bound, bound]: a level walk that does not pile up at its limits."""
     if bound <= 0:
@@ -343,7 +335,7 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None) -
     for i, (kind, label, x, who, source) in enumerate(items):
         x = np.asarray(x, np.float64)
         if kind != "sound" and b.room_voice_speed != 1.0:
-            x = _played_at(x, b.room_voice_speed)
+            x = change_speed(x, b.room_voice_speed)
         s, e = trim_bounds(x)
         level = b.room_level_dbfs + offset
         g = 10 ** (level / 20) / (np.sqrt(np.mean(x[s:e] ** 2)) + 1e-12)

@@ -88,6 +88,14 @@ def reverberate(x: np.ndarray, h: np.ndarray, tail_s: float = 0.3, rate: int = S
     return y[: len(x) + int(tail_s * rate)]
 
 
+def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
+    """Play `factor` times faster (tempo and pitch together), by polyphase resampling: training
+    copies (train.augment) and the room bench's quicker / slower voices (bench.room_voice_speed)."""
+    from scipy.signal import resample_poly
+
+    return resample_poly(x, 100, int(round(100 * factor)))
+
+
 def make_stream(n_digits: int = 40, seed: int = 0, gap_min_s: float = 0.15, gap_max_s: float = 2.0,
                 level_min_db: float = -20.0, level_max_db: float = -3.0, noise: str = "none",
                 snr_db: float = 20.0, room_snr_db: float | None = 40.0, lead_s: float = 0.5, tail_s: float = 1.0,

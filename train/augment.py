@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy.signal import lfilter, resample_poly
+from scipy.signal import lfilter
 
 from digitd.features import DEFAULT_PARAMS, trim
-from digitd.synth import room_impulse, reverberate
+from digitd.synth import change_speed, room_impulse, reverberate
 
 NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
 ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
@@ -127,13 +127,6 @@ def pad(x: np.ndarray, before_ms: float, after_ms: float, level_db: float, rng: 
     a = rng.standard_normal(int(rate * before_ms / 1000)) * amp
     b = rng.standard_normal(int(rate * after_ms / 1000)) * amp
     return np.concatenate([a, x, b])
-
-
-def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
-    """Play `factor` times faster (tempo and pitch together), by polyphase resampling."""
-    up = 100
-    down = int(round(100 * factor))
-    return resample_poly(x, up, down)
 
 
 def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
