@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-head: N more copies per clip for it, heard through a synthetic room [train.embed_head_reverb]")
     p.add_argument("--embed-head-speed", type=int, dest="embed_head_speed", metavar="N",
                    help="with --embed-head: N more copies per clip for it, played faster or slower [train.embed_head_speed]")
+    p.add_argument("--embed-head-low", type=int, dest="embed_head_low", metavar="N",
+                   help="with --embed-head: N more copies per clip for it, under noise as loud as the word [train.embed_head_low]")
+    p.add_argument("--embed-head-low-snr", dest="embed_head_low_snr", metavar="LO,HI",
+                   help="SNR range (dB) of those copies [train.embed_head_low_snr]")
     p.add_argument("--cnn-speed", action="store_true", default=None, dest="cnn_speed",
                    help="30%% of the CNN's copies played faster or slower [train.cnn_speed]")
     p.add_argument("--speed-range", dest="speed_range", metavar="LO,HI",
@@ -214,6 +218,8 @@ FLAG_KNOBS = {
     "embed_head": "train.embed_head",
     "embed_head_reverb": "train.embed_head_reverb",
     "embed_head_speed": "train.embed_head_speed",
+    "embed_head_low": "train.embed_head_low",
+    "embed_head_low_snr": "train.embed_head_low_snr",
     "cnn_speed": "train.cnn_speed",
     "speed_range": "train.speed_range",
     "jobs": "train.jobs",

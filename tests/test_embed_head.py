@@ -172,3 +172,27 @@ def test_speed_changed_head_copies_come_after_the_reverberant_ones(fsdd_dir):
         np.testing.assert_array_equal(a, b)
     for w in fast[5:]:
         assert w.shape == wet[0].shape and all(not np.allclose(w, d) for d in wet)
+
+
+def test_low_snr_head_copies_come_last_and_are_noisier(fsdd_dir):
+    """embed_head_low: N more versions per clip under noise as loud as the word, from their own
+    stream: every other copy stays as it was, and the low copies are always noisy, at the range's
+    SNR (white or pink here: the banks are empty), so far from the dry clip's windows."""
+    from digitd.embedding import SpeechEmbedding
+    from train.data import Record
+    from train.embed_head import _Banks, _versions
+
+    path = fsdd_dir / "4_lucas_20.wav"
+    rec = Record("4", "lucas", 20, "train", str(path))
+    fe = SpeechEmbedding.load()
+    banks = _Banks(np.zeros(0), [])
+    base = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=1)
+    low = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=1, low=3, low_snr=(-6.0, -5.0))
+    assert len(base) == 6 and len(low) == 9
+    for a, b in zip(base, low[:6]):
+        np.testing.assert_array_equal(a, b)
+    dry = base[0]
+    mild = _versions(rec, fe, banks, copies=0, seed=0, low=3, low_snr=(30.0, 31.0))[2:]
+    far = [float(np.linalg.norm(w - dry)) for w in low[6:]]
+    near = [float(np.linalg.norm(w - dry)) for w in mild]
+    assert min(far) > max(near)  # -6 dB moves the embedding more than 30 dB does, copy by copy

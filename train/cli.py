@@ -73,25 +73,37 @@ def recipe_from(cfg: Any) -> Recipe:
     except ValueError:
         raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
     speed = speed_range(t.speed_range)
+    low = snr_range(t.embed_head_low_snr)
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds), synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
                   cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), cnn_babble=t.cnn_babble, hold_out_dev=t.hold_out_dev,
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
-                  speed_range=",".join(f"{v:g}" for v in speed),
+                  speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
+                  embed_head_low_snr=",".join(f"{v:g}" for v in low),
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
-def speed_range(text: str) -> tuple[float, float]:
-    """train.speed_range "LO,HI" -> (lo, hi), 0.5 <= lo <= hi <= 2."""
+def lo_hi(knob: str, text: str, least: float, most: float, example: str) -> tuple[float, float]:
+    """A "LO,HI" knob -> (lo, hi) with least <= lo <= hi <= most, or a one-line error naming it."""
     try:
         lo, hi = (float(v) for v in comma_list(text))
     except ValueError:
-        raise DigitdError(f"train.speed_range: {text!r} is not LO,HI (e.g. 0.85,1.15)") from None
-    if not 0.5 <= lo <= hi <= 2.0:
-        raise DigitdError(f"train.speed_range: {text!r}: need 0.5 <= LO <= HI <= 2")
+        raise DigitdError(f"{knob}: {text!r} is not LO,HI (e.g. {example})") from None
+    if not least <= lo <= hi <= most:
+        raise DigitdError(f"{knob}: {text!r}: need {least:g} <= LO <= HI <= {most:g}")
     return lo, hi
+
+
+def speed_range(text: str) -> tuple[float, float]:
+    """train.speed_range: speed factors, 0.5 <= lo <= hi <= 2."""
+    return lo_hi("train.speed_range", text, 0.5, 2.0, "0.85,1.15")
+
+
+def snr_range(text: str) -> tuple[float, float]:
+    """train.embed_head_low_snr: dB, -30 <= lo <= hi <= 40."""
+    return lo_hi("train.embed_head_low_snr", text, -30.0, 40.0, "-6,6")
 
 
 def cnn_augment(recipe: Recipe) -> AugmentSpec:
@@ -329,10 +341,12 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             from train.embed_head import fit_head_member
 
             err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented + "
-                      f"{recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} speed-changed copies per clip)")
+                      f"{recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} speed-changed + "
+                      f"{recipe.embed_head_low} low-SNR copies per clip)")
             hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs,
                                  reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
-                                 speed_range=speed_range(recipe.speed_range))
+                                 speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
+                                 low_snr=snr_range(recipe.embed_head_low_snr))
             embed_member.head = hf.head
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),

@@ -71,7 +71,8 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
 
 
 def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0,
-              speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> list[np.ndarray]:
+              speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
+              low_snr: tuple[float, float] = (-6.0, 6.0)) -> list[np.ndarray]:
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
     out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
@@ -97,16 +98,28 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
             y = add_noise(y, kind, float(rng.uniform(*SNR_DB)), rng, bank, ref_power=p)
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
         out.append(frontend.clip_windows(y))
+    # words heard through noise as loud as they are (the room bench's quiet words under a steady
+    # background): always noisy, at low_snr; their own draws, so the copies above are as before
+    low_rng = np.random.default_rng([seed, 444, key])
+    for _ in range(low):
+        y = x if (low_rng.random() < 0.5 or len(xt) < 400) else xt
+        p = speech_power(y)
+        kind = kinds[int(low_rng.integers(len(kinds)))]
+        bank = b.recorded if kind == "recorded" else b.babble[int(low_rng.integers(len(b.babble)))] if kind == "babble" else None
+        y = add_noise(y, kind, float(low_rng.uniform(*low_snr)), low_rng, bank, ref_power=p)
+        y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(low_rng.uniform(*GAIN_DB)) / 20))
+        out.append(frontend.clip_windows(y))
     return out
 
 
 def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
-                 reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> list[list[np.ndarray]]:
+                 reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15),
+                 low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0)) -> list[list[np.ndarray]]:
     """Per record: [as recorded, trimmed, augmented copies..., reverberant copies..., speed-changed
-    copies...] window embeddings (11, 96)."""
+    copies..., low-SNR copies...] window embeddings (11, 96)."""
     frontend = SpeechEmbedding.load()
     b = banks(records, seed)
-    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range), jobs=jobs,
+    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range, low, low_snr), jobs=jobs,
                        label="speech-embedding windows")
 
 
@@ -198,14 +211,16 @@ def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
 
 def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
                     jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
-                    speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15)) -> HeadFit:
+                    speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
+                    low_snr: tuple[float, float] = (-6.0, 6.0)) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER), and
     out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
     from sklearn.model_selection import GroupKFold
 
     from digitd import embedhead
 
-    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range)
+    feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range,
+                         low=low, low_snr=low_snr)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)
