@@ -79,6 +79,7 @@ class ClassifyConfig:
     steady_min_voiced_ms: float = knob(15.0, lo=0.0, hi=1000.0)  # min_voiced_ms under steady noise within 20 dB of the word (it masks the word's pitch); 0 = no pitch test there
     voiced_range_db: float = knob(12.0, lo=1.0, hi=80.0)  # that pitch counts only within this many dB of the utterance's loudest moment
     agree_min: float = knob(0.7, lo=0.0, hi=1.0)  # emit anyway when the CNN and the embedding member both name the digit with at least this (0 = off)
+    agree_min_speech: float = knob(0.02, lo=0.0, hi=1.0)  # ...unless the digit detector's P(speech) is under this (a cough or click it is sure of)
     queue_size: int = knob(32, lo=1, hi=10000)
     split_min_ms: int = knob(400, lo=0, hi=30000)  # utterances this long are tried as run-together words (digitd/segment.py); 0 = off
     split_sure: float = knob(0.9, lo=0.0, hi=1.0)  # a cut whose two sides are both this confident is kept even when the whole was confident

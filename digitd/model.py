@@ -77,6 +77,7 @@ class Prediction:
     # the strongest members' own best guesses, (label, probability), by member ("cnn", "embed"),
     # and the shipped model's ("shipped": differs with a user profile): what `agreed` reads
     votes: dict[str, tuple[str, float]] = field(default_factory=dict)
+    speech: float = 1.0  # the digit detector's P(speech) (1 for a model without one): what `agreed` checks first
 
 
 @dataclass
@@ -225,10 +226,11 @@ class DigitModel:
         the model has them."""
         return self._scored(feats)[0]
 
-    def _scored(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The joined probabilities and the convolutional and embedding members' own (each
-        scored once)."""
+    def _scored(self, feats: Features) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+        """The joined probabilities, the convolutional and embedding members' own (each scored
+        once) and the digit detector's P(speech) (1 without the convolutional member's parts)."""
         own: dict[str, np.ndarray] = {}
+        speech = 1.0
         if self.cnn is None or feats.spec is None:
             p = self.scores(feats.vector)[0]
         else:
@@ -241,22 +243,23 @@ class DigitModel:
                 parts = {"digit": sklearn_scores(self.estimator, v), "weight": np.ones(1), "speech": np.ones(1),
                          "clean": np.zeros(1)}
             own["cnn"] = self.cnn.proba(feats.spec)
-            p = self.cnn.combine(parts, own["cnn"])[0] * float(parts["speech"][0])
+            speech = float(parts["speech"][0])
+            p = self.cnn.combine(parts, own["cnn"])[0] * speech
         if self.embed is not None and feats.embed is not None:
             pe = EmbedMember.utterance_proba(self.embed, feats)  # the shipped member's, with or without a profile
             own["embed"] = pe[0]
             joined, shipped = self.embed.join_both(p, feats, pe)
             p, own["shipped"] = joined[0], shipped[0]
-        return p, own
+        return p, own, speech
 
     def classify(self, feats: Features) -> Prediction:
-        p, own = self._scored(feats)
+        p, own, speech = self._scored(feats)
         i = int(np.argmax(p))
         votes = {}
         for name, q in own.items():
             j = int(np.argmax(q))
             votes[name] = (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
-        return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)}, votes)
+        return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)}, votes, speech)
 
     def predict_wave(self, x: np.ndarray, *, trimmed: bool = False) -> Prediction:
         return self.classify(self.features(x, trimmed=trimmed))
@@ -267,13 +270,14 @@ class DigitModel:
         self.predict_wave((rng.standard_normal(SAMPLE_RATE // 2) * 0.1).astype(np.float32))
 
 
-def agreed(pred: Prediction, agree_min: float) -> bool:
+def agreed(pred: Prediction, agree_min: float, min_speech: float = 0.0) -> bool:
     """Do the convolutional and the embedding member both name the predicted digit with at
     least `agree_min` each (0 = never)? Two members that learned from different views (a log-mel
     CNN, a front end pretrained on other voices) rarely agree that sure on a word that is not a
     digit; the pooled members and their speech detector, which pull the average down on strange
-    voices and quiet words, then do not veto."""
-    if agree_min <= 0 or pred.label == OTHER:
+    voices and quiet words, then do not veto, unless the detector is all but sure it heard no
+    speech (P(speech) < `min_speech`): a cough or a click, the sounds it was trained on."""
+    if agree_min <= 0 or pred.label == OTHER or pred.speech < min_speech:
         return False
     shipped = pred.votes.get("shipped")  # with a user profile: only what the shipped model would emit too
     if shipped is not None and shipped[0] != pred.label:
@@ -296,7 +300,7 @@ def reject_reason(audio: np.ndarray, pred: Prediction, c: ClassifyConfig, noise_
         reason = "unvoiced"
     elif pred.confidence < c.reject_threshold:
         reason = "low_confidence"
-    if reason and agreed(pred, c.agree_min):
+    if reason and agreed(pred, c.agree_min, c.agree_min_speech):
         return None
     return reason
 

@@ -74,6 +74,25 @@ def test_agreement_lets_no_noise_click_or_cough_through(model):
     assert sum(emitted[1]) == sum(emitted[0])
 
 
+def test_agreement_waives_nothing_when_the_detector_hears_no_speech(model):
+    """classify.agree_min_speech: the shipped members both name a synthetic cough "8" (v9), but
+    the digit detector, trained on such sounds, puts it near 0: the rejection stands. With the
+    floor at 0 the same cough is emitted, so the floor is what rejects it."""
+    from train.garbage import garbage_clips
+
+    _members(model)
+    c = dataclasses.replace(Config().classify, agree_min=0.7)
+    clips = [w for _, w in garbage_clips(60, np.random.default_rng(7), kinds=("noise", "click", "cough"))]
+    preds = [model.predict_wave(w) for w in clips]
+    assert all(0.0 <= p.speech <= 1.0 for p in preds)
+    waived = [reject_reason(w, p, dataclasses.replace(c, agree_min_speech=0.0)) is None
+              and reject_reason(w, p, dataclasses.replace(c, agree_min=0.0)) is not None for w, p in zip(clips, preds)]
+    assert any(waived)  # without the floor, agreement lets a sound through
+    for w, p, x in zip(clips, preds, waived):
+        if x:
+            assert p.speech < c.agree_min_speech and reject_reason(w, p, c) is not None
+
+
 def test_pipeline_emits_agreed_digits_the_threshold_rejects(model, short_stream):
     """Through the daemon's pipeline: with nothing sure enough for the threshold, only the
     agreement rule emits digits, and those are the stream's digits."""
