@@ -55,7 +55,8 @@ def load(cfg: Config) -> DigitModel:
 
 
 # knobs a SIGHUP applies to the running stream; every other change needs a restart
-LIVE_KNOBS = ("classify.reject_threshold", "classify.min_voiced_ms", "classify.steady_min_voiced_ms", "classify.agree_min", "classify.voiced_range_db", "group.pause_ms", "group.length",
+LIVE_KNOBS = ("classify.reject_threshold", "classify.min_voiced_ms", "classify.steady_min_voiced_ms", "classify.agree_min", "classify.agree_min_speech",
+              "classify.voiced_range_db", "group.pause_ms", "group.length",
               "exec.command", "exec.timeout_s")
 
 
