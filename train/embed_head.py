@@ -80,34 +80,29 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
     rng = np.random.default_rng([seed, 12345, key])
     room_rng = np.random.default_rng([seed, 222, key])  # its own: reverb copies change no other copy's draws
     speed_rng = np.random.default_rng([seed, 333, key])  # the same for speed copies
+    low_rng = np.random.default_rng([seed, 444, key])  # and for low-SNR copies
     kinds = [k for k in KINDS if (k != "recorded" or len(b.recorded) > len(x)) and (k != "babble" or b.babble)]
-    for i in range(copies + reverb + speed):
+    first_low = copies + reverb + speed
+    for i in range(first_low + low):
         if i == copies:
             rng = room_rng
         if i == copies + reverb:
             rng = speed_rng
+        if i == first_low:
+            rng = low_rng
         y = x if (rng.random() < 0.5 or len(xt) < 400) else xt
-        if copies + reverb <= i:  # a faster or slower talker (tempo and pitch together), then noise and gain as the others
+        if copies + reverb <= i < first_low:  # a faster or slower talker (tempo and pitch together), then noise and gain as the others
             y = change_speed(y, float(rng.uniform(*speed_range)))
-        elif i >= copies:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
+        elif copies <= i < first_low:  # heard through a room (digitd.synth.room_impulse), then noise and gain as the others
             y = reverberate(y, room_impulse(float(rng.uniform(*ROOM_RT60_S)), float(rng.uniform(*ROOM_DRR_DB)), rng))
         p = speech_power(y)
-        if rng.random() < NOISE_P:
+        # a low-SNR copy is always noisy, at low_snr: a word heard through noise as loud as it
+        # (the room bench's quiet words under a steady background)
+        if i >= first_low or rng.random() < NOISE_P:
             kind = kinds[int(rng.integers(len(kinds)))]
             bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
-            y = add_noise(y, kind, float(rng.uniform(*SNR_DB)), rng, bank, ref_power=p)
+            y = add_noise(y, kind, float(rng.uniform(*(low_snr if i >= first_low else SNR_DB))), rng, bank, ref_power=p)
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
-        out.append(frontend.clip_windows(y))
-    # words heard through noise as loud as they are (the room bench's quiet words under a steady
-    # background): always noisy, at low_snr; their own draws, so the copies above are as before
-    low_rng = np.random.default_rng([seed, 444, key])
-    for _ in range(low):
-        y = x if (low_rng.random() < 0.5 or len(xt) < 400) else xt
-        p = speech_power(y)
-        kind = kinds[int(low_rng.integers(len(kinds)))]
-        bank = b.recorded if kind == "recorded" else b.babble[int(low_rng.integers(len(b.babble)))] if kind == "babble" else None
-        y = add_noise(y, kind, float(low_rng.uniform(*low_snr)), low_rng, bank, ref_power=p)
-        y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(low_rng.uniform(*GAIN_DB)) / 20))
         out.append(frontend.clip_windows(y))
     return out
 
