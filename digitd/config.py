@@ -88,6 +88,15 @@ class ClassifyConfig:
 
 
 @dataclass
+class DenoiseConfig:
+    steady: bool = knob(True)  # under steady noise close under the word, subtract the background's spectrum from it before it is classified (digitd/denoise.py)
+    background_ms: int = knob(1000, lo=0, hi=30000)  # the background heard outside utterances that estimates the noise (the latest this-many ms)
+    over: float = knob(1.5, lo=0.0, hi=10.0)  # subtract this many times the noise's power
+    floor_db: float = knob(-5.0, lo=-60.0, hi=0.0)  # no bin is turned down further than this
+    max_change_db: float = knob(1.0, lo=0.0, hi=60.0)  # only a noise that held still: the two halves of that background within this many dB per band (mean of 16 bands)
+
+
+@dataclass
 class OutputConfig:
     mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain", "numbers"))
     transcript_len: int = knob(24, lo=1, hi=1000)
@@ -207,6 +216,7 @@ class Config:
     vad: VadConfig = field(default_factory=VadConfig)
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)

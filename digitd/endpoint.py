@@ -110,6 +110,7 @@ class Utterance:
     context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
     talk_around: bool = False  # background talk within TALK_MARGIN_DB of the word: its pre-roll and hangover hold talk too
     noise_around: bool = False  # steady noise within TALK_MARGIN_DB of the word: it masks the word's quiet parts and its pitch
+    background: np.ndarray | None = None  # the latest background heard outside utterances before it (`keep_background_ms`): the noise estimate
 
     @property
     def duration_s(self) -> float:
@@ -117,7 +118,9 @@ class Utterance:
 
 
 class Endpointer:
-    def __init__(self, cfg: EndpointConfig, frame_ms: int = 30, rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, cfg: EndpointConfig, frame_ms: int = 30, rate: int = SAMPLE_RATE, keep_background_ms: int = 0) -> None:
+        """`keep_background_ms`: hand out this much of the latest background audio with each
+        utterance (frames that left the pre-roll window without opening one; 0 = none)."""
         self.cfg = cfg
         self.rate = rate
         self.frame_ms = frame_ms
@@ -142,6 +145,7 @@ class Endpointer:
         self.dropped_background = 0
         self.forced_cuts = 0
         self._rng = np.random.default_rng(0)
+        self._bg_audio: deque[np.ndarray] = deque(maxlen=max(1, -(-keep_background_ms // frame_ms)) if keep_background_ms > 0 else 0)
         self._reset_state()
 
     # -- public -----------------------------------------------------------------------
@@ -256,6 +260,8 @@ class Endpointer:
 
     def _push_silence(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         self._track_background(info.level_db)
+        if self._bg_audio.maxlen and len(self._hist) == self._hist.maxlen:
+            self._bg_audio.append(self._hist[0])  # leaves the pre-roll window without having opened an utterance
         self._hist.append(frame)
         self._hist_lv.append(info.level_db)
         self._flags.append(self._voiced(info) and self._loud(info.level_db, None))
@@ -348,6 +354,7 @@ class Endpointer:
         # training clips and wrecks MFCC minima: add a faint fixed-seed hiss DITHER_DB under peak.
         x = x + self._rng.standard_normal(len(x)).astype(np.float32) * np.float32(10 ** ((self._peak - DITHER_DB) / 20))
         cuts = valley_splits(x, self.cfg.valley_db) if self.cfg.split_dips and self.cfg.valley_db > 0 else []
+        background = np.concatenate(self._bg_audio) if self._bg_audio else None
         bounds = [0, *cuts, len(x)]
         out = []
         for a, b in zip(bounds, bounds[1:]):
@@ -363,5 +370,5 @@ class Endpointer:
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced, x[a:b].astype(np.float32),
-                                 self._talk_around(), self._noise_around()))
+                                 self._talk_around(), self._noise_around(), background))
         return out

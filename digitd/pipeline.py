@@ -25,6 +25,7 @@ import numpy as np
 from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
+from digitd.denoise import noise_psd, suppress
 from digitd.endpoint import Endpointer, Utterance
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
@@ -108,7 +109,7 @@ class Pipeline:
         self.numbers = NumberGrouper(cfg.group)
         self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
                        gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
-        self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms)
+        self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
         self.frame_len = self.vad.frame_len
         # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
         # before its event goes out, on the classifying thread: `digitd enroll` takes its takes
@@ -290,25 +291,36 @@ class Pipeline:
         return (gap_ms > 0 and last is not None and last[1] == label
                 and (u.start_sample - last[0]) * 1000.0 / SAMPLE_RATE < gap_ms)
 
+    def _denoised(self, utt: Utterance) -> Utterance:
+        """The word with the steady noise around it subtracted (`denoise.steady`; digitd/denoise.py),
+        else as it came: talk in the background, a quiet room, or too little background heard yet."""
+        d = self.cfg.denoise
+        psd = noise_psd(utt.background, d.max_change_db) if d.steady and utt.noise_around else None
+        if psd is None:
+            return utt
+        context = None if utt.context is None else suppress(utt.context, psd, d.over, d.floor_db)
+        return replace(utt, audio=suppress(utt.audio, psd, d.over, d.floor_db), context=context)
+
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
+        utt = self._denoised(job.utt)
         mode = self.cfg.classify.context
-        if job.utt.context is not None and (mode == "always" or (mode == "steady" and not job.utt.talk_around)):
-            heard = job.utt.context
+        if utt.context is not None and (mode == "always" or (mode == "steady" and not utt.talk_around)):
+            heard = utt.context
             feats = self.model.features(heard)
         else:
-            heard = job.utt.audio
+            heard = utt.audio
             feats = self.model.features(heard, trimmed=True)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify
-        whole_reason = reject_reason(job.utt.audio, pred, c, job.utt.noise_around)
+        whole_reason = reject_reason(utt.audio, pred, c, utt.noise_around)
         # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced":
-            pieces = split_words(job.utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
+            pieces = split_words(utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
                                  c.split_min_ms / 1000, c.split_sure, c.min_voiced_ms)
         else:
-            pieces = [Piece(0, job.utt.audio, pred)]
+            pieces = [Piece(0, utt.audio, pred)]
         t2 = time.perf_counter()
         tm = self.timings
         tm.queue_ms.append((t0 - job.t_decided) * 1e3 - job.vad_ms - job.endpoint_ms)
@@ -320,7 +332,7 @@ class Pipeline:
         # emitted: the stream position now (live), or where the end was decided (inline)
         emitted = max(self._pos, job.utt.detected_sample) / SAMPLE_RATE
         for piece in pieces:
-            u = job.utt
+            u = utt
             if len(pieces) > 1:  # each run-together word as an utterance of its own
                 a = u.start_sample + piece.offset
                 u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)

@@ -1,0 +1,67 @@
+"""Steady-noise suppression: the word with the room's hiss taken out before it is classified.
+
+Under steady noise close under the word (`Utterance.noise_around`), the endpointer hands out,
+with each utterance, the last stretch of background it heard outside utterances
+(`Utterance.background`). When that noise held still (the power spectra of its two halves
+within `max_change_db` per band: a fan, hum, hiss, not dishes or a tap), its mean power
+spectrum is the noise estimate: each STFT bin of the word keeps its power over that estimate
+(`over` times the noise subtracted), never less than `floor_db` of what it had, so weak bins are
+turned down, not zeroed (no musical tones from holes), and the word comes back through the
+inverse STFT at its own length.
+
+Why not train on denoised audio instead: the members already learned noisy copies; the
+suppression moves a noisy word toward the clean one they also know, and on isolated unseen
+digits that made them surer where they were already right (white noise as loud as the word:
+right and accepted 75.0 -> 81.5%, best guess 89.5 -> 90.0%). A noise that changes is not
+subtracted: the estimate a second old is then wrong, and on the room bench's real recordings
+(1 s clips of different rooms, end to end) subtracting it cost more digits than it won. Talk in
+the background is never steady: there nothing is done.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import istft, stft
+
+NPERSEG = 256  # 32 ms at 8 kHz: the noise spectrum's resolution (31 Hz bins)
+HOP = 64
+MIN_BACKGROUND = 4 * NPERSEG  # fewer background samples than this: no estimate, nothing done
+BANDS = 16  # the stillness test compares the halves' spectra in this many bands (8 per-bin estimates are too noisy)
+
+
+def _stft(x: np.ndarray) -> np.ndarray:
+    return stft(np.asarray(x, dtype=np.float64), nperseg=NPERSEG, noverlap=NPERSEG - HOP)[2]
+
+
+def _psd(x: np.ndarray) -> np.ndarray:
+    return np.mean(np.abs(_stft(x)) ** 2, axis=1)
+
+
+def change_db(background: np.ndarray) -> float:
+    """How much the noise's spectrum moved across `background`: the mean over BANDS bands of
+    |level of the first half - level of the second half|, dB. White, pink or brown noise:
+    0.3-0.5 (room bench, 90th percentile <= 0.8 at 10 and 5 dB); its real recordings: median 2.3-2.8."""
+    h = len(background) // 2
+    a, b = (np.array([v.mean() for v in np.array_split(_psd(x)[2:-2], BANDS)]) for x in (background[:h], background[h:]))
+    return float(np.mean(np.abs(10.0 * np.log10((a + 1e-20) / (b + 1e-20)))))
+
+
+def noise_psd(background: np.ndarray | None, max_change_db: float) -> np.ndarray | None:
+    """Mean power per STFT bin of background-only audio ((NPERSEG // 2 + 1, 1)), or None when
+    there is too little of it (the start of a stream) or it did not hold still."""
+    if background is None or len(background) < MIN_BACKGROUND or change_db(background) > max_change_db:
+        return None
+    return _psd(background)[:, None]
+
+
+def suppress(x: np.ndarray, psd: np.ndarray, over: float = 1.0, floor_db: float = -5.0) -> np.ndarray:
+    """`x` (float32, its own length) with the noise of power spectrum `psd` subtracted: each
+    bin keeps max(1 - over * noise / power, floor) of its power."""
+    y = _stft(x)
+    power = np.abs(y) ** 2
+    gain = np.maximum(1.0 - over * psd / np.maximum(power, 1e-20), 10.0 ** (floor_db / 10.0))
+    z = istft(y * np.sqrt(gain), nperseg=NPERSEG, noverlap=NPERSEG - HOP)[1]
+    out = np.zeros(len(x), dtype=np.float32)
+    n = min(len(x), len(z))
+    out[:n] = z[:n]
+    return out
