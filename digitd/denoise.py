@@ -33,25 +33,32 @@ def _stft(x: np.ndarray) -> np.ndarray:
     return stft(np.asarray(x, dtype=np.float64), nperseg=NPERSEG, noverlap=NPERSEG - HOP)[2]
 
 
-def _psd(x: np.ndarray) -> np.ndarray:
-    return np.mean(np.abs(_stft(x)) ** 2, axis=1)
+def _power(x: np.ndarray) -> np.ndarray:
+    return np.abs(_stft(x)) ** 2
+
+
+def _change_db(power: np.ndarray) -> float:
+    h = power.shape[1] // 2
+    a, b = (np.array([v.mean() for v in np.array_split(p[2:-2].mean(axis=1), BANDS)]) for p in (power[:, :h], power[:, h:]))
+    return float(np.mean(np.abs(10.0 * np.log10((a + 1e-20) / (b + 1e-20)))))
 
 
 def change_db(background: np.ndarray) -> float:
     """How much the noise's spectrum moved across `background`: the mean over BANDS bands of
-    |level of the first half - level of the second half|, dB. White, pink or brown noise:
+    |level of its first half - level of its second half|, dB. White, pink or brown noise:
     0.3-0.5 (room bench, 90th percentile <= 0.8 at 10 and 5 dB); its real recordings: median 2.3-2.8."""
-    h = len(background) // 2
-    a, b = (np.array([v.mean() for v in np.array_split(_psd(x)[2:-2], BANDS)]) for x in (background[:h], background[h:]))
-    return float(np.mean(np.abs(10.0 * np.log10((a + 1e-20) / (b + 1e-20)))))
+    return _change_db(_power(background))
 
 
 def noise_psd(background: np.ndarray | None, max_change_db: float) -> np.ndarray | None:
     """Mean power per STFT bin of background-only audio ((NPERSEG // 2 + 1, 1)), or None when
     there is too little of it (the start of a stream) or it did not hold still."""
-    if background is None or len(background) < MIN_BACKGROUND or change_db(background) > max_change_db:
+    if background is None or len(background) < MIN_BACKGROUND:
         return None
-    return _psd(background)[:, None]
+    power = _power(background)  # one STFT for the test and the estimate
+    if _change_db(power) > max_change_db:
+        return None
+    return power.mean(axis=1, keepdims=True)
 
 
 def suppress(x: np.ndarray, psd: np.ndarray, over: float = 1.0, floor_db: float = -5.0) -> np.ndarray:

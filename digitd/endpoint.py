@@ -111,6 +111,7 @@ class Utterance:
     talk_around: bool = False  # background talk within TALK_MARGIN_DB of the word: its pre-roll and hangover hold talk too
     noise_around: bool = False  # steady noise within TALK_MARGIN_DB of the word: it masks the word's quiet parts and its pitch
     background: np.ndarray | None = None  # the latest background heard outside utterances before it (`keep_background_ms`): the noise estimate
+    context_offset: int = 0  # where `audio` starts inside `context`
 
     @property
     def duration_s(self) -> float:
@@ -370,5 +371,5 @@ class Endpointer:
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced, x[a:b].astype(np.float32),
-                                 self._talk_around(), self._noise_around(), background))
+                                 self._talk_around(), self._noise_around(), background, s))
         return out

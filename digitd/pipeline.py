@@ -298,8 +298,10 @@ class Pipeline:
         psd = noise_psd(utt.background, d.max_change_db) if d.steady and utt.noise_around else None
         if psd is None:
             return utt
-        context = None if utt.context is None else suppress(utt.context, psd, d.over, d.floor_db)
-        return replace(utt, audio=suppress(utt.audio, psd, d.over, d.floor_db), context=context)
+        if utt.context is None:
+            return replace(utt, audio=suppress(utt.audio, psd, d.over, d.floor_db))
+        context = suppress(utt.context, psd, d.over, d.floor_db)  # the word is a slice of it: one pass
+        return replace(utt, audio=context[utt.context_offset : utt.context_offset + len(utt.audio)], context=context)
 
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()

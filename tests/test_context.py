@@ -49,6 +49,7 @@ def test_context_holds_the_trimmed_word_with_audio_around_it(fsdd):
         assert u.context is not None and not u.talk_around  # quiet steady room tone, no talk
         k = find(u.context, u.audio)
         assert k >= 0, "the trimmed word is not a slice of its context"
+        assert k == u.context_offset
         longer += len(u.context) > len(u.audio)
         # the context is what the endpointer kept: at most pre-roll + start window before the word
         cfg = EndpointConfig()
