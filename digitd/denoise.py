@@ -21,16 +21,48 @@ the background is never steady: there nothing is done.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import istft, stft
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import fft  # already loaded by python_speech_features; scipy.signal (~47 MB) stays out of the daemon
 
 NPERSEG = 256  # 32 ms at 8 kHz: the noise spectrum's resolution (31 Hz bins)
 HOP = 64
 MIN_BACKGROUND = 4 * NPERSEG  # fewer background samples than this: no estimate, nothing done
 BANDS = 16  # the stillness test compares the halves' spectra in this many bands (8 per-bin estimates are too noisy)
+_WINDOW = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(NPERSEG) / NPERSEG)  # periodic Hann
+
+
+def _padded(x: np.ndarray) -> np.ndarray:
+    """`x` with NPERSEG // 2 zeros either side and zeros after, to whole hops (scipy.signal.stft's
+    boundary="zeros", padded=True), float64."""
+    x = np.asarray(x, dtype=np.float64)
+    half = NPERSEG // 2
+    n = len(x) + 2 * half
+    extra = (-(n - NPERSEG) % HOP) if n > NPERSEG else NPERSEG - n
+    return np.concatenate([np.zeros(half), x, np.zeros(half + extra)])
 
 
 def _stft(x: np.ndarray) -> np.ndarray:
-    return stft(np.asarray(x, dtype=np.float64), nperseg=NPERSEG, noverlap=NPERSEG - HOP)[2]
+    """(NPERSEG // 2 + 1, frames) complex spectrum: scipy.signal.stft(x, nperseg=NPERSEG,
+    noverlap=NPERSEG - HOP) up to its constant scale (tests check), with numpy framing and scipy.fft."""
+    frames = sliding_window_view(_padded(x), NPERSEG)[::HOP]
+    return fft.rfft(frames * _WINDOW, axis=1).T
+
+
+def _overlap_add(frames: np.ndarray) -> np.ndarray:
+    """Frames (F, NPERSEG) laid HOP apart and summed: NPERSEG / HOP shifted sums, no Python loop over frames."""
+    f, k = frames.shape[0], NPERSEG // HOP
+    out = np.zeros((f + k - 1) * HOP)
+    for j, chunk in enumerate(np.moveaxis(frames.reshape(f, k, HOP), 1, 0)):
+        out[j * HOP : j * HOP + f * HOP] += chunk.reshape(-1)
+    return out
+
+
+def _istft(spec: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` samples of the weighted overlap-add inverse of `_stft` (scipy.signal.istft's)."""
+    frames = fft.irfft(spec.T, n=NPERSEG, axis=1) * _WINDOW
+    norm = _overlap_add(np.broadcast_to(_WINDOW**2, frames.shape))
+    half = NPERSEG // 2
+    return (_overlap_add(frames) / np.where(norm > 1e-10, norm, 1.0))[half : half + n]
 
 
 def _power(x: np.ndarray) -> np.ndarray:
@@ -67,8 +99,4 @@ def suppress(x: np.ndarray, psd: np.ndarray, over: float = 1.0, floor_db: float 
     y = _stft(x)
     power = np.abs(y) ** 2
     gain = np.maximum(1.0 - over * psd / np.maximum(power, 1e-20), 10.0 ** (floor_db / 10.0))
-    z = istft(y * np.sqrt(gain), nperseg=NPERSEG, noverlap=NPERSEG - HOP)[1]
-    out = np.zeros(len(x), dtype=np.float32)
-    n = min(len(x), len(z))
-    out[:n] = z[:n]
-    return out
+    return _istft(y * np.sqrt(gain), len(x)).astype(np.float32)

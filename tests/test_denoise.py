@@ -120,3 +120,34 @@ def test_the_pipeline_subtracts_steady_noise_and_leaves_talk_alone(model):
     assert len(off) == len(on) and any(u[3] for u in on)
     for (_, a, _, _), (_, c, _, _) in zip(off, on):
         assert np.array_equal(a, c)  # talk is never steady: nothing subtracted
+
+
+@pytest.mark.parametrize("n", [720, 3360, 4001, 8000])
+def test_the_stft_is_scipys_without_importing_it(n):
+    """numpy framing + scipy.fft reproduce scipy.signal's stft (up to its constant scale, which the
+    gain's ratio cancels) and istft, so the daemon need not load scipy.signal (~47 MB)."""
+    from scipy.signal import istft, stft
+
+    from digitd.denoise import HOP, NPERSEG, _WINDOW, _istft, _stft
+
+    x = np.random.default_rng(n).standard_normal(n)
+    want = stft(x, nperseg=NPERSEG, noverlap=NPERSEG - HOP)[2]
+    got = _stft(x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want * _WINDOW.sum(), atol=1e-9)
+    np.testing.assert_allclose(_istft(got, n), istft(want, nperseg=NPERSEG, noverlap=NPERSEG - HOP)[1][:n], atol=1e-9)
+    np.testing.assert_allclose(_istft(got, n), x, atol=1e-9)
+
+
+def test_the_daemon_side_never_imports_scipy_signal():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, numpy as np; import digitd.daemon, digitd.pipeline; from digitd.denoise import noise_psd, suppress; "
+            "r = np.random.default_rng(0); p = noise_psd(r.standard_normal(8000), 1.0); "
+            "y = suppress(r.standard_normal(4000).astype(np.float32), p); "
+            "print(len(y), 'scipy.signal' in sys.modules); sys.exit(1 if 'scipy.signal' in sys.modules else 0)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["4000", "False"]
