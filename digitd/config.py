@@ -84,6 +84,8 @@ class ClassifyConfig:
     split_min_ms: int = knob(400, lo=0, hi=30000)  # utterances this long are tried as run-together words (digitd/segment.py); 0 = off
     split_sure: float = knob(0.9, lo=0.0, hi=1.0)  # a cut whose two sides are both this confident is kept even when the whole was confident
     repeat_gap_ms: float = knob(10.0, lo=0.0, hi=1000.0)  # a digit starting less than this after the end of the same digit is that word's second half (rejected as split_word); 0 = off
+    tail_under_db: float = knob(12.0, lo=0.0, hi=120.0)  # a digit whose loudest 10 ms is this far under the digit just emitted, starting less than tail_gap_ms after it, is that word's tail (rejected as split_word); 0 = off
+    tail_gap_ms: float = knob(20.0, lo=0.0, hi=2000.0)  # that gap
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble
 
 

@@ -37,6 +37,15 @@ from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
 
 
+def peak_db(x: np.ndarray) -> float:
+    """The loudest 10 ms of `x`, dB (mean power of 80-sample frames; -120 for silence or under 10 ms)."""
+    n = len(x) // 80
+    if n == 0:
+        return -120.0
+    p = float(np.max(np.mean(np.square(x[: n * 80].reshape(n, 80), dtype=np.float64), axis=1)))
+    return 10.0 * np.log10(p) if p > 1e-12 else -120.0
+
+
 class Sink(Protocol):
     def handle(self, event: Event) -> None: ...
     def close(self) -> None: ...
@@ -104,8 +113,8 @@ class Pipeline:
         # start samples of utterances handed to the classifier and not yet emitted, oldest first
         # (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
         self._inflight: deque[int] = deque()
-        # (end_sample, label) of the last word the classifier emitted as a digit; worker thread only
-        self._last_digit: tuple[int, str] | None = None
+        # (end_sample, label, loudest 10 ms in dB) of the last word the classifier emitted as a digit; worker thread only
+        self._last_digit: tuple[int, str, float] | None = None
         self.numbers = NumberGrouper(cfg.group)
         self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
                        gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
@@ -282,14 +291,20 @@ class Pipeline:
             self._inflight.popleft()  # after the event is out, so a tick never outruns it
 
     def _repeats_the_word_before(self, u: Utterance, label: str) -> bool:
-        """Does `u` start right where the same digit, just emitted, ended? Then the endpointer broke
-        one word in two (a dip inside "four" or "six" ended it, the rest opened the next utterance
-        at once): on the dev slice 18 of 19 such pairs were one word. A repeated digit ("4 4")
-        comes with a pause; said in one breath it is segment.py's case (own rule)."""
-        gap_ms = self.cfg.classify.repeat_gap_ms
+        """Is `u` the rest of the digit just emitted? The same digit starting right where it ended
+        (`repeat_gap_ms`): a dip inside "four" or "six" ended the utterance and the rest opened the
+        next at once (on the dev slice 18 of 19 such pairs were one word; a repeated digit, "4 4",
+        comes with a pause, and said in one breath is segment.py's case). Or, any digit, a piece
+        far quieter than it right after it (`tail_under_db`, `tail_gap_ms`): the "ks" of "six"
+        after its stop, the "n" of "one", the "v" of "five", named as whatever digit they sound like."""
+        c = self.cfg.classify
         last = self._last_digit
-        return (gap_ms > 0 and last is not None and last[1] == label
-                and (u.start_sample - last[0]) * 1000.0 / SAMPLE_RATE < gap_ms)
+        if last is None:
+            return False
+        gap_ms = (u.start_sample - last[0]) * 1000.0 / SAMPLE_RATE
+        if c.repeat_gap_ms > 0 and last[1] == label and gap_ms < c.repeat_gap_ms:
+            return True
+        return c.tail_under_db > 0 and gap_ms < c.tail_gap_ms and peak_db(u.audio) <= last[2] - c.tail_under_db
 
     def _denoised(self, utt: Utterance) -> Utterance:
         """The word with the steady noise around it subtracted (`denoise.steady`; digitd/denoise.py),
@@ -343,7 +358,12 @@ class Pipeline:
             reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c, u.noise_around)
             if reason is None and piece is pieces[0] and self._repeats_the_word_before(u, pred.label):
                 reason = "split_word"
-            self._last_digit = (u.end_sample, pred.label) if reason in (None, "split_word") else None
+            if reason is None:
+                self._last_digit = (u.end_sample, pred.label, peak_db(u.audio))
+            elif reason == "split_word" and self._last_digit is not None:  # the same word goes on: its loudest part stays the reference
+                self._last_digit = (u.end_sample, pred.label, max(self._last_digit[2], peak_db(u.audio)))
+            else:
+                self._last_digit = None
             if self.on_utterance is not None:
                 self.on_utterance(u, heard, pred, reason)
             if reason:

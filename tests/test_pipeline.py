@@ -328,7 +328,7 @@ def test_a_word_the_endpointer_broke_in_two_is_one_digit(model):
     truth = [t.to_dict() for t in st.truth]
     got = {}
     for gap in (0.0, 10.0):
-        cfg = dataclasses.replace(base, classify=dataclasses.replace(base.classify, repeat_gap_ms=gap))
+        cfg = dataclasses.replace(base, classify=dataclasses.replace(base.classify, repeat_gap_ms=gap, tail_under_db=0.0))  # this rule alone
         sink = Collect()
         Pipeline(cfg, model, [sink]).run(FileSource(st.audio, speed="max", block_ms=30, ring_seconds=5.0, name="brown"))
         ev = sink.events
@@ -341,3 +341,41 @@ def test_a_word_the_endpointer_broke_in_two_is_one_digit(model):
     for r in split:  # each follows a digit with the same label that ended where it starts
         before = max((d for d in digits if d.end <= r.start + 1e-6), key=lambda d: d.end)
         assert before.digit == r.best and r.start - before.end < 0.01
+
+
+@pytest.mark.skipif(not {"speech-commands-digits", "audiomnist-digits", "speech-commands-words"}
+                    <= set(available()),
+                    reason="needs the extra corpora in ../shared (or $DIGITD_SHARED_DIR)")
+def test_a_words_quiet_tail_is_not_another_digit(model):
+    """Clean room, unseen voices (seed 2): the end of "five" or "one" cut off and heard again as a
+    "9". A piece starting where the digit just emitted ended (< tail_gap_ms) with its loudest 10 ms
+    tail_under_db under that digit's is a rejected event (split_word), not an insertion; no right
+    digit is lost. Off (tail_under_db 0), those pieces are insertions."""
+    import dataclasses
+
+    from digitd.pipeline import peak_db
+    from digitd.room import conditions, make_room_stream
+
+    base = Config()
+    bench = dataclasses.replace(base.bench, seed=2)
+    st = make_room_stream(next(c for c in conditions(bench) if c.name == "clean"), bench)
+    truth = [t.to_dict() for t in st.truth]
+    got = {}
+    for under in (0.0, 12.0):
+        cfg = dataclasses.replace(base, classify=dataclasses.replace(base.classify, tail_under_db=under))
+        sink = Collect()
+        Pipeline(cfg, model, [sink]).run(FileSource(st.audio, speed="max", block_ms=30, ring_seconds=5.0, name="clean"))
+        ev = sink.events
+        got[under] = (score(ev, truth), [e for e in ev if isinstance(e, RejectedEvent) and e.reason == "split_word"], ev)
+    (off, split_off, _), (on, split_on, events) = got[0.0], got[12.0]
+    tails = [r for r in split_on if r not in split_off]
+    assert tails, "the stream must hold a word's tail, or this test proves nothing"
+    assert on.correct == off.correct and on.substitutions == off.substitutions
+    assert on.insertions == off.insertions - len(tails)
+    digits = [e for e in events if isinstance(e, DigitEvent)]
+    for r in tails:  # each starts where a digit ended, and is far quieter than it
+        before = max((d for d in digits if d.end <= r.start + 1e-6), key=lambda d: d.end)
+        assert r.start - before.end < 0.02
+        a = st.audio[int(before.start * 8000):int(before.end * 8000)]
+        b = st.audio[int(r.start * 8000):int(r.end * 8000)]
+        assert peak_db(b) <= peak_db(a) - 12.0 + 1.0  # the stream's own samples (the pipeline heard them dithered)
