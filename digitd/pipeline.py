@@ -29,6 +29,7 @@ from digitd.denoise import noise_psd, suppress
 from digitd.endpoint import Endpointer, Utterance
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
+from digitd.features import frame_db
 from digitd.model import DigitModel, reject_reason
 from digitd.numbers import NumberGrouper
 from digitd.segment import Piece, split_words
@@ -37,13 +38,12 @@ from digitd.sysinfo import peak_rss_mb
 from digitd.vad import Vad
 
 
+TAIL_FRAME = 80  # the tail rule compares words by their loudest 10 ms (features.frame_db frames at 8 kHz)
+
+
 def peak_db(x: np.ndarray) -> float:
-    """The loudest 10 ms of `x`, dB (mean power of 80-sample frames; -120 for silence or under 10 ms)."""
-    n = len(x) // 80
-    if n == 0:
-        return -120.0
-    p = float(np.max(np.mean(np.square(x[: n * 80].reshape(n, 80), dtype=np.float64), axis=1)))
-    return 10.0 * np.log10(p) if p > 1e-12 else -120.0
+    """The loudest 10 ms of `x`, dB: what `classify.tail_under_db` compares."""
+    return float(np.max(frame_db(x, TAIL_FRAME)))
 
 
 class Sink(Protocol):
@@ -290,13 +290,14 @@ class Pipeline:
         finally:
             self._inflight.popleft()  # after the event is out, so a tick never outruns it
 
-    def _repeats_the_word_before(self, u: Utterance, label: str) -> bool:
+    def _repeats_the_word_before(self, u: Utterance, label: str, level_db: float) -> bool:
         """Is `u` the rest of the digit just emitted? The same digit starting right where it ended
         (`repeat_gap_ms`): a dip inside "four" or "six" ended the utterance and the rest opened the
         next at once (on the dev slice 18 of 19 such pairs were one word; a repeated digit, "4 4",
         comes with a pause, and said in one breath is segment.py's case). Or, any digit, a piece
         far quieter than it right after it (`tail_under_db`, `tail_gap_ms`): the "ks" of "six"
-        after its stop, the "n" of "one", the "v" of "five", named as whatever digit they sound like."""
+        after its stop, the "n" of "one", the "v" of "five", named as whatever digit they sound like.
+        `level_db`: `u`'s own `peak_db`."""
         c = self.cfg.classify
         last = self._last_digit
         if last is None:
@@ -304,7 +305,7 @@ class Pipeline:
         gap_ms = (u.start_sample - last[0]) * 1000.0 / SAMPLE_RATE
         if c.repeat_gap_ms > 0 and last[1] == label and gap_ms < c.repeat_gap_ms:
             return True
-        return c.tail_under_db > 0 and gap_ms < c.tail_gap_ms and peak_db(u.audio) <= last[2] - c.tail_under_db
+        return c.tail_under_db > 0 and gap_ms < c.tail_gap_ms and level_db <= last[2] - c.tail_under_db
 
     def _denoised(self, utt: Utterance) -> Utterance:
         """The word with the steady noise around it subtracted (`denoise.steady`; digitd/denoise.py),
@@ -356,12 +357,13 @@ class Pipeline:
                 heard, pred = piece.audio, piece.prediction
             start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
             reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c, u.noise_around)
-            if reason is None and piece is pieces[0] and self._repeats_the_word_before(u, pred.label):
+            level = peak_db(u.audio)
+            if reason is None and piece is pieces[0] and self._repeats_the_word_before(u, pred.label, level):
                 reason = "split_word"
             if reason is None:
-                self._last_digit = (u.end_sample, pred.label, peak_db(u.audio))
+                self._last_digit = (u.end_sample, pred.label, level)
             elif reason == "split_word" and self._last_digit is not None:  # the same word goes on: its loudest part stays the reference
-                self._last_digit = (u.end_sample, pred.label, max(self._last_digit[2], peak_db(u.audio)))
+                self._last_digit = (u.end_sample, pred.label, max(self._last_digit[2], level))
             else:
                 self._last_digit = None
             if self.on_utterance is not None:
