@@ -1,5 +1,7 @@
 """Augmentation / condition primitives: the SNR, gain and padding they claim, on real audio."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -172,3 +174,35 @@ def test_cnn_babble_from_words_is_training_side_talk_not_digits(clip):
     cfg.train = dataclasses.replace(cfg.train, negatives=str(shared["speech-commands-noise"]))
     with pytest.raises(DigitdError, match="needs non-digit words"):
         tcli.cnn_babble_bank(Recipe(cnn_babble="words"), cfg, digits_bank)
+
+
+def test_denoised_copies_hear_the_daemons_subtraction(clip):
+    """train.denoise_copies: a steady-noise copy passes through digitd.denoise, with the noise's
+    spectrum estimated on more of the same noise, so it is closer to the clean word than the raw
+    mix at the same SNR; babble is never subtracted, and a share of 0 draws exactly as before."""
+    from digitd.config import DenoiseConfig
+    from digitd.denoise import noise_psd, suppress
+    from train.augment import add_denoised_noise
+
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    raw = add_noise(clip, "white", 5.0, rng_a)
+    dn = add_denoised_noise(clip, "white", 5.0, rng_b)
+    err = lambda y: float(np.mean((y - clip) ** 2))  # noqa: E731
+    assert len(dn) == len(clip) and err(dn) < 0.6 * err(raw)
+    # the same subtraction the daemon applies: its estimate is 1 s of noise at the same level
+    rng_c = np.random.default_rng(3)
+    nz = np.random.default_rng(3).standard_normal(len(clip) + 8000)
+    nz = nz / np.sqrt(np.mean(nz**2)) * np.sqrt(speech_power(clip) / 10 ** 0.5)
+    d = DenoiseConfig()
+    want = suppress((clip + nz[8000:]).astype(np.float32), noise_psd(nz[:8000].astype(np.float32), 99.0), d.over, d.floor_db)
+    assert np.allclose(add_denoised_noise(clip, "white", 5.0, rng_c), want, atol=1e-5)
+
+    steady = AugmentSpec(copies=6, kinds=["noise"], noise_kinds=["white", "pink"], snr_db=[5.0], noise_prob=1.0)
+    at_snr = speech_power(clip) / 10 ** 0.5  # the raw copies' noise power
+    raw_copies = augment_wave(clip, steady, np.random.default_rng(7))
+    assert all(abs(err(y) / at_snr - 1) < 0.05 for y, _, _ in raw_copies)
+    assert all(err(y) < 0.6 * at_snr for y, _, _ in augment_wave(clip, replace(steady, denoise_prob=1.0), np.random.default_rng(7)))
+    babble = replace(steady, noise_kinds=["babble"], denoise_prob=1.0)
+    bab = make_babble([clip, clip[::-1]], 3.0, np.random.default_rng(1))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(augment_wave(clip, babble, np.random.default_rng(7), bab),
+                                                          augment_wave(clip, replace(babble, denoise_prob=0.0), np.random.default_rng(7), bab)))

@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from scipy.signal import lfilter
 
+from digitd.config import DenoiseConfig
+from digitd.denoise import noise_psd, suppress
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.synth import change_speed, room_impulse, reverberate
 
@@ -19,6 +21,9 @@ NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
 ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
 ROOM_RT60_S = (0.2, 0.9)  # reverberant copies (AugmentSpec "reverb", the sequence head's): reverberation time
 ROOM_DRR_DB = (-3.0, 12.0)  # and direct-to-reverberant ratio, from a close talker to one across the room
+STEADY_KINDS = ("white", "pink", "brown")  # the noises the daemon subtracts (digitd.denoise: a background that holds still)
+DENOISE_MAX_SNR_DB = 20.0  # it does so only under noise within 20 dB of the word (endpoint.TALK_MARGIN_DB, against the word's peak)
+ESTIMATE_S = 1.0  # the daemon's noise estimate: denoise.background_ms of background heard before the word
 
 
 @dataclass
@@ -50,6 +55,10 @@ class AugmentSpec:
     reverb_prob: float = 0.4
     rt60_s: list[float] = field(default_factory=lambda: list(ROOM_RT60_S))
     drr_db: list[float] = field(default_factory=lambda: list(ROOM_DRR_DB))
+    # > 0 (opt-in: recipes without it draw exactly as before): this share of the copies under
+    # steady noise (STEADY_KINDS, at <= DENOISE_MAX_SNR_DB) is heard as the daemon hears such a
+    # word, through digitd.denoise (add_denoised_noise)
+    denoise_prob: float = 0.0
 
 
 def speech_power(x: np.ndarray) -> float:
@@ -116,6 +125,23 @@ def add_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
     return x + nz
 
 
+def add_denoised_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
+                       ref_power: float | None = None, rate: int = 8000) -> np.ndarray:
+    """`add_noise` for a steady kind, then what the daemon does to such a word before its
+    members hear it (`digitd.denoise` with config.toml's defaults): the noise's power spectrum,
+    estimated on ESTIMATE_S more of the same noise at the same level (the background heard
+    before the word), subtracted. Members trained on these copies learn the subtraction's
+    traces instead of meeting them first in the daemon."""
+    d = DenoiseConfig()
+    p = ref_power if ref_power is not None else speech_power(x)
+    k = int(ESTIMATE_S * rate)
+    nz = noise(kind, len(x) + k, rng)
+    nz = nz / (np.sqrt(np.mean(nz**2)) + 1e-12) * np.sqrt(p / 10 ** (snr_db / 10))
+    psd = noise_psd(nz[:k].astype(np.float32), float("inf"))
+    y = (x + nz[k:]).astype(np.float32)
+    return suppress(y, psd, d.over, d.floor_db).astype(np.float64) if psd is not None else y.astype(np.float64)
+
+
 def apply_gain(x: np.ndarray, factor: float) -> np.ndarray:
     """Scale and clip to [-1, 1] like a saturating ADC."""
     return np.clip(x * factor, -1.0, 1.0)
@@ -158,7 +184,12 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
             if not kinds:
                 raise ValueError(f"noise kinds {spec.noise_kinds} all need a bank that was not given")
             kind = str(rng.choice(kinds))
-            y = add_noise(y, kind, float(rng.choice(spec.snr_db)), rng, recorded if kind == "recorded" else babble, ref_power=p)
+            snr = float(rng.choice(spec.snr_db))
+            if (spec.denoise_prob > 0 and kind in STEADY_KINDS and snr <= DENOISE_MAX_SNR_DB
+                    and rng.random() < spec.denoise_prob):
+                y = add_denoised_noise(y, kind, snr, rng, ref_power=p)
+            else:
+                y = add_noise(y, kind, snr, rng, recorded if kind == "recorded" else babble, ref_power=p)
             corrupted = True
         if "gain" in spec.kinds:
             g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)

@@ -26,7 +26,8 @@ from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
-from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise, apply_gain, change_speed, speech_power, talker_banks
+from train.augment import (DENOISE_MAX_SNR_DB, ROOM_DRR_DB, ROOM_RT60_S, STEADY_KINDS, add_denoised_noise, add_noise, apply_gain,
+                           change_speed, speech_power, talker_banks)
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.parallel import map_records, map_tasks
@@ -72,7 +73,7 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
 
 def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0,
               speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
-              low_snr: tuple[float, float] = (-6.0, 6.0)) -> list[np.ndarray]:
+              low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> list[np.ndarray]:
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
     out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
@@ -101,7 +102,12 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
         if i >= first_low or rng.random() < NOISE_P:
             kind = kinds[int(rng.integers(len(kinds)))]
             bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
-            y = add_noise(y, kind, float(rng.uniform(*(low_snr if i >= first_low else SNR_DB))), rng, bank, ref_power=p)
+            snr = float(rng.uniform(*(low_snr if i >= first_low else SNR_DB)))
+            # as the daemon hears a word under steady noise (train.augment.add_denoised_noise)
+            if denoise > 0 and kind in STEADY_KINDS and snr <= DENOISE_MAX_SNR_DB and rng.random() < denoise:
+                y = add_denoised_noise(y, kind, snr, rng, ref_power=p)
+            else:
+                y = add_noise(y, kind, snr, rng, bank, ref_power=p)
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
         out.append(frontend.clip_windows(y))
     return out
@@ -109,12 +115,13 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
 
 def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
                  reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15),
-                 low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0)) -> list[list[np.ndarray]]:
+                 low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> list[list[np.ndarray]]:
     """Per record: [as recorded, trimmed, augmented copies..., reverberant copies..., speed-changed
-    copies..., low-SNR copies...] window embeddings (11, 96)."""
+    copies..., low-SNR copies...] window embeddings (11, 96). `denoise`: the share of copies under
+    steady noise heard through the daemon's denoiser (train.augment.add_denoised_noise)."""
     frontend = SpeechEmbedding.load()
     b = banks(records, seed)
-    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range, low, low_snr), jobs=jobs,
+    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise), jobs=jobs,
                        label="speech-embedding windows")
 
 
@@ -207,7 +214,7 @@ def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
 def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
                     jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
                     speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
-                    low_snr: tuple[float, float] = (-6.0, 6.0)) -> HeadFit:
+                    low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER), and
     out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
     from sklearn.model_selection import GroupKFold
@@ -215,7 +222,7 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
     from digitd import embedhead
 
     feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range,
-                         low=low, low_snr=low_snr)
+                         low=low, low_snr=low_snr, denoise=denoise)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)
