@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-head: N more copies per clip for it, under noise as loud as the word [train.embed_head_low]")
     p.add_argument("--embed-head-low-snr", dest="embed_head_low_snr", metavar="LO,HI",
                    help="SNR range (dB) of those copies [train.embed_head_low_snr]")
+    p.add_argument("--embed-head-nets", type=int, dest="embed_head_nets", metavar="N",
+                   help="with --embed-head: N heads from seeds seed..seed+N-1, probabilities averaged [train.embed_head_nets]")
     p.add_argument("--denoise-copies", type=float, dest="denoise_copies", metavar="P",
                    help="this share of every member's copies under steady noise is heard through the daemon's denoiser [train.denoise_copies]")
     p.add_argument("--cnn-speed", action="store_true", default=None, dest="cnn_speed",
@@ -222,6 +224,7 @@ FLAG_KNOBS = {
     "embed_head_speed": "train.embed_head_speed",
     "embed_head_low": "train.embed_head_low",
     "embed_head_low_snr": "train.embed_head_low_snr",
+    "embed_head_nets": "train.embed_head_nets",
     "denoise_copies": "train.denoise_copies",
     "cnn_speed": "train.cnn_speed",
     "speed_range": "train.speed_range",

@@ -189,6 +189,7 @@ class TrainConfig:
     embed_head_speed: int = knob(0, lo=0, hi=50)  # more copies for it, each played faster or slower first (speed_range)
     embed_head_low: int = knob(0, lo=0, hi=50)  # more copies for it, each under noise at embed_head_low_snr (always noisy)
     embed_head_low_snr: str = knob("-6,6")  # SNR range of those copies, "LO,HI" dB (word power over noise power)
+    embed_head_nets: int = knob(1, lo=1, hi=20)  # sequence heads trained from different seeds (their own copies and start), probabilities averaged
     denoise_copies: float = knob(0.0, lo=0.0, hi=1.0)  # this share of the copies under steady noise (white/pink/brown, <= 20 dB) heard through digitd.denoise, as the daemon hears such words
     cnn_speed: bool = knob(False)  # 30% of the CNN's copies played faster or slower (speed_range)
     speed_range: str = knob("0.85,1.15")  # speed factors of those copies, "LO,HI" (tempo and pitch together: a shorter or longer vocal tract, a quicker or slower talker)

@@ -51,6 +51,11 @@ def proba(head: HeadWeights, windows: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
+def mean_proba(heads: list[HeadWeights], windows: np.ndarray) -> np.ndarray:
+    """The average of several heads' probabilities (heads trained from different seeds)."""
+    return np.mean([proba(h, windows) for h in heads], axis=0)
+
+
 def n_parameters(head: HeadWeights) -> int:
     return int(sum(w.size + b.size for w, b in head["convs"]) + head["out"][0].size + head["out"][1].size)
 

@@ -136,17 +136,20 @@ class EmbedMember:
     weight: float = 0.5
     power: float = 1.0
     source: Path = field(default_factory=default_frontend_path)  # the front end's file (saved beside the model)
-    head: embedhead.HeadWeights | None = None  # a sequence head over the windows (digitd.embedhead): scores instead of `lr`
+    # sequence heads over the windows (digitd.embedhead), trained from different seeds: their
+    # probabilities averaged score the member instead of `lr` (one head's seed moves the room
+    # bench by ~0.3 points of DER; two heads averaged beat either: train/README.md)
+    heads: list[embedhead.HeadWeights] = field(default_factory=list)
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
         """(n, classes + 1) probabilities of pooled embedding vectors (the logistic regression)."""
         return score(self.lr, np.atleast_2d(vectors))
 
     def utterance_proba(self, feats: Features) -> np.ndarray:
-        """(1, classes + 1) for one utterance: the sequence head on its windows when the member
-        has one, else the logistic regression on its pooled vector."""
-        if self.head is not None and feats.embed_windows is not None:
-            return embedhead.proba(self.head, feats.embed_windows)
+        """(1, classes + 1) for one utterance: the sequence heads on its windows when the member
+        has them, else the logistic regression on its pooled vector."""
+        if self.heads and feats.embed_windows is not None:
+            return embedhead.mean_proba(self.heads, feats.embed_windows)
         return score(self.lr, np.atleast_2d(feats.embed))
 
     def combine(self, base: np.ndarray, pe: np.ndarray) -> np.ndarray:
@@ -205,7 +208,7 @@ class DigitModel:
         if self.embed is not None:
             wins = self.embed.frontend.clip_windows(x)
             emb = pool(wins)
-            if self.embed.head is None:
+            if not self.embed.heads:
                 wins = None
         if self.cnn is None:
             return Features(extract(x, self.params, trimmed=trimmed), embed=emb, embed_windows=wins)
@@ -344,7 +347,7 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
         front = model.embed.source
         embed = {"lr": model.embed.lr, "classes": list(model.embed.classes), "weight": model.embed.weight,
                  "power": model.embed.power, "frontend": front.name, "frontend_sha256": sha256_file(front),
-                 "head": model.embed.head}
+                 "heads": model.embed.heads}
         if front.resolve().parent != path.resolve().parent:
             import shutil
 
@@ -375,7 +378,8 @@ def save_model(model: DigitModel, path: str | Path, card: dict[str, Any],
             # the trainer's own entries (out-of-fold rejection, negatives) stay beside the file's
             "embed": None if embed is None else {**(card.get("embed") or {}),
                                                  **{k: embed[k] for k in ("classes", "weight", "power", "frontend", "frontend_sha256")},
-                                                 "head_parameters": None if model.embed.head is None else embedhead.n_parameters(model.embed.head)},
+                                                 "heads": len(model.embed.heads),
+                                                 "head_parameters": sum(embedhead.n_parameters(h) for h in model.embed.heads) or None},
             "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
     )
@@ -604,6 +608,14 @@ def _head(spec: dict[str, Any] | None) -> embedhead.HeadWeights | None:
             "out": (f32(spec["out"][0]), f32(spec["out"][1]))}
 
 
+def _heads(spec: dict[str, Any]) -> list[embedhead.HeadWeights]:
+    """The member's sequence heads: "heads" (a list), or "head" (one, or none: models before v10)."""
+    if "heads" in spec:
+        return [h for h in (_head(x) for x in spec["heads"]) if h is not None]
+    one = _head(spec.get("head"))
+    return [] if one is None else [one]
+
+
 def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> EmbedMember | None:
     """The embedding member: its front end is a data-only file beside the model (shared by every
     model that uses it), checked against the SHA-256 the model was trained with."""
@@ -616,14 +628,14 @@ def _load_embed(path: Path, spec: dict[str, Any] | None, classes: list[str]) -> 
         if sha256_file(front) != spec["frontend_sha256"]:
             raise ValueError(f"{front.name} is not the front end it was trained with (SHA-256 differs)")
         member = EmbedMember(SpeechEmbedding.load(front), spec["lr"], [str(c) for c in spec["classes"]],
-                             float(spec["weight"]), float(spec["power"]), front, _head(spec.get("head")))
+                             float(spec["weight"]), float(spec["power"]), front, _heads(spec))
         if member.classes != classes + [OTHER]:
             raise ValueError(f"its classes {member.classes} are not the model's plus {OTHER!r}")
         probe = member.proba(np.zeros((1, member.lr["coef"].shape[1])))
         if probe.shape != (1, len(classes) + 1):
             raise ValueError(f"it gives {probe.shape[1]} scores")
-        if member.head is not None:
-            embedhead.check(member.head, len(classes) + 1, EMBED_DIM)
+        for head in member.heads:
+            embedhead.check(head, len(classes) + 1, EMBED_DIM)
     except Exception as e:  # noqa: BLE001 - any malformed array or key is a bad model file
         raise ModelError(f"{path}: bad embedding member ({type(e).__name__}: {e})") from None
     return member

@@ -64,7 +64,7 @@ def test_head_learns_the_order_that_pooling_loses():
 
 @pytest.fixture(scope="module")
 def head_model(small_subset, tmp_path_factory):
-    """A small model with the embedding member and a sequence head fitted on real clips."""
+    """A small model with the embedding member and two sequence heads (seeds 0 and 1) fitted on real clips."""
     from digitd.model import DigitModel
     from train.data import Record, load_folder
     from train.embed import fit_embed
@@ -79,7 +79,8 @@ def head_model(small_subset, tmp_path_factory):
     negs = [Record(OTHER, p.stem.split("_", 1)[1], 0, "extra", str(p)) for p in sorted(NONDIGIT.glob("*.wav"))]
     ef = fit_embed(recs + negs, classes, noisy=0, jobs=1, folds=2)
     hf = fit_head_member(recs + negs, classes, copies=1, jobs=1, folds=2, spec=HeadSpec(channels=16, epochs=10, batch=32))
-    ef.member.head = hf.head
+    hf1 = fit_head_member(recs + negs, classes, copies=1, jobs=1, folds=0, seed=1, spec=HeadSpec(channels=16, epochs=10, batch=32))
+    ef.member.heads = [hf.head, hf1.head]
     model = DigitModel(res.estimator, classes, embed=ef.member)
     path = tmp_path_factory.mktemp("head") / "m.npz"
     save_model(model, path, {"command": "test"})
@@ -94,16 +95,43 @@ def test_fitted_head_round_trips_and_scores_the_member(head_model, fsdd_dir):
     model, path, hf = head_model
     assert len(hf.oof_digit_conf) and len(hf.oof_other_conf) and hf.n_rows > 0
     loaded = load_model(path)
-    assert loaded.embed.head is not None
+    assert len(loaded.embed.heads) == 2
     x = load_wav(fsdd_dir / "3_theo_0.wav")
     f = loaded.features(x)
     assert f.embed_windows is not None and f.embed_windows.shape == (11, 96)
     assert np.allclose(loaded.probabilities(f), model.probabilities(model.features(x)), atol=1e-6)
     pe = loaded.embed.utterance_proba(f)
-    assert np.allclose(pe, embedhead.proba(loaded.embed.head, f.embed_windows))
-    assert not np.allclose(pe, loaded.embed.proba(f.embed))  # the head, not the pooled regression
+    one, two = (embedhead.proba(h, f.embed_windows) for h in loaded.embed.heads)
+    assert np.allclose(pe, (one + two) / 2)  # the heads' average: neither head alone
+    assert not np.allclose(one, two) and not np.allclose(pe, one)
+    assert not np.allclose(pe, loaded.embed.proba(f.embed))  # the heads, not the pooled regression
     card = json.loads(path.with_suffix(".json").read_text())
-    assert card["embed"]["head_parameters"] == embedhead.n_parameters(loaded.embed.head)
+    assert card["embed"]["heads"] == 2
+    assert card["embed"]["head_parameters"] == sum(embedhead.n_parameters(h) for h in loaded.embed.heads)
+
+
+def test_a_model_with_one_head_stored_the_old_way_loads(head_model, tmp_path, fsdd_dir):
+    """Models before v10 store one head under "head": they load as a member with that one head."""
+    import json
+    import shutil
+
+    from digitd.audio import load_wav
+    from digitd.model import read_bundle, sha256_file, write_bundle, write_card
+
+    _, path, _ = head_model
+    bundle = read_bundle(path)
+    heads = bundle["embed"].pop("heads")
+    bundle["embed"]["head"] = heads[0]
+    old = tmp_path / "old.npz"
+    write_bundle(bundle, old)
+    shutil.copyfile(path.parent / bundle["embed"]["frontend"], tmp_path / bundle["embed"]["frontend"])
+    card = json.loads(path.with_suffix(".json").read_text())
+    card |= {"sha256": sha256_file(old), "size_bytes": old.stat().st_size}
+    write_card(old, card)
+    loaded = load_model(old)
+    assert len(loaded.embed.heads) == 1
+    f = loaded.features(load_wav(fsdd_dir / "3_theo_0.wav"))
+    assert np.allclose(loaded.embed.utterance_proba(f), embedhead.proba(loaded.embed.heads[0], f.embed_windows))
 
 
 def test_damaged_head_is_refused_in_one_line(head_model, tmp_path):
@@ -113,11 +141,11 @@ def test_damaged_head_is_refused_in_one_line(head_model, tmp_path):
 
     _, path, _ = head_model
     m = load_model(path)
-    head = dict(m.embed.head)
+    head = dict(m.embed.heads[0])
     w, b = head["out"]
     head["out"] = (w[:5], b[:5])  # 5 scores for 11 classes
     bad = tmp_path / "bad.npz"
-    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, embed=dataclasses.replace(m.embed, head=head)),
+    save_model(DigitModel(None, m.classes, m.params, runtime=m.runtime, embed=dataclasses.replace(m.embed, heads=[head])),
                bad, {"command": "test"})
     with pytest.raises(ModelError) as e:
         load_model(bad)
@@ -133,7 +161,7 @@ def test_card_keeps_the_trainers_embedding_entries(head_model, tmp_path):
     save_model(model, out, {"command": "test", "embed": {"oof_other_rejected": 0.9, "weight": "stale"}})
     card = json.loads(out.with_suffix(".json").read_text())["embed"]
     assert card["oof_other_rejected"] == 0.9 and card["weight"] == model.embed.weight
-    assert card["head_parameters"] == embedhead.n_parameters(model.embed.head)
+    assert card["head_parameters"] == sum(embedhead.n_parameters(h) for h in model.embed.heads)
 
 
 def test_reverberant_head_copies_are_added_after_the_others(fsdd_dir):

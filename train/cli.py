@@ -82,7 +82,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
                   speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
-                  embed_head_low_snr=",".join(f"{v:g}" for v in low),
+                  embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -341,14 +341,20 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         if recipe.embed_head:
             from train.embed_head import fit_head_member
 
-            err.print(f"fitting the embedding member's sequence head ({recipe.embed_head_copies} augmented + "
-                      f"{recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} speed-changed + "
-                      f"{recipe.embed_head_low} low-SNR copies per clip)")
-            hf = fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed, jobs=recipe.jobs,
-                                 reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
-                                 speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
-                                 low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.denoise_copies)
-            embed_member.head = hf.head
+            heads = recipe.embed_head_nets
+            err.print(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
+                      f"{recipe.embed_head_copies} augmented + {recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} "
+                      f"speed-changed + {recipe.embed_head_low} low-SNR copies per clip)")
+            # each head from its own seed: its own copies and its own start (the first one's
+            # out-of-fold confidences give the card's threshold; the others fit once, no folds)
+            fits = [fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed + i, jobs=recipe.jobs,
+                                    reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
+                                    speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
+                                    low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.denoise_copies,
+                                    **({} if i == 0 else {"folds": 0}))
+                    for i in range(heads)]
+            hf = fits[0]
+            embed_member.heads = [f.head for f in fits]
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),
                                     "oof_other_rejected": float(np.mean(hf.oof_other_conf < threshold)), "n_rows": hf.n_rows}}
