@@ -120,9 +120,12 @@ def add_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
               ref_power: float | None = None) -> np.ndarray:
     """x + noise scaled so that speech power / noise power = snr_db."""
     p = ref_power if ref_power is not None else speech_power(x)
-    nz = noise(kind, len(x), rng, babble)
-    nz = nz / (np.sqrt(np.mean(nz**2)) + 1e-12) * np.sqrt(p / 10 ** (snr_db / 10))
-    return x + nz
+    return x + _at_snr(noise(kind, len(x), rng, babble), p, snr_db)
+
+
+def _at_snr(nz: np.ndarray, speech_power: float, snr_db: float) -> np.ndarray:
+    """`nz` scaled so that speech_power / its power = snr_db."""
+    return nz / (np.sqrt(np.mean(nz**2)) + 1e-12) * np.sqrt(speech_power / 10 ** (snr_db / 10))
 
 
 def add_denoised_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator,
@@ -135,11 +138,20 @@ def add_denoised_noise(x: np.ndarray, kind: str, snr_db: float, rng: np.random.G
     d = DenoiseConfig()
     p = ref_power if ref_power is not None else speech_power(x)
     k = int(ESTIMATE_S * rate)
-    nz = noise(kind, len(x) + k, rng)
-    nz = nz / (np.sqrt(np.mean(nz**2)) + 1e-12) * np.sqrt(p / 10 ** (snr_db / 10))
+    nz = _at_snr(noise(kind, len(x) + k, rng), p, snr_db)
     psd = noise_psd(nz[:k].astype(np.float32), float("inf"))
     y = (x + nz[k:]).astype(np.float32)
     return suppress(y, psd, d.over, d.floor_db).astype(np.float64) if psd is not None else y.astype(np.float64)
+
+
+def add_noise_as_heard(x: np.ndarray, kind: str, snr_db: float, rng: np.random.Generator, bank: np.ndarray | None,
+                       ref_power: float, denoise_prob: float) -> np.ndarray:
+    """`add_noise`, or with probability `denoise_prob` for a steady kind at <= DENOISE_MAX_SNR_DB
+    `add_denoised_noise` (the word as the daemon hears it). With denoise_prob 0 no extra random
+    number is drawn, so a recipe without it draws its copies exactly as before."""
+    if denoise_prob > 0 and kind in STEADY_KINDS and snr_db <= DENOISE_MAX_SNR_DB and rng.random() < denoise_prob:
+        return add_denoised_noise(x, kind, snr_db, rng, ref_power=ref_power)
+    return add_noise(x, kind, snr_db, rng, bank, ref_power=ref_power)
 
 
 def apply_gain(x: np.ndarray, factor: float) -> np.ndarray:
@@ -184,12 +196,8 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
             if not kinds:
                 raise ValueError(f"noise kinds {spec.noise_kinds} all need a bank that was not given")
             kind = str(rng.choice(kinds))
-            snr = float(rng.choice(spec.snr_db))
-            if (spec.denoise_prob > 0 and kind in STEADY_KINDS and snr <= DENOISE_MAX_SNR_DB
-                    and rng.random() < spec.denoise_prob):
-                y = add_denoised_noise(y, kind, snr, rng, ref_power=p)
-            else:
-                y = add_noise(y, kind, snr, rng, recorded if kind == "recorded" else babble, ref_power=p)
+            y = add_noise_as_heard(y, kind, float(rng.choice(spec.snr_db)), rng, recorded if kind == "recorded" else babble,
+                                   p, spec.denoise_prob)
             corrupted = True
         if "gain" in spec.kinds:
             g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)

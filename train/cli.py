@@ -75,7 +75,7 @@ def recipe_from(cfg: Any) -> Recipe:
     speed = speed_range(t.speed_range)
     low = snr_range(t.embed_head_low_snr)
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds, denoise_prob=t.denoise_copies),
-                  synth=t.synth, denoise_copies=t.denoise_copies,
+                  synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
                   cnn_noise=",".join(noise), cnn_snr_db=",".join(f"{s:g}" for s in snrs), cnn_babble=t.cnn_babble, hold_out_dev=t.hold_out_dev,
@@ -350,7 +350,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             fits = [fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed + i, jobs=recipe.jobs,
                                     reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
                                     speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
-                                    low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.denoise_copies,
+                                    low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob,
                                     **({} if i == 0 else {"folds": 0}))
                     for i in range(heads)]
             hf = fits[0]

@@ -26,8 +26,7 @@ from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
-from train.augment import (DENOISE_MAX_SNR_DB, ROOM_DRR_DB, ROOM_RT60_S, STEADY_KINDS, add_denoised_noise, add_noise, apply_gain,
-                           change_speed, speech_power, talker_banks)
+from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise_as_heard, apply_gain, change_speed, speech_power, talker_banks
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.parallel import map_records, map_tasks
@@ -102,12 +101,7 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
         if i >= first_low or rng.random() < NOISE_P:
             kind = kinds[int(rng.integers(len(kinds)))]
             bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
-            snr = float(rng.uniform(*(low_snr if i >= first_low else SNR_DB)))
-            # as the daemon hears a word under steady noise (train.augment.add_denoised_noise)
-            if denoise > 0 and kind in STEADY_KINDS and snr <= DENOISE_MAX_SNR_DB and rng.random() < denoise:
-                y = add_denoised_noise(y, kind, snr, rng, ref_power=p)
-            else:
-                y = add_noise(y, kind, snr, rng, bank, ref_power=p)
+            y = add_noise_as_heard(y, kind, float(rng.uniform(*(low_snr if i >= first_low else SNR_DB))), rng, bank, p, denoise)
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
         out.append(frontend.clip_windows(y))
     return out

@@ -62,7 +62,6 @@ class Recipe:
     embed_head_low: int = 0  # more copies for it, under noise at embed_head_low_snr (always noisy)
     embed_head_low_snr: str = "-6,6"  # their SNR range, "LO,HI" dB
     embed_head_nets: int = 1  # sequence heads from seeds seed .. seed + n - 1, probabilities averaged
-    denoise_copies: float = 0.0  # the share of every member's copies under steady noise heard through the daemon's denoiser (augment.denoise_prob)
     cnn_speed: bool = False  # a share of the CNN's copies played faster or slower (speed_range)
     speed_range: str = "0.85,1.15"  # speed factors of those copies (tempo and pitch together), "LO,HI"
     seed: int = 0
