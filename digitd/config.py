@@ -157,7 +157,7 @@ class BenchConfig:
     room_voice_speed: float = knob(1.0, lo=0.5, hi=2.0)  # every spoken word played this much faster (tempo and pitch together): > 1 a quicker, higher voice, < 1 a slower, deeper one
     room_rt60_s: float = knob(0.0, lo=0.0, hi=3.0)  # > 0: every word and sound is heard through a room with this reverberation time; 0 = dry
     room_drr_db: float = knob(3.0, lo=-20.0, hi=40.0)  # with room_rt60_s: direct sound over reverberation (talker ~1 m from the microphone)
-    room_speakers: str = knob("unseen", choices=("unseen", "train", "dev"))  # unseen: the judged split; train / dev: for tuning knobs
+    room_speakers: str = knob("unseen", choices=("unseen", "train", "dev", "fit"))  # unseen: the judged split; train / dev: for tuning knobs; fit: training side without dev
 
 
 @dataclass
@@ -189,6 +189,7 @@ class TrainConfig:
     embed_head_speed: int = knob(0, lo=0, hi=50)  # more copies for it, each played faster or slower first (speed_range)
     embed_head_low: int = knob(0, lo=0, hi=50)  # more copies for it, each under noise at embed_head_low_snr (always noisy)
     embed_head_low_snr: str = knob("-6,6")  # SNR range of those copies, "LO,HI" dB (word power over noise power)
+    heard_streams: int = knob(0, lo=0, hi=1000)  # room streams (seeds x every bench.room_* condition) of training-side voices, cut and heard as the daemon hears them: their words join the sequence head's rows (train/heard.py); 0 = off
     embed_head_nets: int = knob(1, lo=1, hi=20)  # sequence heads trained from different seeds (their own copies and start), probabilities averaged
     denoise_copies: float = knob(0.0, lo=0.0, hi=1.0)  # this share of the copies under steady noise (white/pink/brown, <= 20 dB) heard through digitd.denoise, as the daemon hears such words
     cnn_speed: bool = knob(False)  # 30% of the CNN's copies played faster or slower (speed_range)

@@ -23,7 +23,7 @@ UNSEEN_FRACTION = 0.3
 # `train.hold_out_dev` never hears them, so classifier-level knobs (member weights, the reject
 # threshold) can be tuned on voices that model never heard, without touching the unseen side.
 DEV_FRACTION = 0.45
-SIDES = ("unseen", "train", "dev")  # "train" = the whole training side, dev slice included
+SIDES = ("unseen", "train", "dev", "fit")  # "train" = the whole training side, dev slice included; "fit" = without it (a --hold-out-dev model's voices)
 
 # folder name -> what its clips are: "digit" ({digit}_{speaker}_{n}.wav), "word"
 # ({word}_{speaker}_{n}.wav, a non-digit word) or "noise" (noise_{n}.wav, background only)
@@ -58,6 +58,8 @@ def on_side(speaker: str, side: str) -> bool:
         return not is_unseen(speaker)
     if side == "dev":
         return is_dev(speaker)
+    if side == "fit":
+        return not is_unseen(speaker) and not is_dev(speaker)
     raise ValueError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
 
 

@@ -25,11 +25,11 @@ import numpy as np
 from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
-from digitd.denoise import noise_psd, suppress
 from digitd.endpoint import Endpointer, Utterance
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.features import frame_db
+from digitd.hear import denoised, heard as hear
 from digitd.model import DigitModel, reject_reason
 from digitd.numbers import NumberGrouper
 from digitd.segment import Piece, split_words
@@ -307,28 +307,11 @@ class Pipeline:
             return True
         return c.tail_under_db > 0 and gap_ms < c.tail_gap_ms and level_db <= last[2] - c.tail_under_db
 
-    def _denoised(self, utt: Utterance) -> Utterance:
-        """The word with the steady noise around it subtracted (`denoise.steady`; digitd/denoise.py),
-        else as it came: talk in the background, a quiet room, or too little background heard yet."""
-        d = self.cfg.denoise
-        psd = noise_psd(utt.background, d.max_change_db) if d.steady and utt.noise_around else None
-        if psd is None:
-            return utt
-        if utt.context is None:
-            return replace(utt, audio=suppress(utt.audio, psd, d.over, d.floor_db))
-        context = suppress(utt.context, psd, d.over, d.floor_db)  # the word is a slice of it: one pass
-        return replace(utt, audio=context[utt.context_offset : utt.context_offset + len(utt.audio)], context=context)
-
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
-        utt = self._denoised(job.utt)
-        mode = self.cfg.classify.context
-        if utt.context is not None and (mode == "always" or (mode == "steady" and not utt.talk_around)):
-            heard = utt.context
-            feats = self.model.features(heard)
-        else:
-            heard = utt.audio
-            feats = self.model.features(heard, trimmed=True)
+        utt = denoised(job.utt, self.cfg.denoise)
+        heard, trimmed = hear(utt, self.cfg.classify.context)
+        feats = self.model.features(heard, trimmed=trimmed)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify

@@ -168,7 +168,7 @@ def pools(root: str | None = None, side: str = "unseen") -> Pools:
 
 def _need(p: Pools, b: BenchConfig, conds: list[Condition], root: str | None) -> None:
     where = ", ".join(str(v) for v in available(root).values()) or "none"
-    side = {"unseen": "unseen", "train": "training-side", "dev": "dev-slice"}[b.room_speakers]
+    side = {"unseen": "unseen", "train": "training-side", "dev": "dev-slice", "fit": "training-side (no dev slice)"}[b.room_speakers]
     missing = [str(d) for d, cs in p.digits.items() if not cs]
     if missing:
         raise RoomError(f"room scenario: no {side} clips of digit(s) {', '.join(missing)} "
@@ -310,15 +310,17 @@ def _reflect(x: float, bound: float) -> float:
     return float(x)
 
 
-def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None) -> RoomStream:
-    """One condition's stream and truth, from `b`'s room_* knobs and seed."""
+def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None, espeak: bool | None = None) -> RoomStream:
+    """One condition's stream and truth, from `b`'s room_* knobs and seed. `espeak` False: no
+    espeak-ng voice anywhere (its voices here are the evaluation ones: training streams go without);
+    None: whenever espeak-ng is installed."""
     from digitd.espeak import espeak_available
 
     if b.room_gap_min_s > b.room_gap_max_s:
         raise RoomError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
     p = pools(root, b.room_speakers)
     _need(p, b, [cond], root)
-    espeak = espeak_available()
+    espeak = espeak_available() if espeak is None else espeak and espeak_available()
     rng = np.random.default_rng([b.seed, zlib.crc32(cond.name.encode())])
     items = _foreground(b, p, rng, espeak)
     room_rng = np.random.default_rng([b.seed, zlib.crc32(cond.name.encode()), 60])  # its own: a room changes no other draw

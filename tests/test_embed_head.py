@@ -224,3 +224,27 @@ def test_low_snr_head_copies_come_last_and_are_noisier(fsdd_dir):
     far = [float(np.linalg.norm(w - dry)) for w in low[6:]]
     near = [float(np.linalg.norm(w - dry)) for w in mild]
     assert min(far) > max(near)  # -6 dB moves the embedding more than 30 dB does, copy by copy
+
+
+def test_heard_rows_are_trained_on_and_never_validated_on(small_subset):
+    """train/heard.py's utterances join the head's training rows once each; the out-of-fold
+    confidences (the reject threshold) still come from the clips as recorded only."""
+    from digitd import embedhead
+    from digitd.embedding import SpeechEmbedding
+    from train.data import Record, load_folder
+    from train.embed_head import HeadSpec, fit_head_member
+    from train.heard import Heard
+
+    recs, _ = load_folder(small_subset, check_audio=False)
+    recs = [r for r in recs if r.split == "train"]
+    negs = [Record(OTHER, p.stem.split("_", 1)[1], 0, "extra", str(p)) for p in sorted(NONDIGIT.glob("*.wav"))]
+    rng = np.random.default_rng(0)
+    heard = [Heard((r.load() + 0.05 * rng.standard_normal(len(r.load()))).astype(np.float32), False, r.label, r.speaker, "white_5db")
+             for r in recs[:24]]
+    spec = HeadSpec(channels=16, epochs=5, batch=32)
+    plain = fit_head_member(recs + negs, [str(d) for d in range(10)], copies=0, jobs=1, folds=2, spec=spec)
+    more = fit_head_member(recs + negs, [str(d) for d in range(10)], copies=0, jobs=1, folds=2, spec=spec, heard=heard)
+    assert more.n_rows == plain.n_rows + len(heard)
+    assert len(more.oof_digit_conf) == len(plain.oof_digit_conf) and len(more.oof_other_conf) == len(plain.oof_other_conf)
+    w = SpeechEmbedding.load().clip_windows(heard[0].audio.astype(np.float64))[None]
+    assert not np.allclose(embedhead.proba(plain.head, w), embedhead.proba(more.head, w))

@@ -88,7 +88,7 @@ def test_the_training_side_for_tuning_places_no_unseen_speaker():
     """bench.room_speakers = "train" / "dev": knobs are tuned on streams of training-side voices,
     words and noises only (the dev slice alone for "dev"), so the judged (unseen) numbers never
     chose them."""
-    for side, ok in (("train", lambda s: not is_unseen(s)), ("dev", is_dev)):
+    for side, ok in (("train", lambda s: not is_unseen(s)), ("dev", is_dev), ("fit", lambda s: not is_unseen(s) and not is_dev(s))):
         b = bench(words=40, background_s=3.0, speakers=side)
         corpora = set()
         for cond in (Condition("babble_10db", "babble", 10.0), Condition("noise_10db", "noise", 10.0)):

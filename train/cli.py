@@ -82,7 +82,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
                   speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
-                  embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets,
+                  embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -339,8 +339,15 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
                   f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
         if recipe.embed_head:
-            from train.embed_head import fit_head_member
+            from train.embed_head import fit_head_member, heard_windows
+            from train.heard import heard_utterances
 
+            heard = heard_utterances(cfg, recipe.heard_streams, hold_out_dev=recipe.hold_out_dev, root=cfg.train.corpora_dir or None,
+                                     jobs=recipe.jobs) if recipe.heard_streams else []
+            heard_w = heard_windows(heard, recipe.jobs) if heard else None
+            if heard:
+                err.print(f"{len(heard)} utterances heard in {recipe.heard_streams} seeds of room streams of training-side voices "
+                          f"({sum(h.label.isdigit() for h in heard)} digits)")
             heads = recipe.embed_head_nets
             err.print(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
                       f"{recipe.embed_head_copies} augmented + {recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} "
@@ -351,13 +358,17 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                     reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
                                     speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
                                     low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob,
-                                    **({} if i == 0 else {"folds": 0}))
+                                    heard=heard, heard_w=heard_w, **({} if i == 0 else {"folds": 0}))
                     for i in range(heads)]
             hf = fits[0]
             embed_member.heads = [f.head for f in fits]
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),
                                     "oof_other_rejected": float(np.mean(hf.oof_other_conf < threshold)), "n_rows": hf.n_rows}}
+            if heard:
+                embed_info["head"]["heard"] = {"streams": recipe.heard_streams, "utterances": len(heard),
+                                               "digits": sum(h.label.isdigit() for h in heard),
+                                               "speakers": len({h.speaker for h in heard if h.speaker})}
             err.print(f"reject threshold {threshold:.3f} (its sequence head, out-of-speaker): "
                       f"{embed_info['head']['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
     model = DigitModel(res.estimator, classes, DEFAULT_PARAMS, {"recipe": recipe.to_dict(), "reject_threshold": threshold},

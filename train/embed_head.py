@@ -8,6 +8,8 @@ the same copies as digits: copies of digits alone would teach "noisy = digit". `
 copies per clip are first heard through a synthetic room (RT60 0.2-0.9 s; their own random
 stream, so the other copies are drawn as without them). The reject
 threshold comes from speaker-grouped out-of-fold confidences, like the logistic regression's.
+`heard` rows (train/heard.py: words of training-side voices as the daemon cuts them out of room
+streams) join the training rows once each, grouped by their speaker, never validated on.
 Chosen on the dev slice of the training side (train/README.md, "Sequence head"), never on the
 unseen speakers. torch is imported only here; the daemon scores the exported arrays.
 """
@@ -29,6 +31,7 @@ from digitd.synth import reverberate, room_impulse
 from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise_as_heard, apply_gain, change_speed, speech_power, talker_banks
 from train.data import Record
 from train.embed import confidence, noise_bank
+from train.heard import Heard
 from train.parallel import map_records, map_tasks
 
 SNR_DB = (0.0, 20.0)
@@ -117,6 +120,20 @@ def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, j
     b = banks(records, seed)
     return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise), jobs=jobs,
                        label="speech-embedding windows")
+
+
+def _heard_chunk(_: None, audios: list[np.ndarray]) -> list[np.ndarray]:
+    frontend = SpeechEmbedding.load()
+    return [frontend.clip_windows(np.asarray(a, np.float64)) for a in audios]
+
+
+def heard_windows(heard: Sequence[Heard], jobs: int = 2) -> np.ndarray:
+    """(n, 11, 96) window embeddings of the heard utterances, as the daemon computes them."""
+    if not heard:
+        return np.zeros((0, 11, 96), np.float32)
+    chunks = [[h.audio for h in heard[i : i + 256]] for i in range(0, len(heard), 256)]
+    got = map_tasks(_heard_chunk, chunks, jobs=jobs, label="heard utterances' windows")
+    return np.asarray([w for g in got for w in g], dtype=np.float32)
 
 
 def _torch_head(n_classes: int, spec: HeadSpec, dim: int):
@@ -208,9 +225,11 @@ def _fit_task(job: _Job, rows: np.ndarray | None) -> HeadWeights:
 def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies: int = 6, seed: int = 0,
                     jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
                     speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
-                    low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> HeadFit:
-    """The head on every record's windows (digits with their labels, negatives as OTHER), and
-    out-of-fold confidences from speaker-grouped folds (the clip as recorded) for the threshold."""
+                    low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0,
+                    heard: Sequence[Heard] = (), heard_w: np.ndarray | None = None) -> HeadFit:
+    """The head on every record's windows (digits with their labels, negatives as OTHER) and the
+    `heard` utterances', and out-of-fold confidences from speaker-grouped folds (the clip as
+    recorded) for the threshold. `heard_w`: their windows, if computed already (`heard_windows`)."""
     from sklearn.model_selection import GroupKFold
 
     from digitd import embedhead
@@ -223,6 +242,11 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
     y = np.asarray([index[r.label] for r, rows in zip(records, feats) for _ in rows])
     g = np.asarray([r.speaker for r, rows in zip(records, feats) for _ in rows])
     first = np.asarray([i == 0 for rows in feats for i in range(len(rows))])
+    if heard:
+        W = np.concatenate([W, heard_windows(heard, jobs) if heard_w is None else heard_w])
+        y = np.concatenate([y, [index[h.label] for h in heard]])
+        g = np.concatenate([g, [h.speaker or f"background {h.condition}" for h in heard]])
+        first = np.concatenate([first, np.zeros(len(heard), bool)])
     splits = list(GroupKFold(n_splits=folds).split(W, y, g)) if folds > 1 else []
     job = _Job(W, y, len(names), spec, seed)
     fits = map_tasks(_fit_task, [tr for tr, _ in splits] + [None], shared=job, jobs=jobs, label="sequence head fits")
