@@ -74,7 +74,7 @@ class EndpointConfig:
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
-    reject_threshold: float = knob(0.43, lo=0.0, hi=1.0)
+    reject_threshold: float = knob(0.38, lo=0.0, hi=1.0)
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     steady_min_voiced_ms: float = knob(15.0, lo=0.0, hi=1000.0)  # min_voiced_ms under steady noise within 20 dB of the word (it masks the word's pitch); 0 = no pitch test there
     voiced_range_db: float = knob(12.0, lo=1.0, hi=80.0)  # that pitch counts only within this many dB of the utterance's loudest moment
