@@ -82,3 +82,25 @@ def test_heard_words_come_from_training_voices_only():
             assert not is_unseen(h.speaker) and not is_dev(h.speaker), h.speaker
     assert all(h.speaker for h in digits)
     assert heard_utterances(cfg, 1, hold_out_dev=True, jobs=1)[0].audio.tobytes() == hs[0].audio.tobytes()  # seeded
+
+
+@pytest.mark.parametrize("flags, env_empty, phrase", [
+    (["--embed", "--embed-head", "--heard-streams", "2"], True, "no training-side clips"),
+    (["--heard-streams", "2"], False, "needs --embed --embed-head"),
+])
+def test_heard_streams_without_their_corpora_or_head_fail_in_one_line_before_training(tmp_path, flags, env_empty, phrase):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    if env_empty:
+        env["DIGITD_SHARED_DIR"] = str(tmp_path)  # no corpus there
+    r = subprocess.run([sys.executable, "-m", "digitd", "train", *flags, "--out-dir", str(tmp_path / "m")],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=root)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("digitd: error: --heard-streams") and phrase in lines[0], r.stderr
+    assert not (tmp_path / "m").exists()  # nothing was trained

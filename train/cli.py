@@ -285,6 +285,12 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     recipe = recipe_from(cfg)
     if recipe.cnn:
         _require_torch()
+    if recipe.heard_streams:
+        if not (recipe.embed and recipe.embed_head):
+            raise DigitdError("--heard-streams trains the sequence head: it needs --embed --embed-head")
+        from train.heard import check_heard
+
+        check_heard(cfg, hold_out_dev=recipe.hold_out_dev, root=cfg.train.corpora_dir or None)
     if recipe.clean_svm and recipe.augment.copies == 0:
         err.print("digitd: note: --clean-svm adds nothing without --aug N (every row is clean already)")
     synth = synth_records(recipe)

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from digitd import SAMPLE_RATE
+from digitd.errors import DigitdError
 from digitd.hear import denoised, heard, utterances
 from digitd.model import OTHER
 from train.parallel import map_tasks
@@ -73,6 +74,18 @@ def _stream_task(shared: tuple[Any, Any, str | None], item: tuple[int, Any]) -> 
         audio, trimmed = heard(denoised(u, cfg.denoise), cfg.classify.context)
         out.append(Heard(np.asarray(audio, np.float32), trimmed, lab[0], lab[1], cond.name))
     return out
+
+
+def check_heard(cfg: Any, *, hold_out_dev: bool, root: str | None = None) -> None:
+    """Fail in one line, before any training, when the streams cannot be built (a corpus or a
+    training-side clip missing, a bad bench.room_* knob)."""
+    from digitd.room import RoomError, conditions, require_corpora
+
+    bench = replace(cfg.bench, room_speakers="fit" if hold_out_dev else "train")
+    try:
+        require_corpora(bench, conditions(bench), root)
+    except RoomError as e:
+        raise DigitdError(f"--heard-streams: {e}") from None
 
 
 def heard_utterances(cfg: Any, streams: int, *, hold_out_dev: bool, root: str | None = None, jobs: int = 2) -> list[Heard]:
