@@ -41,12 +41,17 @@ def heard(utt: Utterance, context: str) -> tuple[np.ndarray, bool]:
     return utt.audio, True
 
 
+def front_end(cfg: Config) -> tuple[Vad, Endpointer]:
+    """The VAD and the endpointer as `cfg` sets them up: the live pipeline's and `utterances`'."""
+    vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
+              gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
+    return vad, Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
+
+
 def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
     """Every utterance the live path would cut from `audio` (float32 at 8 kHz), in order, with
     nothing lost: the same VAD and endpointer, frame by frame, flushed at the end."""
-    vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
-              gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
-    ep = Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
+    vad, ep = front_end(cfg)
     n = vad.frame_len
     x = np.asarray(audio, dtype=np.float32)
     out: list[Utterance] = []

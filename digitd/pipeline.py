@@ -25,17 +25,16 @@ import numpy as np
 from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
-from digitd.endpoint import Endpointer, Utterance
+from digitd.endpoint import Utterance
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.features import frame_db
-from digitd.hear import denoised, heard as hear
+from digitd.hear import denoised, front_end, heard as hear
 from digitd.model import DigitModel, reject_reason
 from digitd.numbers import NumberGrouper
 from digitd.segment import Piece, split_words
 from digitd.sources import Source
 from digitd.sysinfo import peak_rss_mb
-from digitd.vad import Vad
 
 
 TAIL_FRAME = 80  # the tail rule compares words by their loudest 10 ms (features.frame_db frames at 8 kHz)
@@ -116,9 +115,7 @@ class Pipeline:
         # (end_sample, label, loudest 10 ms in dB) of the last word the classifier emitted as a digit; worker thread only
         self._last_digit: tuple[int, str, float] | None = None
         self.numbers = NumberGrouper(cfg.group)
-        self.vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
-                       gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db)
-        self.endpointer = Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
+        self.vad, self.endpointer = front_end(cfg)
         self.frame_len = self.vad.frame_len
         # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
         # before its event goes out, on the classifying thread: `digitd enroll` takes its takes

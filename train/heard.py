@@ -76,12 +76,17 @@ def _stream_task(shared: tuple[Any, Any, str | None], item: tuple[int, Any]) -> 
     return out
 
 
+def _bench(cfg: Any, hold_out_dev: bool) -> Any:
+    """The bench's room knobs with training-side voices: without the dev slice for a --hold-out-dev model."""
+    return replace(cfg.bench, room_speakers="fit" if hold_out_dev else "train")
+
+
 def check_heard(cfg: Any, *, hold_out_dev: bool, root: str | None = None) -> None:
     """Fail in one line, before any training, when the streams cannot be built (a corpus or a
     training-side clip missing, a bad bench.room_* knob)."""
     from digitd.room import RoomError, conditions, require_corpora
 
-    bench = replace(cfg.bench, room_speakers="fit" if hold_out_dev else "train")
+    bench = _bench(cfg, hold_out_dev)
     try:
         require_corpora(bench, conditions(bench), root)
     except RoomError as e:
@@ -93,7 +98,7 @@ def heard_utterances(cfg: Any, streams: int, *, hold_out_dev: bool, root: str | 
     bench.room_snrs_db), training-side voices only (`hold_out_dev`: without the dev slice)."""
     from digitd.room import conditions
 
-    bench = replace(cfg.bench, room_speakers="fit" if hold_out_dev else "train")
+    bench = _bench(cfg, hold_out_dev)
     items = [(SEED0 + s, c) for s in range(streams) for c in conditions(bench)]
     got = map_tasks(_stream_task, items, shared=(cfg, bench, root), jobs=jobs, label="heard room streams")
     return [h for g in got for h in g]
