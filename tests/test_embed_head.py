@@ -248,3 +248,12 @@ def test_heard_rows_are_trained_on_and_never_validated_on(small_subset):
     assert len(more.oof_digit_conf) == len(plain.oof_digit_conf) and len(more.oof_other_conf) == len(plain.oof_other_conf)
     w = SpeechEmbedding.load().clip_windows(heard[0].audio.astype(np.float64))[None]
     assert not np.allclose(embedhead.proba(plain.head, w), embedhead.proba(more.head, w))
+    # the trainer frees their audio once the windows are computed: the same head from labels + windows
+    from train.embed_head import heard_windows
+
+    light = [h.without_audio() for h in heard]
+    same = fit_head_member(recs + negs, [str(d) for d in range(10)], copies=0, jobs=1, folds=2, spec=spec, heard=light,
+                           heard_w=heard_windows(heard, 1))
+    np.testing.assert_allclose(embedhead.proba(same.head, w), embedhead.proba(more.head, w), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="windows"):
+        fit_head_member(recs + negs, [str(d) for d in range(10)], copies=0, jobs=1, folds=2, spec=spec, heard=light)

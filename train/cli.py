@@ -351,6 +351,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             heard = heard_utterances(cfg, recipe.heard_streams, hold_out_dev=recipe.hold_out_dev, root=cfg.train.corpora_dir or None,
                                      jobs=recipe.jobs) if recipe.heard_streams else []
             heard_w = heard_windows(heard, recipe.jobs) if heard else None
+            heard = [h.without_audio() for h in heard]
             if heard:
                 err.print(f"{len(heard)} utterances heard in {recipe.heard_streams} seeds of room streams of training-side voices "
                           f"({sum(h.label.isdigit() for h in heard)} digits)")

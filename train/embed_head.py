@@ -243,6 +243,8 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
     g = np.asarray([r.speaker for r, rows in zip(records, feats) for _ in rows])
     first = np.asarray([i == 0 for rows in feats for i in range(len(rows))])
     if heard:
+        if heard_w is None and any(h.audio.size == 0 for h in heard):
+            raise ValueError("heard utterances without their audio need their windows (heard_w)")
         W = np.concatenate([W, heard_windows(heard, jobs) if heard_w is None else heard_w])
         y = np.concatenate([y, [index[h.label] for h in heard]])
         g = np.concatenate([g, [h.speaker or f"background {h.condition}" for h in heard]])

@@ -41,6 +41,11 @@ class Heard:
     speaker: str  # who said it ("" for background and sounds): out-of-speaker folds group by it
     condition: str  # the room condition, e.g. "babble_5db"
 
+    def without_audio(self) -> "Heard":
+        """Its label and groups alone: all a head's fit reads once the windows are computed
+        (train.embed_head.heard_windows), so that 20 seeds' audio (~0.6 GB) is not held through the fits."""
+        return replace(self, audio=np.zeros(0, np.float32))
+
 
 def truth_label(start: float, end: float, truth: Sequence[Any]) -> tuple[str, str] | None:
     """(label, speaker) of the utterance [start, end) s against the stream's truth items, or None
