@@ -43,7 +43,7 @@ class Heard:
 
     def without_audio(self) -> "Heard":
         """Its label and groups alone: all a head's fit reads once the windows are computed
-        (train.embed_head.heard_windows), so that 20 seeds' audio (~0.6 GB) is not held through the fits."""
+        (train.embed_head.heard_windows), so that 20 seeds' audio (0.49 GB for v11's 27,775 utterances) is not held through the fits."""
         return replace(self, audio=np.zeros(0, np.float32))
 
 
