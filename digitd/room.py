@@ -168,7 +168,11 @@ def pools(root: str | None = None, side: str = "unseen") -> Pools:
 
 def require_corpora(b: BenchConfig, conds: list[Condition], root: str | None = None) -> None:
     """Raise RoomError (one line) when `conds` cannot be built from b.room_speakers' side of the corpora."""
-    p = pools(root, b.room_speakers)
+    _require(pools(root, b.room_speakers), b, conds, root)
+
+
+def _require(p: Pools, b: BenchConfig, conds: list[Condition], root: str | None) -> None:
+    """`require_corpora` on pools already drawn up."""
     where = ", ".join(str(v) for v in available(root).values()) or "none"
     side = {"unseen": "unseen", "train": "training-side", "dev": "dev-slice", "fit": "training-side (no dev slice)"}[b.room_speakers]
     missing = [str(d) for d, cs in p.digits.items() if not cs]
@@ -320,8 +324,8 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None, e
 
     if b.room_gap_min_s > b.room_gap_max_s:
         raise RoomError("bench.room_gap_min_s: must be <= bench.room_gap_max_s")
-    require_corpora(b, [cond], root)
     p = pools(root, b.room_speakers)
+    _require(p, b, [cond], root)
     espeak = espeak_available() if espeak is None else espeak and espeak_available()
     rng = np.random.default_rng([b.seed, zlib.crc32(cond.name.encode())])
     items = _foreground(b, p, rng, espeak)

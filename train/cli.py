@@ -352,9 +352,10 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                      jobs=recipe.jobs) if recipe.heard_streams else []
             heard_w = heard_windows(heard, recipe.jobs) if heard else None
             heard = [h.without_audio() for h in heard]
+            heard_digits = sum(h.label.isdigit() for h in heard)
             if heard:
                 err.print(f"{len(heard)} utterances heard in {recipe.heard_streams} seeds of room streams of training-side voices "
-                          f"({sum(h.label.isdigit() for h in heard)} digits)")
+                          f"({heard_digits} digits)")
             heads = recipe.embed_head_nets
             err.print(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
                       f"{recipe.embed_head_copies} augmented + {recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} "
@@ -374,7 +375,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                     "oof_other_rejected": float(np.mean(hf.oof_other_conf < threshold)), "n_rows": hf.n_rows}}
             if heard:
                 embed_info["head"]["heard"] = {"streams": recipe.heard_streams, "utterances": len(heard),
-                                               "digits": sum(h.label.isdigit() for h in heard),
+                                               "digits": heard_digits,
                                                "speakers": len({h.speaker for h in heard if h.speaker})}
             err.print(f"reject threshold {threshold:.3f} (its sequence head, out-of-speaker): "
                       f"{embed_info['head']['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
