@@ -74,12 +74,20 @@ def main() -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep the stream WAV here")
     args = ap.parse_args()
 
-    tmp = Path(args.keep or tempfile.mkdtemp(prefix="digitd-soak-"))
-    tmp.mkdir(parents=True, exist_ok=True)
-    wav = tmp / "soak.wav"
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+        return soak(args, Path(args.keep) / "soak.wav")
+    # The stream is ~1 MB per minute: without --keep it goes when the run does.
+    with tempfile.TemporaryDirectory(prefix="digitd-soak-") as tmp:
+        return soak(args, Path(tmp) / "soak.wav")
+
+
+def soak(args: argparse.Namespace, wav: Path) -> int:
+    """Write the stream to `wav`, run digitd on it and check it; 0 when every check passes."""
     t = time.time()
     n_words = write_stream(wav, args.minutes, args.seed)
-    print(f"stream: {args.minutes:.0f} min, {n_words} digits, written in {time.time() - t:.0f} s -> {wav}", flush=True)
+    print(f"stream: {args.minutes:.0f} min, {n_words} digits, written in {time.time() - t:.0f} s -> {wav}"
+          f"{'' if args.keep else ' (removed at the end; --keep DIR keeps it)'}", flush=True)
 
     cmd = [sys.executable, "-m", "digitd", "run", "--input", str(wav), "--speed", "max", "--jsonl"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
