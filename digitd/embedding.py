@@ -304,10 +304,15 @@ class SpeechEmbedding:
         76-frame windows every 8 frames -> embed. Fixed length, so every clip gives the same
         number of windows (11) and the middle window sits at the same place.
         """
+        mel, live = self.clip_mel(x8k)
+        return self.embed_mel(mel, live=live).astype(np.float32)
+
+    def clip_mel(self, x8k: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """The log-mel spectrogram `clip_windows` embeds, and its live rows (`_melspec`): the
+        network's input, which the trainer's fine-tuning (train/embed_tune.py) learns from."""
         up = upsample2(fit_clip(x8k))
         up *= np.float32(INT16_SCALE)
-        mel, live = self._melspec(up)
-        return self.embed_mel(mel, live=live).astype(np.float32)
+        return self._melspec(up)
 
     def pooled(self, x8k: np.ndarray) -> np.ndarray:
         """(288,) float32 [mean, max, middle] of the window embeddings of one utterance."""

@@ -174,8 +174,8 @@ def test_reverberant_head_copies_are_added_after_the_others(fsdd_dir):
     rec = Record("4", "lucas", 20, "train", str(fsdd_dir / "4_lucas_20.wav"))
     fe = SpeechEmbedding.load()
     banks = _Banks(np.zeros(0), [])  # white / pink only: no banks needed
-    dry = _versions(rec, fe, banks, copies=2, seed=0)
-    wet = _versions(rec, fe, banks, copies=2, seed=0, reverb=2)
+    dry = _versions(rec, fe.clip_windows, banks, copies=2, seed=0)
+    wet = _versions(rec, fe.clip_windows, banks, copies=2, seed=0, reverb=2)
     assert len(dry) == 4 and len(wet) == 6
     for a, b in zip(dry, wet[:4]):
         np.testing.assert_array_equal(a, b)
@@ -193,8 +193,8 @@ def test_speed_changed_head_copies_come_after_the_reverberant_ones(fsdd_dir):
     rec = Record("4", "lucas", 20, "train", str(fsdd_dir / "4_lucas_20.wav"))
     fe = SpeechEmbedding.load()
     banks = _Banks(np.zeros(0), [])
-    wet = _versions(rec, fe, banks, copies=2, seed=0, reverb=1)
-    fast = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=2, speed_range=(1.3, 1.35))
+    wet = _versions(rec, fe.clip_windows, banks, copies=2, seed=0, reverb=1)
+    fast = _versions(rec, fe.clip_windows, banks, copies=2, seed=0, reverb=1, speed=2, speed_range=(1.3, 1.35))
     assert len(wet) == 5 and len(fast) == 7
     for a, b in zip(wet, fast[:5]):
         np.testing.assert_array_equal(a, b)
@@ -214,13 +214,13 @@ def test_low_snr_head_copies_come_last_and_are_noisier(fsdd_dir):
     rec = Record("4", "lucas", 20, "train", str(path))
     fe = SpeechEmbedding.load()
     banks = _Banks(np.zeros(0), [])
-    base = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=1)
-    low = _versions(rec, fe, banks, copies=2, seed=0, reverb=1, speed=1, low=3, low_snr=(-6.0, -5.0))
+    base = _versions(rec, fe.clip_windows, banks, copies=2, seed=0, reverb=1, speed=1)
+    low = _versions(rec, fe.clip_windows, banks, copies=2, seed=0, reverb=1, speed=1, low=3, low_snr=(-6.0, -5.0))
     assert len(base) == 6 and len(low) == 9
     for a, b in zip(base, low[:6]):
         np.testing.assert_array_equal(a, b)
     dry = base[0]
-    mild = _versions(rec, fe, banks, copies=0, seed=0, low=3, low_snr=(30.0, 31.0))[2:]
+    mild = _versions(rec, fe.clip_windows, banks, copies=0, seed=0, low=3, low_snr=(30.0, 31.0))[2:]
     far = [float(np.linalg.norm(w - dry)) for w in low[6:]]
     near = [float(np.linalg.norm(w - dry)) for w in mild]
     assert min(far) > max(near)  # -6 dB moves the embedding more than 30 dB does, copy by copy

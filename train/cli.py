@@ -83,6 +83,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
                   speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
                   embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
+                  embed_tune=t.embed_tune,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -345,12 +346,16 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
                   f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
         if recipe.embed_head:
+            from digitd.embedding import SpeechEmbedding
             from train.embed_head import fit_head_member, heard_windows
+            from train.embed_tune import TUNED_FRONTEND, TuneSpec, tune_on_records, write_arrays
             from train.heard import heard_utterances
 
             heard = heard_utterances(cfg, recipe.heard_streams, hold_out_dev=recipe.hold_out_dev, root=cfg.train.corpora_dir or None,
                                      jobs=recipe.jobs) if recipe.heard_streams else []
             heard_w = heard_windows(heard, recipe.jobs) if heard else None
+            heard_m = heard_windows(heard, recipe.jobs, mels=True) if heard and recipe.embed_tune else None
+            heard_audio = heard if recipe.embed_tune else []  # its heads after the tuning learn the tuned windows
             heard = [h.without_audio() for h in heard]
             heard_digits = sum(h.label.isdigit() for h in heard)
             if heard:
@@ -360,16 +365,34 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             err.print(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
                       f"{recipe.embed_head_copies} augmented + {recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} "
                       f"speed-changed + {recipe.embed_head_low} low-SNR copies per clip)")
+            head_args = dict(copies=recipe.embed_head_copies, jobs=recipe.jobs, reverb=recipe.embed_head_reverb,
+                             speed=recipe.embed_head_speed, speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
+                             low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob)
             # each head from its own seed: its own copies and its own start (the first one's
-            # out-of-fold confidences give the card's threshold; the others fit once, no folds)
-            fits = [fit_head_member(role + negs, classes, copies=recipe.embed_head_copies, seed=recipe.seed + i, jobs=recipe.jobs,
-                                    reverb=recipe.embed_head_reverb, speed=recipe.embed_head_speed,
-                                    speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
-                                    low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob,
-                                    heard=heard, heard_w=heard_w, **({} if i == 0 else {"folds": 0}))
-                    for i in range(heads)]
+            # out-of-fold confidences give the card's threshold; the others fit once, no folds).
+            # With embed_tune the first is tuned with the embedding and the others learn the tuned one.
+            fits = [fit_head_member(role + negs, classes, seed=recipe.seed + i, heard=heard, heard_w=heard_w, **head_args,
+                                    **({} if i == 0 else {"folds": 0}))
+                    for i in range(1 if recipe.embed_tune else heads)]
+            if recipe.embed_tune:
+                front = (Path(args.out_dir) if args.out_dir else models_dirs()[-1]) / f"{args.name}{TUNED_FRONTEND}"
+                err.print(f"fine-tuning the speech embedding (convolutions {TuneSpec().freeze + 1}-20) with the first head, "
+                          f"{recipe.embed_tune} epochs")
+                tuned = tune_on_records(role + negs, classes, fits[0].head, heard, heard_m, spec=TuneSpec(epochs=recipe.embed_tune),
+                                        seed=recipe.seed, head_args=head_args,
+                                        on_epoch=lambda e, a: err.print(f"  epoch {e + 1}/{recipe.embed_tune}: train accuracy {a:.3f}"))
+                write_arrays(tuned.arrays, front)
+                embed_member.frontend, embed_member.source = SpeechEmbedding.load(front), front
+                tuned_heard_w = heard_windows(heard_audio, recipe.jobs, front) if heard_audio else None
+                del heard_audio, heard_m
+                extra_heads = [fit_head_member(role + negs, classes, seed=recipe.seed + i, heard=heard, heard_w=tuned_heard_w,
+                                               frontend=front, folds=0, **head_args).head for i in range(1, heads)]
+                embed_member.heads = [tuned.head] + extra_heads
+                embed_info |= {"tune": {"epochs": recipe.embed_tune, "frozen_convolutions": TuneSpec().freeze,
+                                        "last_epoch_train_accuracy": round(tuned.train_accuracy, 4), "frontend": front.name}}
+            else:
+                embed_member.heads = [f.head for f in fits]
             hf = fits[0]
-            embed_member.heads = [f.head for f in fits]
             threshold = float(np.quantile(hf.oof_digit_conf, REJECT_QUANTILE))
             embed_info |= {"head": {"oof_digits_rejected": float(np.mean(hf.oof_digit_conf < threshold)),
                                     "oof_other_rejected": float(np.mean(hf.oof_other_conf < threshold)), "n_rows": hf.n_rows}}

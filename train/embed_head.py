@@ -19,11 +19,12 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from digitd.embedding import SpeechEmbedding
+from digitd.embedding import SpeechEmbedding, WINDOW_STEP
 from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
@@ -38,6 +39,7 @@ SNR_DB = (0.0, 20.0)
 GAIN_DB = (-20.0, 20.0)
 NOISE_P = 0.9
 KINDS = ("recorded", "babble", "white", "pink")
+MEL_FRAMES = 76 + WINDOW_STEP * 10  # the rows of a clip's spectrogram its 11 windows read (76-frame windows every 8)
 
 
 @dataclass
@@ -73,12 +75,14 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
     return _Banks(noise_bank(other, seconds=600.0, seed=seed), talker_banks(words, seed, 60.0, most=800))
 
 
-def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, seed: int, reverb: int = 0,
+def _versions(rec: Record, see: Callable[[np.ndarray], np.ndarray], b: _Banks, copies: int, seed: int, reverb: int = 0,
               speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
               low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> list[np.ndarray]:
+    """What `see` makes of each version of the record: its window embeddings, or the spectrogram
+    they are computed from (train/embed_tune.py), for exactly the same draws."""
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
-    out = [frontend.clip_windows(x), frontend.clip_windows(xt)]
+    out = [see(x), see(xt)]
     key = int.from_bytes(hashlib.sha256(rec.name.encode()).digest()[:4], "little")
     rng = np.random.default_rng([seed, 12345, key])
     room_rng = np.random.default_rng([seed, 222, key])  # its own: reverb copies change no other copy's draws
@@ -106,34 +110,43 @@ def _versions(rec: Record, frontend: SpeechEmbedding, b: _Banks, copies: int, se
             bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
             y = add_noise_as_heard(y, kind, float(rng.uniform(*(low_snr if i >= first_low else SNR_DB))), rng, bank, p, denoise)
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
-        out.append(frontend.clip_windows(y))
+        out.append(see(y))
     return out
 
 
 def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
                  reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15),
-                 low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0) -> list[list[np.ndarray]]:
+                 low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0,
+                 frontend: Path | None = None, mels: bool = False) -> list[list[np.ndarray]]:
     """Per record: [as recorded, trimmed, augmented copies..., reverberant copies..., speed-changed
-    copies..., low-SNR copies...] window embeddings (11, 96). `denoise`: the share of copies under
-    steady noise heard through the daemon's denoiser (train.augment.add_denoised_noise)."""
-    frontend = SpeechEmbedding.load()
+    copies..., low-SNR copies...] window embeddings (11, 96) by `frontend` (default: the shipped
+    one), or with `mels` the log-mel spectrograms they come from (MEL_FRAMES x 32, float16).
+    `denoise`: the share of copies under steady noise heard through the daemon's denoiser
+    (train.augment.add_denoised_noise)."""
+    fe = SpeechEmbedding.load(frontend)
+    see = (lambda y: fe.clip_mel(y)[0][:MEL_FRAMES].astype(np.float16)) if mels else fe.clip_windows
     b = banks(records, seed)
-    return map_records(list(records), lambda r: _versions(r, frontend, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise), jobs=jobs,
-                       label="speech-embedding windows")
+    return map_records(list(records), lambda r: _versions(r, see, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise), jobs=jobs,
+                       label="speech-embedding spectrograms" if mels else "speech-embedding windows")
 
 
-def _heard_chunk(_: None, audios: list[np.ndarray]) -> list[np.ndarray]:
-    frontend = SpeechEmbedding.load()
-    return [frontend.clip_windows(np.asarray(a, np.float64)) for a in audios]
+def _heard_chunk(how: tuple[Path | None, bool], audios: list[np.ndarray]) -> list[np.ndarray]:
+    frontend, mels = how
+    fe = SpeechEmbedding.load(frontend)
+    if mels:
+        return [fe.clip_mel(np.asarray(a, np.float64))[0][:MEL_FRAMES].astype(np.float16) for a in audios]
+    return [fe.clip_windows(np.asarray(a, np.float64)) for a in audios]
 
 
-def heard_windows(heard: Sequence[Heard], jobs: int = 2) -> np.ndarray:
-    """(n, 11, 96) window embeddings of the heard utterances, as the daemon computes them."""
+def heard_windows(heard: Sequence[Heard], jobs: int = 2, frontend: Path | None = None, mels: bool = False) -> np.ndarray:
+    """(n, 11, 96) window embeddings of the heard utterances, as the daemon computes them (by
+    `frontend`, default the shipped one), or with `mels` their spectrograms (n, MEL_FRAMES, 32)."""
     if not heard:
-        return np.zeros((0, 11, 96), np.float32)
+        return np.zeros((0, MEL_FRAMES, 32) if mels else (0, 11, 96), np.float16 if mels else np.float32)
     chunks = [[h.audio for h in heard[i : i + 256]] for i in range(0, len(heard), 256)]
-    got = map_tasks(_heard_chunk, chunks, jobs=jobs, label="heard utterances' windows")
-    return np.asarray([w for g in got for w in g], dtype=np.float32)
+    got = map_tasks(_heard_chunk, chunks, shared=(frontend, mels), jobs=jobs,
+                    label="heard utterances' spectrograms" if mels else "heard utterances' windows")
+    return np.asarray([w for g in got for w in g], dtype=np.float16 if mels else np.float32)
 
 
 def _torch_head(n_classes: int, spec: HeadSpec, dim: int):
@@ -226,16 +239,18 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
                     jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
                     speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
                     low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0,
-                    heard: Sequence[Heard] = (), heard_w: np.ndarray | None = None) -> HeadFit:
+                    heard: Sequence[Heard] = (), heard_w: np.ndarray | None = None, frontend: Path | None = None) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER) and the
     `heard` utterances', and out-of-fold confidences from speaker-grouped folds (the clip as
-    recorded) for the threshold. `heard_w`: their windows, if computed already (`heard_windows`)."""
+    recorded) for the threshold. `heard_w`: their windows, if computed already (`heard_windows`).
+    `frontend`: the speech embedding's file (default: the shipped one; a fine-tuned one's heads
+    learn its windows)."""
     from sklearn.model_selection import GroupKFold
 
     from digitd import embedhead
 
     feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range,
-                         low=low, low_snr=low_snr, denoise=denoise)
+                         low=low, low_snr=low_snr, denoise=denoise, frontend=frontend)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)
@@ -245,7 +260,7 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
     if heard:
         if heard_w is None and any(h.audio.size == 0 for h in heard):
             raise ValueError("heard utterances without their audio need their windows (heard_w)")
-        W = np.concatenate([W, heard_windows(heard, jobs) if heard_w is None else heard_w])
+        W = np.concatenate([W, heard_windows(heard, jobs, frontend) if heard_w is None else heard_w])
         y = np.concatenate([y, [index[h.label] for h in heard]])
         g = np.concatenate([g, [h.speaker or f"background {h.condition}" for h in heard]])
         first = np.concatenate([first, np.zeros(len(heard), bool)])
