@@ -148,6 +148,14 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     assert card["embed"]["heads"] == 2 and card["recipe"]["embed_tune"] == 1
     m = load_model(out / "t.npz")
     assert m.embed.source == out / "t_embedding.npz"
+    # its pooled regression (what a user profile adapts) learned the tuned network's vectors
+    from digitd.audio import load_wav
+
+    clips = sorted(small_subset.glob("*_george_1[0-2].wav"))
+    tuned_rows = np.asarray([m.embed.frontend.pooled(load_wav(p)) for p in clips])
+    shipped_rows = np.asarray([SpeechEmbedding.load().pooled(load_wav(p)) for p in clips])
+    mean = np.asarray(m.embed.lr["pre"][0]["mean"])
+    assert np.linalg.norm(tuned_rows.mean(0) - mean) < np.linalg.norm(shipped_rows.mean(0) - mean)
     assert not (out / "speech_embedding.npz").exists()  # the shipped network is not what it uses
 
 
@@ -170,3 +178,25 @@ def test_the_spectrograms_tuned_on_are_the_heads_copies(fsdd_dir):
             assert np.abs(got - w).max() < 0.05 * np.abs(w).max()
             assert np.abs(got - w).max() <= min(np.abs(got - o).max() for o in w_rec)  # its own copy is the nearest
         assert max(np.abs(w_rec[0] - o).max() for o in w_rec) > 0.2 * np.abs(w_rec[0]).max()  # and copies do differ
+
+
+def test_embed_tune_without_the_head_is_refused_in_one_line(small_subset, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "digitd", "train", "--data", str(small_subset), "--embed-tune", "2",
+                        "--out-dir", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "--embed-tune tunes the speech embedding with its sequence head: it needs --embed --embed-head" in r.stderr
+    assert not list(tmp_path.glob("*.npz"))
+
+
+def test_the_pooled_regression_learns_the_front_end_it_is_given(tuned, tmp_path):
+    from train.embed import embed_features, fit_embed
+    from train.embed_tune import write_arrays
+
+    recs, classes, _, t = tuned
+    front = tmp_path / "m_embedding.npz"
+    write_arrays(t.arrays, front)
+    fit = fit_embed(recs, classes, noisy=0, jobs=1, folds=0, frontend=front)
+    assert fit.member.source == front and len(fit.oof_digit_conf) == 0
+    rows = np.asarray([v for r in embed_features(recs, noisy=0, jobs=1, frontend_path=front) for v in r])
+    assert np.allclose(fit.member.lr["pre"][0]["mean"], rows.mean(0), atol=1e-4)

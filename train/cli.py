@@ -292,6 +292,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         from train.heard import check_heard
 
         check_heard(cfg, hold_out_dev=recipe.hold_out_dev, root=cfg.train.corpora_dir or None)
+    if recipe.embed_tune and not (recipe.embed and recipe.embed_head):
+        raise DigitdError("--embed-tune tunes the speech embedding with its sequence head: it needs --embed --embed-head")
     if recipe.clean_svm and recipe.augment.copies == 0:
         err.print("digitd: note: --clean-svm adds nothing without --aug N (every row is clean already)")
     synth = synth_records(recipe)
@@ -382,6 +384,9 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                         seed=recipe.seed, head_args=head_args,
                                         on_epoch=lambda e, a: err.print(f"  epoch {e + 1}/{recipe.embed_tune}: train accuracy {a:.3f}"))
                 write_arrays(tuned.arrays, front)
+                # the pooled regression (what a user profile adapts) learns the tuned network's vectors too
+                embed_member.lr = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
+                                            seed=recipe.seed, jobs=recipe.jobs, folds=0, frontend=front).member.lr
                 embed_member.frontend, embed_member.source = SpeechEmbedding.load(front), front
                 tuned_heard_w = heard_windows(heard_audio, recipe.jobs, front) if heard_audio else None
                 del heard_audio, heard_m
@@ -389,7 +394,9 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                                frontend=front, folds=0, **head_args).head for i in range(1, heads)]
                 embed_member.heads = [tuned.head] + extra_heads
                 embed_info |= {"tune": {"epochs": recipe.embed_tune, "frozen_convolutions": TuneSpec().freeze,
-                                        "last_epoch_train_accuracy": round(tuned.train_accuracy, 4), "frontend": front.name}}
+                                        "last_epoch_train_accuracy": round(tuned.train_accuracy, 4), "frontend": front.name,
+                                        "pooled_regression": "refitted on the tuned network's vectors (no folds: the "
+                                                             "oof numbers above are the shipped network's)"}}
             else:
                 embed_member.heads = [f.head for f in fits]
             hf = fits[0]

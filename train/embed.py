@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from digitd.corpora import CORPORA, corpus_clips, is_dev
-from digitd.embedding import SpeechEmbedding
+from digitd.embedding import SpeechEmbedding, default_path
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER, EmbedMember
 from digitd.runtime import compile_estimator, score
@@ -75,9 +76,11 @@ def _estimator(C: float):
                      ("clf", LogisticRegression(C=C, class_weight="balanced", max_iter=3000))])
 
 
-def embed_features(records: Sequence[Record], *, noisy: int = 1, seed: int = 0, jobs: int = 2) -> list[list[np.ndarray]]:
-    """Per record: [as recorded, trimmed, noisy copies...] pooled embeddings."""
-    frontend = SpeechEmbedding.load()
+def embed_features(records: Sequence[Record], *, noisy: int = 1, seed: int = 0, jobs: int = 2,
+                   frontend_path: Path | None = None) -> list[list[np.ndarray]]:
+    """Per record: [as recorded, trimmed, noisy copies...] pooled embeddings by the front end
+    at `frontend_path` (default: the shipped one)."""
+    frontend = SpeechEmbedding.load(frontend_path)
     bank = noise_bank([r for r in records if r.label == OTHER], seed=seed)
     return map_records(list(records), lambda r: clip_rows(r, frontend, bank, noisy, seed), jobs=jobs,
                        label="speech embeddings")
@@ -104,17 +107,19 @@ def confidence(pe: np.ndarray, power: float = 1.0) -> np.ndarray:
 
 def fit_embed(records: Sequence[Record], classes: Sequence[str], *, C: float = 0.03, weight: float = 0.5,
               power: float = 1.0, noisy: int = 1, seed: int = 0, jobs: int = 2, folds: int = 5,
-              feats: Sequence[Sequence[np.ndarray]] | None = None) -> EmbedFit:
+              feats: Sequence[Sequence[np.ndarray]] | None = None, frontend: Path | None = None) -> EmbedFit:
     """Fit on every record (digits with their labels, negatives labelled OTHER); out-of-fold
-    confidences come from speaker-grouped folds, for picking the reject threshold honestly.
-    `feats` (from embed_features, same order) skips computing the embeddings again."""
+    confidences come from speaker-grouped folds (none with folds < 2), for picking the reject
+    threshold honestly. `feats` (from embed_features, same order) skips computing the embeddings
+    again. `frontend`: the speech embedding's file (default: the shipped one; a fine-tuned one's
+    member learns its pooled vectors, which a user profile adapts: digitd/profile.py)."""
     from sklearn.model_selection import GroupKFold
 
     if feats is None:
-        feats = embed_features(records, noisy=noisy, seed=seed, jobs=jobs)
+        feats = embed_features(records, noisy=noisy, seed=seed, jobs=jobs, frontend_path=frontend)
     X, y, g, first = _rows(feats, records)
-    digit_conf, other_conf = [], []
-    for tr, va in GroupKFold(n_splits=folds).split(X, y, g):
+    digit_conf, other_conf = [np.zeros(0)], [np.zeros(0)]
+    for tr, va in (GroupKFold(n_splits=folds).split(X, y, g) if folds > 1 else []):
         va = va[first[va]]
         est, cols = fit_lr(X[tr], y[tr], classes, C)
         conf = confidence(est.predict_proba(X[va])[:, cols], power)
@@ -127,7 +132,8 @@ def fit_embed(records: Sequence[Record], classes: Sequence[str], *, C: float = 0
     probe = X[: min(50, len(X))]
     if not np.allclose(score(rt, probe), est.predict_proba(probe)[:, cols], atol=1e-6):
         raise RuntimeError("the compiled embedding classifier disagrees with scikit-learn")
-    member = EmbedMember(SpeechEmbedding.load(), rt, list(classes) + [OTHER], weight, power)
+    member = EmbedMember(SpeechEmbedding.load(frontend), rt, list(classes) + [OTHER], weight, power,
+                         source=frontend if frontend is not None else default_path())
     return EmbedFit(member, np.concatenate(digit_conf), np.concatenate(other_conf), len(X))
 
 
