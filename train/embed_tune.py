@@ -6,7 +6,7 @@ heard speech, not as our words are told apart there. Its upper layers, started f
 weights and trained a few epochs at a small learning rate on the same copies and heard words as
 the head (train/embed_head.py), learn that; the lower layers (spectro-temporal filters) stay as
 they are. Dev slice (room streams seeds 0-2, one head from the same start, threshold 0.43): DER
-15.14 -> 13.93% (train/README.md, "Fine-tuned embedding").
+15.14 -> 13.93%; the shipped v12 and its numbers: train/README.md.
 
 The result is plain arrays in the layout of train/export_embedding.py: the daemon runs the tuned
 network with the same numpy code as the original, from its own file beside the model (the model
