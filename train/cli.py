@@ -348,7 +348,6 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         err.print(f"reject threshold {threshold:.3f} (embedding member, out-of-speaker): "
                   f"{embed_info['oof_other_rejected']:.3f} of held-out non-digit clips rejected")
         if recipe.embed_head:
-            from digitd.embedding import SpeechEmbedding
             from train.embed_head import fit_head_member, heard_windows
             from train.embed_tune import TUNED_FRONTEND, TuneSpec, tune_on_records, write_arrays
             from train.heard import heard_utterances
@@ -385,9 +384,9 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                                         on_epoch=lambda e, a: err.print(f"  epoch {e + 1}/{recipe.embed_tune}: train accuracy {a:.3f}"))
                 write_arrays(tuned.arrays, front)
                 # the pooled regression (what a user profile adapts) learns the tuned network's vectors too
-                embed_member.lr = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
-                                            seed=recipe.seed, jobs=recipe.jobs, folds=0, frontend=front).member.lr
-                embed_member.frontend, embed_member.source = SpeechEmbedding.load(front), front
+                refit = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
+                                  seed=recipe.seed, jobs=recipe.jobs, folds=0, frontend=front).member
+                embed_member.lr, embed_member.frontend, embed_member.source = refit.lr, refit.frontend, refit.source
                 tuned_heard_w = heard_windows(heard_audio, recipe.jobs, front) if heard_audio else None
                 del heard_audio, heard_m
                 extra_heads = [fit_head_member(role + negs, classes, seed=recipe.seed + i, heard=heard, heard_w=tuned_heard_w,

@@ -123,19 +123,24 @@ def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, j
     one), or with `mels` the log-mel spectrograms they come from (MEL_FRAMES x 32, float16).
     `denoise`: the share of copies under steady noise heard through the daemon's denoiser
     (train.augment.add_denoised_noise)."""
-    fe = SpeechEmbedding.load(frontend)
-    see = (lambda y: fe.clip_mel(y)[0][:MEL_FRAMES].astype(np.float16)) if mels else fe.clip_windows
+    see = _seer(SpeechEmbedding.load(frontend), mels)
     b = banks(records, seed)
     return map_records(list(records), lambda r: _versions(r, see, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise), jobs=jobs,
                        label="speech-embedding spectrograms" if mels else "speech-embedding windows")
 
 
+def _seer(fe: SpeechEmbedding, mels: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """What a clip becomes: its window embeddings (11, 96), or with `mels` the rows of its
+    spectrogram they read (MEL_FRAMES, 32), kept as float16 (train/embed_tune.py learns from them)."""
+    if mels:
+        return lambda x: fe.clip_mel(x)[0][:MEL_FRAMES].astype(np.float16)
+    return fe.clip_windows
+
+
 def _heard_chunk(how: tuple[Path | None, bool], audios: list[np.ndarray]) -> list[np.ndarray]:
     frontend, mels = how
-    fe = SpeechEmbedding.load(frontend)
-    if mels:
-        return [fe.clip_mel(np.asarray(a, np.float64))[0][:MEL_FRAMES].astype(np.float16) for a in audios]
-    return [fe.clip_windows(np.asarray(a, np.float64)) for a in audios]
+    see = _seer(SpeechEmbedding.load(frontend), mels)
+    return [see(np.asarray(a, np.float64)) for a in audios]
 
 
 def heard_windows(heard: Sequence[Heard], jobs: int = 2, frontend: Path | None = None, mels: bool = False) -> np.ndarray:

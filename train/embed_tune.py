@@ -24,7 +24,7 @@ import numpy as np
 
 from digitd.embedhead import HeadWeights
 from train.data import Record
-from train.embed_head import HeadSpec, _torch_head
+from train.embed_head import HeadSpec, _torch_head, export
 from train.heard import Heard
 
 
@@ -128,11 +128,7 @@ def _head_module(head: HeadWeights, n_classes: int):
             return self.net((x - self.mu) / self.sd)
 
         def export(self) -> HeadWeights:
-            f32 = lambda p: p.detach().numpy().astype(np.float32)  # noqa: E731
-            n = self.net
-            return {"mu": f32(self.mu), "sd": f32(self.sd),
-                    "convs": [(f32(n.conv1.weight), f32(n.conv1.bias)), (f32(n.conv2.weight), f32(n.conv2.bias))],
-                    "out": (f32(n.out.weight), f32(n.out.bias))}
+            return export(self.net, self.mu.numpy(), self.sd.numpy())
 
     return Standardised()
 
