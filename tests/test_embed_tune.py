@@ -138,7 +138,7 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "digitd", "train", "--data", str(small_subset), "--classifier", "lr", "--embed",
-           "--embed-head", "--set", "train.embed_head_copies=1", "--embed-tune", "1", "--embed-head-nets", "2",
+           "--embed-head", "--set", "train.embed_head_copies=1", "--embed-tune", "1", "--embed-tune-frozen", "4", "--embed-head-nets", "2",
            "--negatives", str(negatives), "--jobs", "1", "--out-dir", str(out), "--name", "t"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -146,6 +146,12 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     card = json.loads((out / "t.json").read_text())
     assert card["embed"]["frontend"] == "t_embedding.npz" and card["embed"]["tune"]["epochs"] == 1
     assert card["embed"]["heads"] == 2 and card["recipe"]["embed_tune"] == 1
+    assert card["embed"]["tune"]["frozen_convolutions"] == 4 and card["recipe"]["embed_tune_frozen"] == 4
+    from train.embed_tune import read_arrays
+
+    written, google = read_arrays(out / "t_embedding.npz"), read_arrays(default_path())
+    changed = [k for k in range(20) if not np.array_equal(written[f"emb_conv_{k:02d}_w"], google[f"emb_conv_{k:02d}_w"])]
+    assert changed == list(range(4, 20))  # --embed-tune-frozen 4: the first 4 keep Google's weights
     m = load_model(out / "t.npz")
     assert m.embed.source == out / "t_embedding.npz"
     # its pooled regression (what a user profile adapts) learned the tuned network's vectors
