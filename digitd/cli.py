@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-head: fine-tune the speech embedding's upper layers with the first head for EPOCHS epochs [train.embed_tune]")
     p.add_argument("--embed-tune-frozen", type=int, dest="embed_tune_frozen", metavar="K",
                    help="with --embed-tune: the first K of the embedding's 20 convolutions keep Google's weights [train.embed_tune_frozen]")
+    p.add_argument("--embed-tune-heard", type=int, dest="embed_tune_heard", metavar="N",
+                   help="with --embed-tune: heard words drawn per tuning epoch [train.embed_tune_heard]")
     p.add_argument("--heard-streams", type=int, dest="heard_streams", metavar="N",
                    help="with --embed-head: also train it on the words of N room streams of training-side voices, cut as the daemon cuts them [train.heard_streams]")
     p.add_argument("--denoise-copies", type=float, dest="denoise_copies", metavar="P",
@@ -233,6 +235,7 @@ FLAG_KNOBS = {
     "embed_head_nets": "train.embed_head_nets",
     "embed_tune": "train.embed_tune",
     "embed_tune_frozen": "train.embed_tune_frozen",
+    "embed_tune_heard": "train.embed_tune_heard",
     "denoise_copies": "train.denoise_copies",
     "heard_streams": "train.heard_streams",
     "cnn_speed": "train.cnn_speed",

@@ -192,6 +192,7 @@ class TrainConfig:
     heard_streams: int = knob(0, lo=0, hi=1000)  # room streams (seeds x every bench.room_* condition) of training-side voices, cut and heard as the daemon hears them: their words join the sequence head's rows (train/heard.py); 0 = off
     embed_tune: int = knob(0, lo=0, hi=200)  # with embed_head: epochs of fine-tuning the speech embedding's upper layers together with the first head; the model gets its own front end file (train/embed_tune.py); 0 = off
     embed_tune_frozen: int = knob(7, lo=0, hi=19)  # with embed_tune: the first this-many of the embedding's 20 convolutions keep Google's weights
+    embed_tune_heard: int = knob(2500, lo=0, hi=10_000_000)  # with embed_tune: heard words drawn per tuning epoch (each epoch also sees one copy of every clip)
     embed_head_nets: int = knob(1, lo=1, hi=20)  # sequence heads trained from different seeds (their own copies and start), probabilities averaged
     denoise_copies: float = knob(0.0, lo=0.0, hi=1.0)  # this share of the copies under steady noise (white/pink/brown, <= 20 dB) heard through digitd.denoise, as the daemon hears such words
     cnn_speed: bool = knob(False)  # 30% of the CNN's copies played faster or slower (speed_range)

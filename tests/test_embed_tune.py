@@ -138,7 +138,7 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "digitd", "train", "--data", str(small_subset), "--classifier", "lr", "--embed",
-           "--embed-head", "--set", "train.embed_head_copies=1", "--embed-tune", "1", "--embed-tune-frozen", "4", "--embed-head-nets", "2",
+           "--embed-head", "--set", "train.embed_head_copies=1", "--embed-tune", "1", "--embed-tune-frozen", "4", "--embed-tune-heard", "7", "--embed-head-nets", "2",
            "--negatives", str(negatives), "--jobs", "1", "--out-dir", str(out), "--name", "t"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -147,6 +147,7 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     assert card["embed"]["frontend"] == "t_embedding.npz" and card["embed"]["tune"]["epochs"] == 1
     assert card["embed"]["heads"] == 2 and card["recipe"]["embed_tune"] == 1
     assert card["embed"]["tune"]["frozen_convolutions"] == 4 and card["recipe"]["embed_tune_frozen"] == 4
+    assert card["embed"]["tune"]["heard_per_epoch"] == 7 and card["recipe"]["embed_tune_heard"] == 7
     from train.embed_tune import read_arrays
 
     written, google = read_arrays(out / "t_embedding.npz"), read_arrays(default_path())

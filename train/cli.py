@@ -83,7 +83,7 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
                   speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
                   embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
-                  embed_tune=t.embed_tune, embed_tune_frozen=t.embed_tune_frozen,
+                  embed_tune=t.embed_tune, embed_tune_frozen=t.embed_tune_frozen, embed_tune_heard=t.embed_tune_heard,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
 
@@ -377,7 +377,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                     for i in range(1 if recipe.embed_tune else heads)]
             if recipe.embed_tune:
                 front = (Path(args.out_dir) if args.out_dir else models_dirs()[-1]) / f"{args.name}{TUNED_FRONTEND}"
-                spec = TuneSpec(epochs=recipe.embed_tune, freeze=recipe.embed_tune_frozen)
+                spec = TuneSpec(epochs=recipe.embed_tune, freeze=recipe.embed_tune_frozen, heard_per_epoch=recipe.embed_tune_heard)
                 err.print(f"fine-tuning the speech embedding (convolutions {spec.freeze + 1}-20) with the first head, "
                           f"{recipe.embed_tune} epochs")
                 tuned = tune_on_records(role + negs, classes, fits[0].head, heard, heard_m, spec=spec,
@@ -393,7 +393,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                 extra_heads = [fit_head_member(role + negs, classes, seed=recipe.seed + i, heard=heard, heard_w=tuned_heard_w,
                                                frontend=front, folds=0, **head_args).head for i in range(1, heads)]
                 embed_member.heads = [tuned.head] + extra_heads
-                embed_info |= {"tune": {"epochs": recipe.embed_tune, "frozen_convolutions": spec.freeze,
+                embed_info |= {"tune": {"epochs": recipe.embed_tune, "frozen_convolutions": spec.freeze, "heard_per_epoch": spec.heard_per_epoch,
                                         "last_epoch_train_accuracy": round(tuned.train_accuracy, 4), "frontend": front.name,
                                         "pooled_regression": "refitted on the tuned network's vectors (no folds: the "
                                                              "oof numbers above are the shipped network's)"}}

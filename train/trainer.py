@@ -64,6 +64,7 @@ class Recipe:
     embed_head_nets: int = 1  # sequence heads from seeds seed .. seed + n - 1, probabilities averaged
     embed_tune: int = 0  # epochs of fine-tuning the speech embedding's upper layers with the first head (train.embed_tune); 0 = off
     embed_tune_frozen: int = 7  # with embed_tune: the first this-many convolutions keep Google's weights (train.embed_tune_frozen)
+    embed_tune_heard: int = 2500  # with embed_tune: heard words drawn per tuning epoch (train.embed_tune_heard)
     heard_streams: int = 0  # room streams of training-side voices whose words, as the daemon hears them, the heads also learn (train.heard)
     cnn_speed: bool = False  # a share of the CNN's copies played faster or slower (speed_range)
     speed_range: str = "0.85,1.15"  # speed factors of those copies (tempo and pitch together), "LO,HI"
