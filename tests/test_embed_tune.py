@@ -60,6 +60,11 @@ def test_torch_port_equals_the_numpy_network_before_and_after_a_change(fsdd_dir,
     assert np.allclose(_torch_windows(net2, fe2, x), fe2.clip_windows(x), atol=2e-4)
 
 
+def changed_convolutions(arrays, before) -> list[int]:
+    """Which of the embedding's 20 convolutions have weights other than `before`'s."""
+    return [k for k in range(20) if not np.array_equal(arrays[f"emb_conv_{k:02d}_w"], before[f"emb_conv_{k:02d}_w"])]
+
+
 @pytest.fixture(scope="module")
 def tuned(small_subset):
     """A small head on real clips, then two epochs of tuning from it."""
@@ -83,9 +88,7 @@ def test_tuning_changes_only_the_upper_layers_and_keeps_the_rest(tuned):
     _, _, head, t = tuned
     before = read_arrays(default_path())
     assert set(t.arrays) == set(before)
-    for k in range(20):
-        same = np.array_equal(t.arrays[f"emb_conv_{k:02d}_w"], before[f"emb_conv_{k:02d}_w"])
-        assert same == (k < TuneSpec().freeze), k
+    assert changed_convolutions(t.arrays, before) == list(range(TuneSpec().freeze, 20))
     for key in before:  # the mel front end, batch norm, layout: untouched
         if not key.startswith("emb_conv_"):
             assert np.array_equal(t.arrays[key], before[key]), key
@@ -150,9 +153,8 @@ def test_digitd_train_embed_tune_writes_and_uses_its_front_end(small_subset, tmp
     assert card["embed"]["tune"]["heard_per_epoch"] == 7 and card["recipe"]["embed_tune_heard"] == 7
     from train.embed_tune import read_arrays
 
-    written, google = read_arrays(out / "t_embedding.npz"), read_arrays(default_path())
-    changed = [k for k in range(20) if not np.array_equal(written[f"emb_conv_{k:02d}_w"], google[f"emb_conv_{k:02d}_w"])]
-    assert changed == list(range(4, 20))  # --embed-tune-frozen 4: the first 4 keep Google's weights
+    written = read_arrays(out / "t_embedding.npz")
+    assert changed_convolutions(written, read_arrays(default_path())) == list(range(4, 20))  # --embed-tune-frozen 4: the first 4 keep Google's weights
     m = load_model(out / "t.npz")
     assert m.embed.source == out / "t_embedding.npz"
     # its pooled regression (what a user profile adapts) learned the tuned network's vectors
