@@ -276,3 +276,25 @@ def test_room_clips_script_measures_unseen_clips_in_each_room():
     assert {"dry", "0.3 s, DRR +6 dB", "0.5 s, DRR 0 dB", "0.8 s, DRR -3 dB"} <= set(rows)
     dry_right = float(rows["dry"].split("│")[2].strip().rstrip("%"))
     assert dry_right >= 80.0
+
+
+def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(model_path):
+    """scripts/room_losses.py on the tiny room: each true digit gets exactly one outcome, `ok` and
+    `substituted` are the bench's correct and S on the same streams, the other outcomes its
+    deletions, and the digit's own span is read on at most every digit."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "room_losses.py"), "--model", str(model_path), "--json", *TINY],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    losses = json.loads(r.stdout)
+    out = _bench("--scenario", "room", "--model", str(model_path), *TINY)
+    assert set(losses["by_condition"]) == set(out["by_condition"]) == {"clean", "babble_10db"}
+    lost = ("rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
+    for name, row in losses["by_condition"].items():
+        m = out["by_condition"][name]
+        assert row["n"] == m["n_truth"] > 0
+        assert row.get("ok", 0) == m["correct"] and row.get("substituted", 0) == m["substitutions"]
+        assert sum(row.get(k, 0) for k in lost) == m["deletions"]
+        assert 0 <= row["own_span_ok"] <= row["n"]
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "room_losses.py"), "--model", "/nonexistent.npz"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "not found" in bad.stderr

@@ -1,0 +1,160 @@
+"""Where the room bench's digits are lost: not found, found and rejected, or named wrong, and what
+the classifier reads on the digit's own span.
+
+  python scripts/room_losses.py [--model M.npz] [--seeds 0,1,2] [--speakers dev] [--conditions babble_10db,babble_5db] [--set KEY=VALUE] [--json]
+
+Why: `digitd bench --scenario room` says how many digits went wrong (S / D / I), not where a
+deletion happened, and the lever differs: a word the front end never cut needs another gate, a
+word it cut and the classifier could not read needs another model. Each true digit of each stream
+ends as exactly one of
+- ok / substituted: the bench's own match (digitd/scoring.py), so these equal its correct and S;
+- rejected, read right / read wrong: no digit event, and a `rejected` event on it whose best guess
+  was / was not the digit (low confidence, or a second half: `split_word`);
+- unvoiced: a `rejected` event for want of pitch (classify.min_voiced_ms);
+- merged: a digit event overlaps it but was matched to another word;
+- not found: no event at all (the VAD, the background gate or min_speech_ms dropped it);
+and, for every digit, `own span`: the digit's truth span (the clean clip's trim) cut from the mixed
+stream and judged by the same rule (classify.reject_threshold, pitch test, agreement): what the
+classifier reads when the cut is perfect. Far above `ok`: the front end loses them; close: the
+classifier does. Streams are the bench's (same seeds and knobs; `--speakers dev` or `train` to
+look at the training side, as tuning must).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections import Counter
+from typing import Any
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from rich.console import Console  # noqa: E402
+from rich.progress import Progress  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from digitd import SAMPLE_RATE  # noqa: E402
+from digitd.bench import Recorder  # noqa: E402
+from digitd.config import Config, ConfigError, load as load_config  # noqa: E402
+from digitd.errors import DigitdError  # noqa: E402
+from digitd.espeak import EspeakError  # noqa: E402
+from digitd.model import DigitModel, ModelError, load_model, reject_reason  # noqa: E402
+from digitd.pipeline import Pipeline  # noqa: E402
+from digitd.room import RoomError, RoomStream, conditions, make_room_stream  # noqa: E402
+from digitd.scoring import score  # noqa: E402
+from digitd.sources import FileSource  # noqa: E402
+
+OUTCOMES = ("ok", "substituted", "rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
+HEADS = ("ok", "sub", "rej right", "rej wrong", "unvoiced", "merged", "not found")  # the table's column names
+
+
+def outcomes(events: list[Any], truth: list[dict[str, Any]]) -> list[str]:
+    """One outcome per true digit (in truth order), from the pipeline's digit and rejected events."""
+    digits = [e for e in events if getattr(e, "kind", "") == "digit"]
+    rejected = [e for e in events if getattr(e, "kind", "") == "rejected"]
+    sc = score(events, truth)
+    named = {i: digits[j].digit for i, j in sc.pairs}
+    out = []
+    for i, t in enumerate(truth):
+        if t.get("kind", "digit") != "digit":
+            continue
+        if i in named:
+            out.append("ok" if named[i] == str(t["digit"]) else "substituted")
+            continue
+
+        def on(e: Any) -> bool:
+            return min(e.end, t["end"]) - max(e.start, t["start"]) > 0
+
+        rej = [e for e in rejected if on(e)]
+        if any(on(e) for e in digits):
+            out.append("merged")
+        elif rej:
+            e = max(rej, key=lambda e: e.confidence)
+            out.append("unvoiced" if e.reason == "unvoiced" else
+                       "rejected_read_right" if e.best == str(t["digit"]) else "rejected_read_wrong")
+        else:
+            out.append("not_found")
+    return out
+
+
+def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[bool]:
+    """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted?"""
+    ok = []
+    for t in truth:
+        if t.get("kind", "digit") != "digit":
+            continue
+        x = stream.audio[int(round(t["start"] * SAMPLE_RATE)) : int(round(t["end"] * SAMPLE_RATE))]
+        pred = model.classify(model.features(x, trimmed=True))
+        ok.append(reject_reason(x, pred, cfg.classify) is None and pred.label == str(t["digit"]))
+    return ok
+
+
+def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | None, progress: Progress | None = None) -> dict[str, Counter]:
+    """Outcome counts (and `own_span_ok`, `n`) per condition name, summed over `seeds`."""
+    table: dict[str, Counter] = {}
+    conds = [c for c in conditions(cfg.bench) if names is None or c.name in names]
+    task = progress.add_task("streams", total=len(seeds) * len(conds)) if progress else None
+    for seed in seeds:
+        b = dataclasses.replace(cfg.bench, seed=seed)
+        for c in conds:
+            stream = make_room_stream(c, b)
+            truth = [t.to_dict() for t in stream.truth]
+            rec = Recorder()
+            Pipeline(cfg, model, [rec], history=None).run(
+                FileSource(stream.audio, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name=c.name))
+            row = table.setdefault(c.name, Counter())
+            got = outcomes(rec.events, truth)
+            row.update(got)
+            row["n"] += len(got)
+            row["own_span_ok"] += sum(own_span_ok(stream, truth, model, cfg))
+            if progress:
+                progress.advance(task)
+    return table
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="model file (default: classify.model, the shipped model)")
+    ap.add_argument("--seeds", default="0", help="comma list of stream seeds (bench.seed)")
+    ap.add_argument("--speakers", default=None, help="bench.room_speakers: unseen (default), dev, train, fit")
+    ap.add_argument("--conditions", default=None, help="comma list of condition names (default: every bench.room_* condition)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override, as digitd's")
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = ap.parse_args()
+    err = Console(stderr=True)
+    overrides = list(args.overrides) + ([f'bench.room_speakers="{args.speakers}"'] if args.speakers else [])
+    try:
+        cfg = load_config(None, overrides)
+        model = load_model(args.model or cfg.classify.model or None)
+        seeds = [int(s) for s in args.seeds.split(",")]
+        names = args.conditions.split(",") if args.conditions else None
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+            table = losses(cfg, model, seeds, names, prog)
+    except (DigitdError, ConfigError, ModelError, RoomError, EspeakError, ValueError) as e:
+        err.print(f"room_losses: error: {e}", markup=False)
+        return 2
+    if not table:
+        err.print(f"room_losses: error: no condition named {args.conditions}", markup=False)
+        return 2
+    total = sum(table.values(), Counter())
+    if args.json:
+        print(json.dumps({"seeds": seeds, "speakers": cfg.bench.room_speakers,
+                          "by_condition": {k: dict(v) for k, v in table.items()}, "total": dict(total)}))
+        return 0
+    t = Table(title=f"true digits by outcome ({cfg.bench.room_speakers} speakers, seeds {args.seeds})")
+    for col in ("condition", "n", *HEADS, "own span ok"):
+        t.add_column(col, justify="left" if col == "condition" else "right")
+    for name, row in [*table.items(), ("total", total)]:
+        n = max(1, row["n"])
+        t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES),
+                  f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)")
+    Console().print(t)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
