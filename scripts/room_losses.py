@@ -15,8 +15,8 @@ ends as exactly one of
 - not found: no event at all (the VAD, the background gate or min_speech_ms dropped it);
 and, for every digit, `own span`: the digit's truth span (the clean clip's trim) cut from the mixed
 stream and judged by the same rule (classify.reject_threshold, pitch test, agreement): what the
-classifier reads when the cut is perfect. Far above `ok`: the front end loses them; close: the
-classifier does. Streams are the bench's (same seeds and knobs; `--speakers dev` or `train` to
+classifier reads when the cut is perfect, and how many of the digits never found it reads (what a
+better gate could win at most). Far above `ok`: the front end loses them; close: the classifier does. Streams are the bench's (same seeds and knobs; `--speakers dev` or `train` to
 look at the training side, as tuning must).
 """
 
@@ -94,7 +94,7 @@ def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitMod
 
 
 def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | None, progress: Progress | None = None) -> dict[str, Counter]:
-    """Outcome counts (and `own_span_ok`, `n`) per condition name, summed over `seeds`."""
+    """Outcome counts (and `n`, `own_span_ok`, `not_found_own_span_ok`) per condition name, summed over `seeds`."""
     table: dict[str, Counter] = {}
     conds = [c for c in conditions(cfg.bench) if names is None or c.name in names]
     task = progress.add_task("streams", total=len(seeds) * len(conds)) if progress else None
@@ -107,10 +107,11 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
             Pipeline(cfg, model, [rec], history=None).run(
                 FileSource(stream.audio, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name=c.name))
             row = table.setdefault(c.name, Counter())
-            got = outcomes(rec.events, truth)
+            got, own = outcomes(rec.events, truth), own_span_ok(stream, truth, model, cfg)
             row.update(got)
             row["n"] += len(got)
-            row["own_span_ok"] += sum(own_span_ok(stream, truth, model, cfg))
+            row["own_span_ok"] += sum(own)
+            row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, o in zip(got, own))
             if progress:
                 progress.advance(task)
     return table
@@ -146,12 +147,12 @@ def main() -> int:
                           "by_condition": {k: dict(v) for k, v in table.items()}, "total": dict(total)}))
         return 0
     t = Table(title=f"true digits by outcome ({cfg.bench.room_speakers} speakers, seeds {args.seeds})")
-    for col in ("condition", "n", *HEADS, "own span ok"):
+    for col in ("condition", "n", *HEADS, "own span ok", "of them not found"):
         t.add_column(col, justify="left" if col == "condition" else "right")
     for name, row in [*table.items(), ("total", total)]:
         n = max(1, row["n"])
         t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES),
-                  f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)")
+                  f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)", str(row["not_found_own_span_ok"]))
     Console().print(t)
     return 0
 
