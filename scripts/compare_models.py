@@ -25,7 +25,7 @@ from rich.progress import track  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from digitd.audio import load_wav  # noqa: E402
-from digitd.model import load_model  # noqa: E402
+from digitd.model import ModelError, load_model  # noqa: E402
 from digitd.paths import fsdd_dir  # noqa: E402
 
 
@@ -34,7 +34,10 @@ def main() -> None:
     ap.add_argument("models", nargs="+")
     ap.add_argument("--clips", type=int, default=300, help="how many official test clips (default all 300)")
     args = ap.parse_args()
-    models = [load_model(m) for m in args.models]
+    try:
+        models = [load_model(m) for m in args.models]
+    except ModelError as e:
+        sys.exit(f"compare_models: error: {e}")
     for m in models:
         m.warm_up()
     paths = sorted(p for p in fsdd_dir().glob("*.wav") if int(p.stem.split("_")[2]) <= 4)[: args.clips]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from digitd.audio import load_wav
-from digitd.model import DigitModel, load_model, save_model, sha256_file
+from digitd.model import DigitModel, ModelError, load_model, save_model, sha256_file
 from digitd.runtime import half_support_vectors, prepare
 
 
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=10, help="take every N-th clip of a non-FSDD folder")
     ap.add_argument("--tol", type=float, default=1e-4, help="largest allowed confidence change")
     a = ap.parse_args(argv)
-    full = load_model(a.model)
+    try:
+        full = load_model(a.model)
+    except ModelError as e:
+        sys.exit(f"half_model: error: {e}")
     files = clips(a.clips, a.every)
     if not files:
         print("no clips found", file=sys.stderr)

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 
 from digitd.config import Config  # noqa: E402
-from digitd.model import load_model  # noqa: E402
+from digitd.model import ModelError, load_model  # noqa: E402
 from digitd.pipeline import Pipeline  # noqa: E402
 from digitd.scoring import score  # noqa: E402
 from digitd.sources import FileSource  # noqa: E402
@@ -45,7 +45,10 @@ def main() -> None:
     ap.add_argument("--digits", type=int, default=40)
     ap.add_argument("--seed", type=int, default=300)
     args = ap.parse_args()
-    model = load_model(args.model)
+    try:
+        model = load_model(args.model)
+    except ModelError as e:
+        sys.exit(f"measure_live: error: {e}")
     model.warm_up()
     out = {}
     for name, noise, snr in [("clean", "none", 0.0), ("pink20", "pink", 20.0)]:

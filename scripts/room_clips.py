@@ -27,7 +27,7 @@ from digitd.audio import load_wav  # noqa: E402
 from digitd.config import load as load_config  # noqa: E402
 from digitd.corpora import side_clips  # noqa: E402
 from digitd.errors import DigitdError  # noqa: E402
-from digitd.model import load_model  # noqa: E402
+from digitd.model import ModelError, load_model  # noqa: E402
 from digitd.synth import reverberate, room_impulse  # noqa: E402
 
 ROOMS = [("dry", None, None), ("0.3 s, DRR +6 dB", 0.3, 6.0), ("0.5 s, DRR 0 dB", 0.5, 0.0), ("0.8 s, DRR -3 dB", 0.8, -3.0)]
@@ -45,8 +45,8 @@ def main() -> int:
         cfg = load_config(None, [])
         model = load_model(args.model or cfg.classify.model)
         clips = side_clips(None, "unseen")
-    except DigitdError as e:
-        con.print(f"room_clips: error: {e}", markup=False)
+    except (DigitdError, ModelError) as e:
+        Console(stderr=True, soft_wrap=True).print(f"room_clips: error: {e}", markup=False)
         return 2
     rng = np.random.default_rng(args.seed)
     digits = [c for c in clips if c.kind == "digit"]

@@ -126,7 +126,7 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override, as digitd's")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     overrides = list(args.overrides) + ([f'bench.room_speakers="{args.speakers}"'] if args.speakers else [])
     try:
         cfg = load_config(None, overrides)

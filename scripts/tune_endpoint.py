@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from digitd import config as config_mod  # noqa: E402
-from digitd.model import load_model  # noqa: E402
+from digitd.model import ModelError, load_model  # noqa: E402
 from digitd.pipeline import Pipeline  # noqa: E402
 from digitd.scoring import score  # noqa: E402
 from digitd.sources import FileSource  # noqa: E402
@@ -67,7 +67,10 @@ def main() -> None:
     ap.add_argument("--conditions", default=",".join(c[0] for c in CONDITIONS))
     ap.add_argument("--noise-only", type=float, default=60.0, help="seconds of pure noise per kind (0 = skip)")
     args = ap.parse_args()
-    model = load_model(args.model)
+    try:
+        model = load_model(args.model)
+    except ModelError as e:
+        sys.exit(f"tune_endpoint: error: {e}")
     model.warm_up()
     grid = []
     for s in args.set:

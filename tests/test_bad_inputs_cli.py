@@ -129,3 +129,20 @@ def test_benches_without_their_data_are_one_line(tmp_path, model_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("digitd: error:") and phrase in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("script, args", [
+    ("room_losses.py", ["--model", "{missing}"]), ("room_clips.py", ["--model", "{missing}"]),
+    ("measure_live.py", ["--model", "{missing}"]), ("tune_endpoint.py", ["--model", "{missing}"]),
+    ("compare_models.py", ["{missing}"]), ("half_model.py", ["{missing}", "{out}", "--clips", "{out}"]),
+])
+def test_measurement_scripts_name_a_missing_model_in_one_line(script, args, tmp_path):
+    """The scripts the docs' numbers come from fail as the commands do: one line, exit != 0."""
+    missing, out = tmp_path / "no-such-model.npz", tmp_path / "out.npz"
+    argv = [a.format(missing=missing, out=out) for a in args]
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *argv], capture_output=True, text=True,
+                       timeout=120, cwd=ROOT)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{script[:-3]}: error:") and str(missing) in lines[0], r.stderr
+    assert not out.exists()
