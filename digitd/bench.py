@@ -120,6 +120,7 @@ class Run:
     wall_s: float
     audio_s: float
     wall_latencies_ms: list[float] = field(default_factory=list)  # paced runs only
+    events: list[Any] = field(default_factory=list)  # every event the pipeline emitted, in order (scripts/room_losses.py reads them)
 
 
 def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> Run:
@@ -168,7 +169,7 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         ends = [truth[i].end if hasattr(truth[i], "end") else truth[i]["end"] for i, _ in sc.pairs]
         wl = wall_latencies_ms(recv, ends, source.t0, float(speed))
         out["eos_wall_latency_ms"] = _pcts(wl)
-    return Run(out, sc, wall, audio_s, wl)
+    return Run(out, sc, wall, audio_s, wl, rec.events)
 
 
 def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | None) -> dict[str, float]:

@@ -16,8 +16,9 @@ ends as exactly one of
 and, for every digit, `own span`: the digit's truth span (the clean clip's trim) cut from the mixed
 stream and judged by the same rule (classify.reject_threshold, pitch test, agreement): what the
 classifier reads when the cut is perfect, and how many of the digits never found it reads (what a
-better gate could win at most). Far above `ok`: the front end loses them; close: the classifier does. Streams are the bench's (same seeds and knobs; `--speakers dev` or `train` to
-look at the training side, as tuning must).
+better gate could win at most). Far above `ok`: the front end loses them; close: the classifier
+does. Streams and the pass over them are the bench's (`digitd.bench.run_once`; same seeds and
+knobs; `--speakers dev` or `train` to look at the training side, as tuning must).
 """
 
 from __future__ import annotations
@@ -38,25 +39,23 @@ from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from digitd import SAMPLE_RATE  # noqa: E402
-from digitd.bench import Recorder  # noqa: E402
+from digitd.bench import run_once  # noqa: E402
 from digitd.config import Config, ConfigError, load as load_config  # noqa: E402
 from digitd.errors import DigitdError  # noqa: E402
 from digitd.espeak import EspeakError  # noqa: E402
 from digitd.model import DigitModel, ModelError, load_model, reject_reason  # noqa: E402
-from digitd.pipeline import Pipeline  # noqa: E402
 from digitd.room import RoomError, RoomStream, conditions, make_room_stream  # noqa: E402
-from digitd.scoring import score  # noqa: E402
-from digitd.sources import FileSource  # noqa: E402
+from digitd.scoring import Score  # noqa: E402
 
 OUTCOMES = ("ok", "substituted", "rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
 HEADS = ("ok", "sub", "rej right", "rej wrong", "unvoiced", "merged", "not found")  # the table's column names
 
 
-def outcomes(events: list[Any], truth: list[dict[str, Any]]) -> list[str]:
-    """One outcome per true digit (in truth order), from the pipeline's digit and rejected events."""
+def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[str]:
+    """One outcome per true digit (in truth order), from the pipeline's digit and rejected events
+    and the bench's score of them (`sc`)."""
     digits = [e for e in events if getattr(e, "kind", "") == "digit"]
     rejected = [e for e in events if getattr(e, "kind", "") == "rejected"]
-    sc = score(events, truth)
     named = {i: digits[j].digit for i, j in sc.pairs}
     out = []
     for i, t in enumerate(truth):
@@ -103,11 +102,9 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
         for c in conds:
             stream = make_room_stream(c, b)
             truth = [t.to_dict() for t in stream.truth]
-            rec = Recorder()
-            Pipeline(cfg, model, [rec], history=None).run(
-                FileSource(stream.audio, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name=c.name))
+            run = run_once(cfg, model, stream.audio, truth, "max")  # the bench's own pass
             row = table.setdefault(c.name, Counter())
-            got, own = outcomes(rec.events, truth), own_span_ok(stream, truth, model, cfg)
+            got, own = outcomes(run.events, truth, run.score), own_span_ok(stream, truth, model, cfg)
             row.update(got)
             row["n"] += len(got)
             row["own_span_ok"] += sum(own)

@@ -295,6 +295,3 @@ def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(mode
         assert row.get("ok", 0) == m["correct"] and row.get("substituted", 0) == m["substitutions"]
         assert sum(row.get(k, 0) for k in lost) == m["deletions"]
         assert 0 <= row["own_span_ok"] <= row["n"] and 0 <= row["not_found_own_span_ok"] <= row.get("not_found", 0)
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "room_losses.py"), "--model", "/nonexistent.npz"],
-                         capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "not found" in bad.stderr
