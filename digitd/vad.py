@@ -29,39 +29,65 @@ HPF_HZ = 100.0
 GAIN_WINDOW_S = 20.0  # the loud end the gain is set from: 95th percentile of this much of frame levels
 GAIN_MIN_S = 1.0  # no gain before this much has been heard
 GAIN_PERCENTILE = 95
+MAX_BLOCK = 480  # HighPass: longer input goes through in pieces this long
 GAIN_EVERY = 5  # frames between gain updates (150 ms: the percentile is a partition of ~670 values)
 
 
 class HighPass:
     """2nd-order Butterworth high-pass (bilinear transform, as scipy.signal.butter designs it),
-    run as a stateful FIR of its impulse response truncated below 1e-9.
+    run a block at a time in closed form.
 
-    Why not scipy.signal.sosfilt: importing scipy.signal costs ~1 s of cold start and ~50 MB
-    of resident memory, more than the rest of the daemon; one np.convolve per frame does the
-    same filtering (tests compare it with sosfilt).
+    A block's output is linear in the block and in the two state values carried in (direct
+    form II transposed): one precomputed (n, n + 2) matrix times [block, state], the impulse
+    response as a lower-triangular Toeplitz matrix beside the state's ring; the state carried
+    out follows from the block's last two samples. Exact, unlike a truncated FIR, and one BLAS
+    product per 30 ms frame (~2x faster than a 512-tap np.convolve here). Why not
+    scipy.signal.sosfilt: importing scipy.signal costs ~1 s of cold start and ~50 MB of
+    resident memory, more than the rest of the daemon (tests compare this with sosfilt).
     """
 
-    def __init__(self, cutoff_hz: float = HPF_HZ, rate: int = SAMPLE_RATE, taps: int = 512) -> None:
+    def __init__(self, cutoff_hz: float = HPF_HZ, rate: int = SAMPLE_RATE) -> None:
         w0 = 2 * math.pi * cutoff_hz / rate
         alpha = math.sin(w0) / (2 * (1 / math.sqrt(2)))  # Q = 1/sqrt(2): Butterworth
         c = math.cos(w0)
         a0 = 1 + alpha
-        b = [(1 + c) / 2 / a0, -(1 + c) / a0, (1 + c) / 2 / a0]
-        a = [1.0, -2 * c / a0, (1 - alpha) / a0]
-        h = np.zeros(taps)
-        x1 = x2 = y1 = y2 = 0.0
-        for n in range(taps):  # impulse response, once
-            x0 = 1.0 if n == 0 else 0.0
-            y0 = b[0] * x0 + b[1] * x1 + b[2] * x2 - a[1] * y1 - a[2] * y2
-            h[n] = y0
-            x2, x1, y2, y1 = x1, x0, y1, y0
-        self.h = h
-        self._hist = np.zeros(taps - 1)
+        self._b = ((1 + c) / 2 / a0, -(1 + c) / a0, (1 + c) / 2 / a0)
+        self._a = (-2 * c / a0, (1 - alpha) / a0)  # a1, a2 (a0 = 1)
+        self._z = np.zeros(2)  # the state carried from block to block
+        self._matrices: dict[int, np.ndarray] = {}
+
+    def _matrix(self, n: int) -> np.ndarray:
+        """(n, n + 2): the outputs of a block of n samples from [block, state]; once per block
+        length (the daemon's frames all have one)."""
+        if n not in self._matrices:
+            if len(self._matrices) > 8:
+                self._matrices.clear()
+            (b0, b1, b2), (a1, a2) = self._b, self._a
+            resp = np.zeros((3, n))  # to a unit impulse; to the states (1, 0) and (0, 1) with no input
+            for row, (x0, z1, z2) in enumerate(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))):
+                for i in range(n):
+                    x = x0 if i == 0 else 0.0
+                    y = b0 * x + z1
+                    z1, z2 = b1 * x - a1 * y + z2, b2 * x - a2 * y
+                    resp[row, i] = y
+            m = np.zeros((n, n + 2))
+            for j in range(n):
+                m[j:, j] = resp[0, : n - j]
+            m[:, n:] = resp[1:].T
+            self._matrices[n] = m
+        return self._matrices[n]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        buf = np.concatenate([self._hist, np.asarray(x, dtype=np.float64)])
-        y = np.convolve(buf, self.h, mode="valid")
-        self._hist = buf[len(buf) - len(self._hist):]
+        x = np.asarray(x, dtype=np.float64)
+        n = len(x)
+        if n > MAX_BLOCK:  # a long signal in frame-sized pieces: the matrix grows as n squared
+            return np.concatenate([self(x[i : i + MAX_BLOCK]) for i in range(0, n, MAX_BLOCK)])
+        if n == 0:
+            return np.zeros(0)
+        y = self._matrix(n) @ np.concatenate([x, self._z])
+        (_, b1, b2), (a1, a2) = self._b, self._a
+        z2_before_last = b2 * x[-2] - a2 * y[-2] if n > 1 else self._z[1]
+        self._z = np.array([b1 * x[-1] - a1 * y[-1] + z2_before_last, b2 * x[-1] - a2 * y[-1]])
         return y
 
 
