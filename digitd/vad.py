@@ -17,6 +17,7 @@ microphone then gets the decisions a normal one gets; a loud one is never turned
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import math
@@ -46,9 +47,11 @@ class HighPass:
     resident memory, more than the rest of the daemon (tests compare this with sosfilt).
     """
 
-    def __init__(self, cutoff_hz: float = HPF_HZ, rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, cutoff_hz: float = HPF_HZ, rate: int = SAMPLE_RATE, q: float = 1 / math.sqrt(2)) -> None:
+        """`q` 1/sqrt(2): the 2nd-order Butterworth; other values make the sections of higher
+        orders (`butterworth`)."""
         w0 = 2 * math.pi * cutoff_hz / rate
-        alpha = math.sin(w0) / (2 * (1 / math.sqrt(2)))  # Q = 1/sqrt(2): Butterworth
+        alpha = math.sin(w0) / (2 * q)
         c = math.cos(w0)
         a0 = 1 + alpha
         self._b = ((1 + c) / 2 / a0, -(1 + c) / a0, (1 + c) / 2 / a0)
@@ -91,6 +94,23 @@ class HighPass:
         return y
 
 
+def butterworth(cutoff_hz: float, order: int, rate: int = SAMPLE_RATE) -> Callable[[np.ndarray], np.ndarray]:
+    """A Butterworth high-pass of even `order` as a cascade of `HighPass` sections (each
+    section's Q from the poles' angles, as scipy.signal.butter's sos output pairs them)."""
+    if order < 2 or order % 2:
+        raise ValueError(f"high-pass order must be an even number >= 2, got {order}")
+    sections = [HighPass(cutoff_hz, rate, 1 / (2 * math.sin(math.pi * (2 * k + 1) / (2 * order)))) for k in range(order // 2)]
+    if len(sections) == 1:
+        return sections[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        for s in sections:
+            x = s(x)
+        return x
+
+    return run
+
+
 @dataclass
 class FrameInfo:
     voiced: bool  # webrtcvad's decision
@@ -104,11 +124,12 @@ class Vad:
 
     def __init__(self, aggressiveness: int = 3, frame_ms: int = 30, rate: int = SAMPLE_RATE,
                  steady_aggressiveness: int | None = None, gain_target_db: float = -27.0,
-                 max_gain_db: float = 0.0) -> None:
+                 max_gain_db: float = 0.0, highpass_hz: float = HPF_HZ, highpass_order: int = 2) -> None:
         """`steady_aggressiveness`: also ask webrtcvad in this mode (FrameInfo.voiced_steady), for
         the endpointer to use while the background is steady noise; None = do not.
         `max_gain_db` > 0: webrtcvad hears quiet input raised by up to this much, so that the
-        loud end of the last 20 s sits at `gain_target_db` (0 = as it comes)."""
+        loud end of the last 20 s sits at `gain_target_db` (0 = as it comes). `highpass_hz`,
+        `highpass_order`: the Butterworth high-pass in front of webrtcvad and the frame level."""
         import webrtcvad
 
         if frame_ms not in (10, 20, 30):
@@ -118,7 +139,7 @@ class Vad:
         self._steady = None if same else webrtcvad.Vad(int(steady_aggressiveness))
         self.rate = rate
         self.frame_len = rate * frame_ms // 1000
-        self._hp = HighPass(HPF_HZ, rate)
+        self._hp = butterworth(highpass_hz, highpass_order, rate)
         self.gain_target_db = float(gain_target_db)
         self.max_gain_db = float(max_gain_db)
         self._gain_levels: deque[float] = deque(maxlen=max(1, int(GAIN_WINDOW_S * 1000 / frame_ms)))
