@@ -121,6 +121,7 @@ class Run:
     audio_s: float
     wall_latencies_ms: list[float] = field(default_factory=list)  # paced runs only
     events: list[Any] = field(default_factory=list)  # every event the pipeline emitted, in order (scripts/room_losses.py reads them)
+    drops: list[tuple[int, int, str]] = field(default_factory=list)  # the endpointer's dropped pieces (Endpointer.drops)
 
 
 def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed: str) -> Run:
@@ -169,7 +170,7 @@ def run_once(cfg: Config, model: Any, audio: np.ndarray, truth: list[Any], speed
         ends = [truth[i].end if hasattr(truth[i], "end") else truth[i]["end"] for i, _ in sc.pairs]
         wl = wall_latencies_ms(recv, ends, source.t0, float(speed))
         out["eos_wall_latency_ms"] = _pcts(wl)
-    return Run(out, sc, wall, audio_s, wl, rec.events)
+    return Run(out, sc, wall, audio_s, wl, rec.events, list(pipe.endpointer.drops))
 
 
 def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | None) -> dict[str, float]:

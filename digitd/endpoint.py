@@ -66,6 +66,7 @@ STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.
 BG_SCARCE = 0.5  # cut_is_background = "scarce": a cut teaches the background while fewer than this share of its window was heard outside utterances
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
+DROPS_KEPT = 4096  # Endpointer.drops: the latest this-many dropped pieces
 
 VALLEY_FRAME = 80  # 10 ms energy contour for valley splitting
 VALLEY_MIN_FRAMES = 9  # a pause of >= 90 ms under the valley threshold
@@ -144,6 +145,9 @@ class Endpointer:
         self.dropped_short = 0
         self.dropped_quiet = 0
         self.dropped_background = 0
+        # the latest drops, (start sample, end sample, "short" | "quiet" | "background"): what
+        # scripts/room_losses.py reads to say why a word never became an utterance
+        self.drops: deque[tuple[int, int, str]] = deque(maxlen=DROPS_KEPT)
         self.forced_cuts = 0
         self._rng = np.random.default_rng(0)
         self._bg_audio: deque[np.ndarray] = deque(maxlen=max(1, -(-keep_background_ms // frame_ms)) if keep_background_ms > 0 else 0)
@@ -344,11 +348,14 @@ class Endpointer:
         return top >= self._bg + over
 
     def _finish(self, forced: bool) -> list[Utterance]:
+        span = (self._start, self._start + self.frame_len * len(self._frames))
         if self._active < self.min_active:
             self.dropped_short += 1
+            self.drops.append((*span, "short"))
             return []
         if self._peak + self._gain < self.cfg.min_level_dbfs:
             self.dropped_quiet += 1
+            self.drops.append((*span, "quiet"))
             return []
         x = np.concatenate(self._frames)
         # Digital silence (exact zeros, e.g. a muted or virtual source) has no counterpart in
@@ -365,9 +372,11 @@ class Endpointer:
             # counted against min_speech_ms, say how long the word is (the classifier hears its context).
             if e - s < self.rate * self.cfg.min_speech_ms // 1000 and not (len(bounds) == 2 and self._noise_around()):
                 self.dropped_short += 1
+                self.drops.append((self._start + a + s, self._start + a + e, "short"))
                 continue
             if not self._prominent(a + s, a + e):
                 self.dropped_background += 1
+                self.drops.append((self._start + a + s, self._start + a + e, "background"))
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced, x[a:b].astype(np.float32),

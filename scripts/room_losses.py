@@ -12,7 +12,9 @@ ends as exactly one of
   was / was not the digit (low confidence, or a second half: `split_word`);
 - unvoiced: a `rejected` event for want of pitch (classify.min_voiced_ms);
 - merged: a digit event overlaps it but was matched to another word;
-- not found: no event at all (the VAD, the background gate or min_speech_ms dropped it);
+- not found: no event at all, and why: the endpointer dropped it as background (the word gate),
+  as too short (under min_speech_ms over the level tests) or too quiet (min_level_dbfs), or never
+  opened an utterance there (the VAD or the level tests);
 and, for every digit, `own span`: the digit's truth span (the clean clip's trim) cut from the mixed
 stream and judged by the same rule (classify.reject_threshold, pitch test, agreement): what the
 classifier reads when the cut is perfect, and how many of the digits never found it reads (what a
@@ -49,6 +51,7 @@ from digitd.scoring import Score  # noqa: E402
 
 OUTCOMES = ("ok", "substituted", "rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
 HEADS = ("ok", "sub", "rej right", "rej wrong", "unvoiced", "merged", "not found")  # the table's column names
+WHY = ("background", "short", "quiet", "unopened")  # why a digit was not found: the endpointer's drop on it, or none
 
 
 def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[str]:
@@ -80,6 +83,21 @@ def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[
     return out
 
 
+def not_found_why(got: list[str], truth: list[dict[str, Any]], drops: list[tuple[int, int, str]]) -> list[str]:
+    """For each digit `outcomes` calls not found, why (WHY): the endpointer's drop that overlaps
+    it most (the background gate, too short, too quiet), or "unopened" when none does (the VAD or
+    the level tests never opened an utterance there)."""
+    digits = [t for t in truth if t.get("kind", "digit") == "digit"]
+    out = []
+    for t, g in zip(digits, got):
+        if g != "not_found":
+            continue
+        a, b = t["start"] * SAMPLE_RATE, t["end"] * SAMPLE_RATE
+        over = [(min(e, b) - max(s, a), why) for s, e, why in drops if min(e, b) > max(s, a)]
+        out.append(max(over)[1] if over else "unopened")
+    return out
+
+
 def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[bool]:
     """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted?"""
     ok = []
@@ -106,6 +124,7 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
             row = table.setdefault(c.name, Counter())
             got, own = outcomes(run.events, truth, run.score), own_span_ok(stream, truth, model, cfg)
             row.update(got)
+            row.update(f"why_{w}" for w in not_found_why(got, truth, run.drops))
             row["n"] += len(got)
             row["own_span_ok"] += sum(own)
             row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, o in zip(got, own))
@@ -144,11 +163,11 @@ def main() -> int:
                           "by_condition": {k: dict(v) for k, v in table.items()}, "total": dict(total)}))
         return 0
     t = Table(title=f"true digits by outcome ({cfg.bench.room_speakers} speakers, seeds {args.seeds})")
-    for col in ("condition", "n", *HEADS, "own span ok", "of them not found"):
+    for col in ("condition", "n", *HEADS, "not found: gate/short/quiet/unopened", "own span ok", "of them not found"):
         t.add_column(col, justify="left" if col == "condition" else "right")
     for name, row in [*table.items(), ("total", total)]:
         n = max(1, row["n"])
-        t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES),
+        t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES), "/".join(str(row[f"why_{w}"]) for w in WHY),
                   f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)", str(row["not_found_own_span_ok"]))
     Console().print(t)
     return 0

@@ -66,6 +66,25 @@ def test_quiet_babble_opens_no_words_and_every_digit_stays(steady_talker):
     assert len(in_bg[False]) >= 3  # without the gate the background talkers open utterances
     assert in_bg[True] == []
     assert ep.dropped_background > 0
+    # each drop is recorded where it happened (scripts/room_losses.py says why a word went unfound)
+    gated = [(a, b) for a, b, why in ep.drops if why == "background"]
+    assert len(gated) == ep.dropped_background
+    assert all(0 <= a < b <= len(st.audio) for a, b in gated)
+    assert any(bg.start <= a / SAMPLE_RATE and b / SAMPLE_RATE <= bg.end for a, b in gated)
+
+
+def test_a_click_is_dropped_as_short_where_it_was(fsdd):
+    """A 40 ms burst between two FSDD words: dropped as too short, its span on the burst."""
+    words = [load_wav(f) for f in sorted(fsdd.glob("*_jackson_0.wav"))[:2]]
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    click = (0.3 * np.random.default_rng(0).standard_normal(320)).astype(np.float32)
+    audio = np.concatenate([gap, words[0], gap, click, gap, words[1], gap])
+    at = 2 * SAMPLE_RATE + len(words[0])
+    utts, ep = segment(audio)
+    assert len(utts) == 2
+    shorts = [(a, b) for a, b, why in ep.drops if why == "short"]
+    assert len(shorts) == ep.dropped_short == 1
+    assert shorts[0][0] <= at + 160 < shorts[0][1]
 
 
 @needs_corpora
