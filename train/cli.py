@@ -37,6 +37,17 @@ def _console(stderr: bool = True):
     return Console(stderr=stderr)
 
 
+def _stepper(err: Any, t0: float) -> Callable[[str], None]:
+    """Prints a training stage's message after the time since the start ([h:mm:ss]): where a
+    recipe of hours spends them, so the next one can be planned."""
+
+    def step(msg: str) -> None:
+        m, s = divmod(int(time.perf_counter() - t0), 60)
+        err.print(f"[{m // 60}:{m % 60:02d}:{s:02d}] {msg}")
+
+    return step
+
+
 def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]:
     """FSDD records (folder or --hf) plus the --extra corpus; skipped files listed on stderr."""
     bad: list[str] = []
@@ -282,6 +293,7 @@ def on_cluster(command: Callable[[argparse.Namespace, Any], int]) -> Callable[[a
 def train_command(args: argparse.Namespace, cfg: Any) -> int:
     t0 = time.perf_counter()
     err = _console()
+    step = _stepper(err, t0)
     records, source = load_records(args, cfg)
     recipe = recipe_from(cfg)
     if recipe.cnn:
@@ -313,13 +325,13 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     tr_feats = [by_name[r.name] for r in role]
     X, y, g = stack(tr_feats, role, augmented=True)
     clean, corrupt = _clean_mask(tr_feats), _corrupt_mask(tr_feats)
-    err.print(f"fitting {recipe.classifier} on {len(X)} vectors ({len(role)} clips, {len(set(g))} speakers)")
+    step(f"fitting {recipe.classifier} on {len(X)} vectors ({len(role)} clips, {len(set(g))} speakers)")
     res = fit(X, y, g, recipe, clean_mask=clean, corrupt_mask=corrupt)
     Xg = garbage_features(role, min(GARBAGE_TRAIN, max(200, len(role) // 2)), recipe.seed, recipe.jobs)
     Xw, Xd = detector_synth_features(recipe.jobs)
     Xg_all = np.vstack([Xg, Xw])
     res.estimator.detector = fit_detector(np.vstack([X, Xd]), Xg_all, recipe.seed)
-    err.print("out-of-speaker confidences for the reject threshold")
+    step("out-of-speaker confidences for the reject threshold")
     conf = oof_confidence(res, X, y, Xg_all, Xd, clean, corrupt, jobs=recipe.jobs)
     threshold = float(np.quantile(conf, REJECT_QUANTILE)) if len(conf) else 0.5
     err.print(f"reject threshold {threshold:.3f} (the {REJECT_QUANTILE:.1%} quantile of out-of-speaker true-digit confidence)")
@@ -328,7 +340,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if recipe.cnn:
         cnn_specs = _cnn_spectrograms(feat_recs, recipe, babble, cfg)
         spec_by_name = {r.name: v for r, v in zip(feat_recs, cnn_specs)}
-        err.print(f"fitting the CNN member ({recipe.cnn_nets} net(s)) on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
+        step(f"fitting the CNN member ({recipe.cnn_nets} net(s)) on {len(role)} clips x {1 + recipe.cnn_copies} spectrograms")
         member = fit_member([spec_by_name[r.name] for r in role], [r.label for r in role], classes,
                             epochs=recipe.cnn_epochs, gain=recipe.cnn_gain, base=recipe.cnn_base, seed=recipe.seed,
                             nets=recipe.cnn_nets, jobs=recipe.jobs)
@@ -339,7 +351,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
         negs = negative_records(comma_list(cfg.train.negatives), cfg.train.hold_out_dev)
         if not negs:
             raise DigitdError("--embed needs non-digit words or noise for its 'other' class (--negatives DIRS)")
-        err.print(f"fitting the speech-embedding member on {len(role)} digit clips + {len(negs)} non-digit clips")
+        step(f"fitting the speech-embedding member on {len(role)} digit clips + {len(negs)} non-digit clips")
         ef = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
                        seed=recipe.seed, jobs=recipe.jobs)
         embed_member = ef.member
@@ -360,10 +372,10 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             heard = [h.without_audio() for h in heard]
             heard_digits = sum(h.label.isdigit() for h in heard)
             if heard:
-                err.print(f"{len(heard)} utterances heard in {recipe.heard_streams} seeds of room streams of training-side voices "
+                step(f"{len(heard)} utterances heard in {recipe.heard_streams} seeds of room streams of training-side voices "
                           f"({heard_digits} digits)")
             heads = recipe.embed_head_nets
-            err.print(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
+            step(f"fitting the embedding member's sequence head{'s' if heads > 1 else ''} ({heads} x: "
                       f"{recipe.embed_head_copies} augmented + {recipe.embed_head_reverb} reverberant + {recipe.embed_head_speed} "
                       f"speed-changed + {recipe.embed_head_low} low-SNR copies per clip)")
             head_args = dict(copies=recipe.embed_head_copies, jobs=recipe.jobs, reverb=recipe.embed_head_reverb,
@@ -378,11 +390,11 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             if recipe.embed_tune:
                 front = (Path(args.out_dir) if args.out_dir else models_dirs()[-1]) / f"{args.name}{TUNED_FRONTEND}"
                 spec = TuneSpec(epochs=recipe.embed_tune, freeze=recipe.embed_tune_frozen, heard_per_epoch=recipe.embed_tune_heard)
-                err.print(f"fine-tuning the speech embedding (convolutions {spec.freeze + 1}-20) with the first head, "
+                step(f"fine-tuning the speech embedding (convolutions {spec.freeze + 1}-20) with the first head, "
                           f"{recipe.embed_tune} epochs")
                 tuned = tune_on_records(role + negs, classes, fits[0].head, heard, heard_m, spec=spec,
                                         seed=recipe.seed, head_args=head_args,
-                                        on_epoch=lambda e, a: err.print(f"  epoch {e + 1}/{recipe.embed_tune}: train accuracy {a:.3f}"))
+                                        on_epoch=lambda e, a: step(f"  epoch {e + 1}/{recipe.embed_tune}: train accuracy {a:.3f}"))
                 write_arrays(tuned.arrays, front)
                 # the pooled regression (what a user profile adapts) learns the tuned network's vectors too
                 refit = fit_embed(role + negs, classes, C=recipe.embed_c, weight=recipe.embed_weight, noisy=recipe.embed_noisy,
@@ -415,11 +427,11 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
     if test_recs:
         m = evaluate_test(model, test_recs)  # every member, exactly as `digitd predict` runs them
         metrics["test"] = {k: v for k, v in m.items() if k not in ("classes", "errors")}
-        err.print(f"official test accuracy {m['accuracy']:.4f} (n={m['n']})")
+        step(f"official test accuracy {m['accuracy']:.4f} (n={m['n']})")
     if want_loso:
         metrics["loso"] = loso(feats, feat_recs, recipe, on_speaker=lambda s, a: err.print(f"  LOSO {s}: {a:.3f}"),
                                cnn_specs=cnn_specs, join_fold=embed_loso_join(feat_recs, recipe, cfg) if recipe.embed else None)
-        err.print(f"LOSO mean {metrics['loso']['mean']:.4f}")
+        step(f"LOSO mean {metrics['loso']['mean']:.4f}")
     out_dir = Path(args.out_dir) if args.out_dir else models_dirs()[-1]
     path = out_dir / f"{args.name}{SUFFIX}"
     extra = [r for r in role if r.split == "extra"]
