@@ -35,8 +35,8 @@ GAIN_EVERY = 5  # frames between gain updates (150 ms: the percentile is a parti
 
 
 class HighPass:
-    """2nd-order Butterworth high-pass (bilinear transform, as scipy.signal.butter designs it),
-    run a block at a time in closed form.
+    """A 2nd-order high-pass section (bilinear transform, as scipy.signal.butter designs it;
+    q = 1/sqrt(2) is the 2nd-order Butterworth), run a block at a time in closed form.
 
     A block's output is linear in the block and in the two state values carried in (direct
     form II transposed): one precomputed (n, n + 2) matrix times [block, state], the impulse
