@@ -27,10 +27,10 @@ import numpy as np
 from digitd import SAMPLE_RATE
 
 HPF_HZ = 100.0
+MAX_BLOCK = 480  # HighPass: longer input goes through in pieces this long
 GAIN_WINDOW_S = 20.0  # the loud end the gain is set from: 95th percentile of this much of frame levels
 GAIN_MIN_S = 1.0  # no gain before this much has been heard
 GAIN_PERCENTILE = 95
-MAX_BLOCK = 480  # HighPass: longer input goes through in pieces this long
 GAIN_EVERY = 5  # frames between gain updates (150 ms: the percentile is a partition of ~670 values)
 
 
