@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -325,6 +325,26 @@ CONDITION_KEYS = ("der", "n_truth", "correct", "substitutions", "deletions", "in
                   "audio_s", "digits", "rejected", "dropped_ms", "cpu_percent", "peak_rss_mb")
 
 
+def pool_runs(runs: Sequence[Run]) -> Run:
+    """Several passes (one condition's streams over several seeds) as one: counts and latencies
+    pooled (`scoring.combine`), times summed, the report's keys recomputed from them."""
+    sc = combine([r.score for r in runs])
+    wall, audio_s = sum(r.wall_s for r in runs), sum(r.audio_s for r in runs)
+    cpu = sum(r.metrics["cpu_s"] for r in runs)
+    wl = [x for r in runs for x in r.wall_latencies_ms]
+    m: dict[str, Any] = {
+        "audio_s": audio_s, "wall_s": wall, "cpu_s": cpu,
+        "rtf": wall / audio_s if audio_s > 0 else float("nan"),
+        "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
+        "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in runs),
+        **score_metrics(sc),
+        **{k: sum(r.metrics[k] for r in runs) for k in ("digits", "rejected", "utterances", "dropped_ms")},
+    }
+    if any("eos_wall_latency_ms" in r.metrics for r in runs):
+        m["eos_wall_latency_ms"] = _pcts(wl)
+    return Run(m, sc, wall, audio_s, wl)
+
+
 def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[str, Any]:
     """Overall numbers (every condition's counts and latencies pooled) and one entry per condition."""
     rs = list(runs.values())
@@ -360,43 +380,56 @@ def room_command(args: Any, cfg: Config, model: Any) -> int:
 
     from digitd.errors import DigitdError
     from digitd.espeak import EspeakError
-    from digitd.room import RoomError, conditions, make_room_stream, write_stream
+    from digitd.room import RoomError, conditions, make_room_stream, seeds, write_stream
 
     err = Console(stderr=True)
     speed = cfg.bench.speed
     runs = sweep_runs(args, cfg)
     try:
         conds = conditions(cfg.bench)
+        stream_seeds = seeds(cfg.bench)
     except RoomError as e:
         raise DigitdError(str(e)) from None
-    streams: dict[str, tuple[np.ndarray, list[dict[str, Any]]]] = {}
     synthetic = True
-    results = []
+    # one seed's streams at a time: 16 conditions are ~90 MB of float32 audio per seed
+    done: dict[str, dict[str, list[Run]]] = {label: {c.name: [] for c in conds} for label, _ in runs}
+    per_seed: dict[str, dict[str, float]] = {label: {} for label, _ in runs}
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True, disable=args.json and not err.is_terminal) as prog:
-        task = prog.add_task("room", total=len(conds) * (1 + len(runs)))
-        for c in conds:
-            prog.update(task, description=f"generating {c.name}")
-            try:
-                st = make_room_stream(c, cfg.bench)
-            except (RoomError, EspeakError) as e:
-                raise DigitdError(str(e)) from None
-            if args.save_stream:
-                write_stream(st, Path(args.save_stream))
-            streams[c.name] = (st.audio, [t.to_dict() for t in st.truth])
-            synthetic = synthetic and st.synthetic_voices
-            prog.advance(task)
-        for label, rc in runs:
-            done: dict[str, Run] = {}
+        task = prog.add_task("room", total=len(stream_seeds) * len(conds) * (1 + len(runs)))
+        for seed in stream_seeds:
+            b = replace(cfg.bench, seed=seed)
+            where = f" seed {seed}" if len(stream_seeds) > 1 else ""
+            streams: dict[str, tuple[np.ndarray, list[dict[str, Any]]]] = {}
             for c in conds:
-                prog.update(task, description=f"{c.name}" + (f" ({label})" if len(runs) > 1 else ""))
-                audio, truth = streams[c.name]
-                done[c.name] = run_once(rc, model, audio, truth, speed)
+                prog.update(task, description=f"generating {c.name}{where}")
+                try:
+                    st = make_room_stream(c, b)
+                except (RoomError, EspeakError) as e:
+                    raise DigitdError(str(e)) from None
+                if args.save_stream:
+                    out = Path(args.save_stream)
+                    write_stream(st, out / f"seed{seed}" if len(stream_seeds) > 1 else out)
+                streams[c.name] = (st.audio, [t.to_dict() for t in st.truth])
+                synthetic = synthetic and st.synthetic_voices
                 prog.advance(task)
-            r = room_report(done, conds, speed)
-            r.update(label=label, seed=cfg.bench.seed, speakers=cfg.bench.room_speakers, synthetic_voices=synthetic,
-                     model=str(model.meta.get("path", "")))
+            for label, rc in runs:
+                for c in conds:
+                    prog.update(task, description=f"{c.name}{where}" + (f" ({label})" if len(runs) > 1 else ""))
+                    audio, truth = streams[c.name]
+                    done[label][c.name].append(run_once(rc, model, audio, truth, speed))
+                    prog.advance(task)
+                per_seed[label][str(seed)] = combine([done[label][c.name][-1].score for c in conds]).der
+        results = []
+        for label, _ in runs:
+            pooled = {name: pool_runs(rs) if len(rs) > 1 else rs[0] for name, rs in done[label].items()}
+            r = room_report(pooled, conds, speed)
+            r.update(label=label, seed=stream_seeds[0] if len(stream_seeds) == 1 else None,
+                     speakers=cfg.bench.room_speakers, synthetic_voices=synthetic, model=str(model.meta.get("path", "")))
+            if len(stream_seeds) > 1:
+                ders = list(per_seed[label].values())
+                r.update(seeds=stream_seeds, der_per_seed=per_seed[label], der_mean=float(np.mean(ders)))
             results.append(r)
     if not synthetic:
         err.print("digitd: espeak-ng not found: real voices only (no synthetic digits or babble sentences)")
@@ -421,9 +454,11 @@ def print_room_table(r: dict[str, Any]) -> None:
     from rich.table import Table
 
     con = Console()
+    many = r.get("seeds")
+    which = f"seeds {_seed_list(many)} pooled" if many else f"seed {r['seed']}"
     t = Table(title=f"digitd bench --scenario room: {r['mode']} mode, {r['audio_s']:.0f} s of audio, "
                     f"{len(r['by_condition'])} conditions, "
-                    f"{SIDE_TITLES[r.get('speakers', 'unseen')]} speakers (seed {r['seed']})")
+                    f"{SIDE_TITLES[r.get('speakers', 'unseen')]} speakers ({which})")
     for col in ("condition", "digits", "DER %", "S/D/I", "word FA %", "sound FA", "bg ins/min", "EOS p50/p95 ms", "RTF"):
         t.add_column(col, justify="left" if col == "condition" else "right")
 
@@ -447,6 +482,18 @@ def print_room_table(r: dict[str, Any]) -> None:
         notes += f" Wall clock end of speech -> digit p50 / p95: {_f(w['p50'], 0)} / {_f(w['p95'], 0)} ms."
     con.print(f"[dim]{notes} Rejected utterances: {r['rejected']}; audio dropped: {r['dropped_ms']:.0f} ms; "
               f"CPU {_f(r['cpu_percent'], 1)}% of one core; peak RSS (pipeline in the bench process) {r['peak_rss_mb']:.0f} MB.[/dim]")
+    if many:
+        each = " / ".join(f"{100 * d:.2f}" for d in r["der_per_seed"].values())
+        con.print(f"DER per seed ({_seed_list(many)}): {each}%; mean {100 * r['der_mean']:.2f}%, "
+                  f"pooled {100 * r['der']:.2f}% (the overall row)")
+
+
+def _seed_list(seeds: Sequence[int]) -> str:
+    """0-9 for a run of consecutive seeds, else 0,3,5."""
+    s = list(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[0] + len(s))):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(map(str, s))
 
 
 def _f(x: float, nd: int = 2) -> str:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...] or a room truth file")
     p.add_argument("--model", help="model file [classify.model]")
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3")
+    p.add_argument("--seeds", dest="bench_seeds", metavar="LIST",
+                   help="room scenario: stream seeds pooled into one report, e.g. 0-9 or 0,3,5 [bench.seeds]")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--save-stream", metavar="DIR", help="write the generated stream WAV and its truth JSON here (room: one pair per condition)")
     _user_args(p)
@@ -201,6 +203,7 @@ FLAG_KNOBS = {
     "speed": "run.speed",
     "bench_speed": "bench.speed",
     "scenario": "bench.scenario",
+    "bench_seeds": "bench.seeds",
     "device": "audio.device",
     "model": "classify.model",
     "vad_aggressiveness": "vad.aggressiveness",

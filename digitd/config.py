@@ -136,6 +136,7 @@ class RunConfig:
 class BenchConfig:
     speed: str = knob("max")  # "max" = compute-bound, "1" = paced like live audio (or another factor)
     seed: int = knob(0, lo=0)
+    seeds: str = knob("")  # room scenario: these stream seeds, one report pooled over them ("0-9", "0,3,5"); "" = `seed` alone
     digits: int = knob(120, lo=1, hi=100000)
     gap_min_s: float = knob(0.15, lo=0.0, hi=60.0)
     gap_max_s: float = knob(2.0, lo=0.0, hi=60.0)

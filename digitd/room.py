@@ -143,6 +143,30 @@ def conditions(b: BenchConfig) -> list[Condition]:
     return out
 
 
+MAX_SEEDS = 1000
+
+
+def seeds(b: BenchConfig) -> list[int]:
+    """The stream seeds a room bench pools: `bench.seeds` ("0-9", "0,3,5", "0-2,7"; each once, in
+    the order given), or `bench.seed` alone when it is empty. One seed's condition is ~67 digits,
+    which a single word moves by 1.5 points: the issue's targets are read over several."""
+    if not b.seeds.strip():
+        return [b.seed]
+    out: list[int] = []
+    for part in comma_list(b.seeds):
+        lo, sep, hi = part.partition("-")
+        try:
+            a, z = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise RoomError(f"bench.seeds: {part!r} is not a seed or a range like 0-9") from None
+        if a < 0 or z < a:
+            raise RoomError(f"bench.seeds: {part!r} is not a seed or a range like 0-9")
+        if len(out) + z - a + 1 > MAX_SEEDS:
+            raise RoomError(f"bench.seeds: more than {MAX_SEEDS} seeds")
+        out += [x for x in range(a, z + 1) if x not in out]
+    return out
+
+
 # -- the speaker pools ------------------------------------------------------------------------------
 
 @dataclass

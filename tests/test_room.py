@@ -20,7 +20,7 @@ from digitd.config import Config
 from digitd.corpora import available, is_dev, is_unseen, split_clips
 from digitd.espeak import VOICES
 from digitd.features import trim_bounds
-from digitd.room import Condition, conditions, make_room_stream, write_stream
+from digitd.room import Condition, RoomError, conditions, make_room_stream, seeds, write_stream
 from digitd.sounds import SOUND_KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,16 @@ def test_conditions_are_clean_once_plus_background_by_snr():
     names = [c.name for c in conditions(Config().bench)]
     assert len(names) == 16 and names[0] == "clean" and len(set(names)) == 16
     assert {"noise_20db", "white_10db", "pink_10db", "brown_5db", "babble_5db"} <= set(names)
+
+
+def test_seeds_are_ranges_and_lists_each_once_or_the_one_seed():
+    b = Config().bench
+    assert seeds(dataclasses.replace(b, seed=4)) == [4]
+    assert seeds(dataclasses.replace(b, seeds="0-9")) == list(range(10))
+    assert seeds(dataclasses.replace(b, seeds="3, 1,1,0-2")) == [3, 1, 0, 2]
+    for bad in ("a", "5-2", "-1", "1-", "1.5", "0-5000"):
+        with pytest.raises(RoomError, match="bench.seeds"):
+            seeds(dataclasses.replace(b, seeds=bad))
 
 
 def test_the_same_seed_gives_the_same_stream_and_another_seed_another(pink):
@@ -230,6 +240,28 @@ def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp
     assert again["eos_latency_ms"]["p50"] == pytest.approx(m["eos_latency_ms"]["p50"])
 
 
+def test_several_seeds_pool_to_the_sum_of_their_single_runs(model_path, tmp_path):
+    """`--seeds 0,1`: the overall and per-condition counts are those of the two one-seed runs
+    added, each seed's DER is its own run's, and each seed's streams are saved apart."""
+    both = _bench("--scenario", "room", "--model", str(model_path), "--seeds", "0,1", "--save-stream", str(tmp_path), *TINY)
+    one = [_bench("--scenario", "room", "--model", str(model_path), "--set", f"bench.seed={n}", *TINY) for n in (0, 1)]
+    assert both["seeds"] == [0, 1] and both["seed"] is None
+    assert both["der_per_seed"] == {"0": one[0]["der"], "1": one[1]["der"]}
+    assert both["der_mean"] == pytest.approx((one[0]["der"] + one[1]["der"]) / 2)
+    counts = ("n_truth", "correct", "substitutions", "deletions", "insertions", "n_words", "word_false_alarms",
+              "n_sounds", "sound_false_alarms", "background_insertions", "rejected")
+    for key in counts:
+        assert both[key] == one[0][key] + one[1][key], key
+        for name, m in both["by_condition"].items():
+            assert m[key] == one[0]["by_condition"][name][key] + one[1]["by_condition"][name][key], (name, key)
+    assert both["background_s"] == pytest.approx(one[0]["background_s"] + one[1]["background_s"])
+    assert both["eos_latency_ms"]["n"] == one[0]["eos_latency_ms"]["n"] + one[1]["eos_latency_ms"]["n"]
+    _in_range(both)
+    saved = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.wav"))
+    assert saved == ["seed0/babble_10db.wav", "seed0/clean.wav", "seed1/babble_10db.wav", "seed1/clean.wav"]
+    assert json.loads((tmp_path / "seed1" / "clean.json").read_text())["seed"] == 1
+
+
 def test_bad_room_knob_is_one_line(model_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--scenario", "room", "--model", str(model_path),
@@ -237,6 +269,10 @@ def test_bad_room_knob_is_one_line(model_path):
                        timeout=120, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "traffic" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--scenario", "room", "--model", str(model_path),
+                        "--seeds", "9-3"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "bench.seeds" in r.stderr, r.stderr
 
 
 def test_a_reverberant_room_rings_on_after_each_word_and_keeps_the_dry_truth(pink):
