@@ -267,6 +267,9 @@ def sweep_runs(args: Any, cfg: Config) -> list[tuple[str, Config]]:
 def bench_command(args: Any, cfg: Config) -> int:
     from digitd.model import load_model
 
+    if cfg.bench.seeds.strip() and (cfg.bench.scenario != "room" or args.input):
+        raise ConfigError("bench.seeds: only the room scenario pools several seeds (the FSDD stream and --input are one stream each)")
+
     t = time.perf_counter()
     from digitd.profile import with_user
 

@@ -273,6 +273,10 @@ def test_bad_room_knob_is_one_line(model_path):
                         "--seeds", "9-3"], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "bench.seeds" in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--model", str(model_path), "--seeds", "0-2"],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "only the room scenario" in r.stderr, r.stderr
 
 
 def test_a_reverberant_room_rings_on_after_each_word_and_keeps_the_dry_truth(pink):
