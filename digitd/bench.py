@@ -329,8 +329,8 @@ CONDITION_KEYS = ("der", "n_truth", "correct", "substitutions", "deletions", "in
 
 
 def pool_runs(runs: Sequence[Run]) -> Run:
-    """Several passes (one condition's streams over several seeds) as one: counts and latencies
-    pooled (`scoring.combine`), times summed, the report's keys recomputed from them."""
+    """Several passes (a room bench's conditions, or one condition over several seeds) as one:
+    counts and latencies pooled (`scoring.combine`), times summed, the report's keys recomputed."""
     sc = combine([r.score for r in runs])
     wall, audio_s = sum(r.wall_s for r in runs), sum(r.audio_s for r in runs)
     cpu = sum(r.metrics["cpu_s"] for r in runs)
@@ -339,7 +339,7 @@ def pool_runs(runs: Sequence[Run]) -> Run:
         "audio_s": audio_s, "wall_s": wall, "cpu_s": cpu,
         "rtf": wall / audio_s if audio_s > 0 else float("nan"),
         "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
-        "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in runs),
+        "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in runs),  # each run starts from a reset peak
         **score_metrics(sc),
         **{k: sum(r.metrics[k] for r in runs) for k in ("digits", "rejected", "utterances", "dropped_ms")},
     }
@@ -350,24 +350,8 @@ def pool_runs(runs: Sequence[Run]) -> Run:
 
 def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[str, Any]:
     """Overall numbers (every condition's counts and latencies pooled) and one entry per condition."""
-    rs = list(runs.values())
-    wall, audio_s = sum(r.wall_s for r in rs), sum(r.audio_s for r in rs)
-    cpu = sum(r.metrics["cpu_s"] for r in rs)
-    out: dict[str, Any] = {
-        "scenario": "room",
-        "mode": "max" if speed == "max" else "realtime",
-        "speed": speed,
-        "audio_s": audio_s,
-        "wall_s": wall,
-        "rtf": wall / audio_s if audio_s > 0 else float("nan"),
-        "cpu_percent": 100.0 * cpu / wall if wall > 0 else float("nan"),
-        "peak_rss_mb": max(r.metrics["peak_rss_mb"] for r in rs),  # each condition's run starts from a reset peak
-        **score_metrics(combine([r.score for r in rs])),
-        "rejected": sum(r.metrics["rejected"] for r in rs),
-        "dropped_ms": sum(r.metrics["dropped_ms"] for r in rs),
-    }
-    if speed != "max":
-        out["eos_wall_latency_ms"] = _pcts([x for r in rs for x in r.wall_latencies_ms])
+    out: dict[str, Any] = {"scenario": "room", "mode": "max" if speed == "max" else "realtime", "speed": speed,
+                           **pool_runs(list(runs.values())).metrics}
     by = {}
     for c in conds:
         m = runs[c.name].metrics
@@ -426,8 +410,7 @@ def room_command(args: Any, cfg: Config, model: Any) -> int:
                 per_seed[label][str(seed)] = combine([done[label][c.name][-1].score for c in conds]).der
         results = []
         for label, _ in runs:
-            pooled = {name: pool_runs(rs) if len(rs) > 1 else rs[0] for name, rs in done[label].items()}
-            r = room_report(pooled, conds, speed)
+            r = room_report({name: pool_runs(rs) for name, rs in done[label].items()}, conds, speed)
             r.update(label=label, seed=stream_seeds[0] if len(stream_seeds) == 1 else None,
                      speakers=cfg.bench.room_speakers, synthetic_voices=synthetic, model=str(model.meta.get("path", "")))
             if len(stream_seeds) > 1:
