@@ -88,6 +88,10 @@ class ClassifyConfig:
     repeat_gap_ms: float = knob(10.0, lo=0.0, hi=1000.0)  # a digit starting less than this after the end of the same digit is that word's second half (rejected as split_word); 0 = off
     tail_under_db: float = knob(12.0, lo=0.0, hi=120.0)  # a digit whose loudest 10 ms is this far under the digit just emitted, starting less than tail_gap_ms after it, is that word's tail (rejected as split_word); 0 = off
     tail_gap_ms: float = knob(20.0, lo=0.0, hi=2000.0)  # that gap
+    talk_under_db: float = knob(6.0, lo=0.0, hi=120.0)  # a word heard in background talk this far under the talker's recent digits needs talk_threshold (rejected as background_talk); 0 = off
+    talk_threshold: float = knob(0.6, lo=0.0, hi=1.0)  # that confidence
+    talker_words: int = knob(3, lo=1, hi=100)  # the talker's level: the median of this many recent digits
+    talker_memory_s: float = knob(60.0, lo=0.1, hi=86400.0)  # ...that ended less than this long ago
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble
 
 

@@ -61,7 +61,7 @@ class RejectedEvent(Event):
     best: str
     confidence: float
     latency_ms: dict[str, float] = field(default_factory=dict)
-    reason: str = "low_confidence"  # low_confidence | unvoiced (no sustained pitch: cough, clap, noise) | split_word (the second half of the digit before it)
+    reason: str = "low_confidence"  # low_confidence | unvoiced (no sustained pitch: cough, clap, noise) | split_word (the second half of the digit before it) | background_talk (heard in background talk, far under the talker, not confident enough)
 
 
 @dataclass
