@@ -66,6 +66,7 @@ STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.
 BG_SCARCE = 0.5  # cut_is_background = "scarce": a cut teaches the background while fewer than this share of its window was heard outside utterances
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
+FLUENT_FRAMES = 10  # onset_is_speech = "fluent": an utterance opening this soon (300 ms) after the last one ended
 DROPS_KEPT = 4096  # Endpointer.drops: the latest this-many dropped pieces
 
 VALLEY_FRAME = 80  # 10 ms energy contour for valley splitting
@@ -141,6 +142,7 @@ class Endpointer:
         self._steady = False  # the background is steady noise: the VAD's steady-noise mode applies
         self._gain = 0.0  # the VAD's input gain (FrameInfo.gain_db): min_level_dbfs is a level at the VAD's input
         self._nframes = 0
+        self._last_end = -(10**9)  # frame number at which the last utterance ended
         self.pos = 0  # stream samples consumed
         self.dropped_short = 0
         self.dropped_quiet = 0
@@ -236,7 +238,11 @@ class Endpointer:
         self._bg_levels.append((self._nframes if frame is None else frame, level))
         while len(self._bg_levels) > BG_MIN_FRAMES and self._bg_levels[0][0] <= self._nframes - self._bg_window:
             self._bg_levels.popleft()
-        if len(self._bg_levels) >= BG_MIN_FRAMES and (now or self._nframes % 5 == 1):  # every 150 ms
+        if now or self._nframes % 5 == 1:  # every 150 ms
+            self._update_background()
+
+    def _update_background(self) -> None:
+        if len(self._bg_levels) >= BG_MIN_FRAMES:
             a = np.fromiter((lv for _, lv in self._bg_levels), dtype=np.float64, count=len(self._bg_levels))
             k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
             a = np.partition(a, (k50, k))
@@ -272,6 +278,11 @@ class Endpointer:
         self._flags.append(self._voiced(info) and self._loud(info.level_db, None))
         if sum(self._flags) < self.cfg.start_frames:
             return []
+        mode = self.cfg.onset_is_speech
+        fluent = self._nframes - self._last_end <= FLUENT_FRAMES
+        if self.cfg.background_gate and (mode == "always" or (mode == "steady" and self._steady)
+                                         or (mode == "fluent" and self._steady and fluent)):
+            self._forget_onset()
         self._in_speech = True
         self._frames = list(self._hist)
         self._lv = list(self._hist_lv)
@@ -281,6 +292,21 @@ class Endpointer:
         self._silent_run = 0
         self._peak = info.level_db
         return []
+
+    def _forget_onset(self) -> None:
+        """The start window's active frames were the word's onset, not the background: take
+        their levels back out. A fluent talker (pauses of 50-150 ms) opens an utterance every
+        half second, and two onset frames at his own level per word were enough to lift the
+        loud end 9 dB over white noise within 25 s, after which his quieter words joined it."""
+        n = len(self._flags)
+        onset = {self._nframes - (n - 1 - i) for i, f in enumerate(self._flags) if f}
+        kept = [e for e in list(self._bg_levels)[-n:] if e[0] not in onset]
+        if len(kept) == min(n, len(self._bg_levels)):
+            return
+        for _ in range(min(n, len(self._bg_levels))):
+            self._bg_levels.pop()
+        self._bg_levels.extend(kept)
+        self._update_background()
 
     def _push_speech(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:
         self._frames.append(frame)
@@ -348,6 +374,7 @@ class Endpointer:
         return top >= self._bg + over
 
     def _finish(self, forced: bool) -> list[Utterance]:
+        self._last_end = self._nframes
         span = (self._start, self._start + self.frame_len * len(self._frames))
         if self._active < self.min_active:
             self.dropped_short += 1
