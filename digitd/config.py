@@ -70,6 +70,7 @@ class EndpointConfig:
     steady_floor_snr_db: float = knob(1.5, lo=0.0, hi=60.0)  # floor_snr_db while the background is steady noise
     steady_word_over_bg_db: float = knob(1.0, lo=-30.0, hi=30.0)  # word_over_bg_db while the background is steady noise
     onset_is_speech: str = knob("fluent", choices=("off", "fluent", "steady", "always"))  # with background_gate: the frames that opened an utterance leave the background's levels (a fluent talker's onsets lifted its loud end to his own level): fluent = under steady noise, when it opened within 300 ms of the last utterance's end; steady = under steady noise
+    cold_steady_db: float = knob(0.0, lo=0.0, hi=20.0)  # until background_s of background has been heard: also steady when its median is within this of its 10th percentile (a talker from the first second fills its loud end); 0 = off
     late_ms: int = knob(600, lo=0, hi=30000)  # with background_gate, under background talk: frames this far into an utterance count as speech only late_over_bg_db over the background; 0 = off
     late_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # that margin (babble runs utterances on past the word: end-of-speech latency)
 

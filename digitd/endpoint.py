@@ -244,11 +244,19 @@ class Endpointer:
     def _update_background(self) -> None:
         if len(self._bg_levels) >= BG_MIN_FRAMES:
             a = np.fromiter((lv for _, lv in self._bg_levels), dtype=np.float64, count=len(self._bg_levels))
-            k50, k = (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
-            a = np.partition(a, (k50, k))
+            k10, k50, k = (len(a) - 1) // 10, (len(a) - 1) // 2, int(round((len(a) - 1) * BG_PERCENTILE / 100))
+            a = np.partition(a, (k10, k50, k))
             self._bg_median = float(a[k50])
             self._steady = float(a[k]) - self._bg_median <= STEADY_SPREAD_DB
-            self._bg = min(float(a[k]), self._bg_median + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
+            bg = min(float(a[k]), self._bg_median + BG_SPREAD_DB, self._floor + BG_OVER_FLOOR_DB)
+            cold = self.cfg.cold_steady_db
+            if (not self._steady and cold > 0 and self._bg_levels[0][0] > self._nframes - self._bg_window
+                    and self._bg_median - float(a[k10]) <= cold):
+                # still the stream's first background_s: a talker who starts at once has filled the
+                # loud end with his own onsets; a quiet end this even is steady noise under them
+                self._steady = True
+                bg = min(bg, self._bg_median + STEADY_SPREAD_DB)
+            self._bg = bg
 
     def _voiced(self, info: FrameInfo) -> bool:
         if self._steady and info.voiced_steady is not None:
