@@ -14,6 +14,10 @@ States: silence -> speech -> (trailing) -> silence.
   microphone rises above and background talk does not: with `background_gate`, frames must
   be over it to count as speech (babble stops opening utterances and stops running them
   on past the word) and every word's loudest 90 ms must be `word_over_bg_db` over it.
+- onsets: the frames that open an utterance were heard in silence and joined the background's
+  levels; under steady noise, when the utterance opens within 300 ms of the last one's end (a
+  fluent talker), they are taken back out (`onset_is_speech`), or his own onsets become its loud
+  end. `cold_steady_db` (off by default): while the window is young, an even quiet end is steady.
 - steady noise (the background's 90th percentile within STEADY_SPREAD_DB of its median):
   webrtcvad tells it from speech poorly in either mode, the level tests do the work, so the
   VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames),
