@@ -438,13 +438,13 @@ def test_a_fluent_talker_in_steady_noise_keeps_the_background_at_the_noise(fsdd,
 def test_a_fluent_talker_from_the_first_second_is_heard_in_steady_noise(fsdd, noise):
     """The same talker starting 0.5 s into the noise: the background's window never holds noise
     alone, its loud end is his onsets from the start and the noise never looks steady, so the
-    onset rule alone cannot start (about half the digits lost). `cold_steady_db`: while the
+    onset rule (`fluent`) alone cannot start (about half the digits lost). `cold_steady_db`: while the
     window is young, an even quiet end (median within 1 dB of the 10th percentile) is steady
     noise, its loud end capped 3 dB over the median."""
     audio, truth = make_stream(120, seed=0, gap_min_s=0.05, gap_max_s=0.15, noise=noise, snr_db=10.0, lead_s=0.5)
 
     def found(cold: float) -> int:
-        vad, ep = Vad(3, 30, steady_aggressiveness=1), Endpointer(dataclasses.replace(EndpointConfig(), cold_steady_db=cold), 30)
+        vad, ep = Vad(3, 30, steady_aggressiveness=1), Endpointer(dataclasses.replace(EndpointConfig(), onset_is_speech="fluent", cold_steady_db=cold), 30)
         utts = []
         for i in range(0, len(audio) - FRAME + 1, FRAME):
             f = audio[i : i + FRAME]
