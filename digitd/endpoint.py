@@ -310,14 +310,11 @@ class Endpointer:
         their levels back out. A fluent talker (pauses of 50-150 ms) opens an utterance every
         half second, and two onset frames at his own level per word were enough to lift the
         loud end 9 dB over white noise within 25 s, after which his quieter words joined it."""
-        n = len(self._flags)
-        onset = {self._nframes - (n - 1 - i) for i, f in enumerate(self._flags) if f}
-        kept = [e for e in list(self._bg_levels)[-n:] if e[0] not in onset]
-        if len(kept) == min(n, len(self._bg_levels)):
-            return
-        for _ in range(min(n, len(self._bg_levels))):
-            self._bg_levels.pop()
-        self._bg_levels.extend(kept)
+        # every frame since the last reset was heard in silence: the window's newest entries are
+        # the start window's frames, in order (the flags hold at least start_frames actives)
+        n = min(len(self._flags), len(self._bg_levels))
+        tail = [self._bg_levels.pop() for _ in range(n)][::-1]
+        self._bg_levels.extend(e for e, active in zip(tail, list(self._flags)[-n:]) if not active)
         self._update_background()
 
     def _push_speech(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:

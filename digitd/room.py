@@ -153,6 +153,7 @@ def seeds(b: BenchConfig) -> list[int]:
     if not b.seeds.strip():
         return [b.seed]
     out: list[int] = []
+    seen: set[int] = set()
     for part in comma_list(b.seeds):
         lo, sep, hi = part.partition("-")
         try:
@@ -163,7 +164,8 @@ def seeds(b: BenchConfig) -> list[int]:
             raise RoomError(f"bench.seeds: {part!r} is not a seed or a range like 0-9")
         if len(out) + z - a + 1 > MAX_SEEDS:
             raise RoomError(f"bench.seeds: more than {MAX_SEEDS} seeds")
-        out += [x for x in range(a, z + 1) if x not in out]
+        out += [x for x in range(a, z + 1) if x not in seen]
+        seen.update(range(a, z + 1))
     return out
 
 
