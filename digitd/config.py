@@ -73,12 +73,14 @@ class EndpointConfig:
     cold_steady_db: float = knob(0.0, lo=0.0, hi=20.0)  # until background_s of background has been heard: also steady when its median is within this of its 10th percentile (a talker from the first second fills its loud end); 0 = off
     late_ms: int = knob(600, lo=0, hi=30000)  # with background_gate, under background talk: frames this far into an utterance count as speech only late_over_bg_db over the background; 0 = off
     late_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # that margin (babble runs utterances on past the word: end-of-speech latency)
+    faint_words: str = knob("agreed", choices=("drop", "agreed"))  # with background_gate: a word under word_over_bg_db is dropped as background (drop), or classified and kept only when the CNN and the embedding member agree on it (agreed: classify.agree_min)
 
 
 @dataclass
 class ClassifyConfig:
     model: str = knob("")  # path to a .npz model file; "" = the shipped default
     reject_threshold: float = knob(0.38, lo=0.0, hi=1.0)
+    steady_reject_threshold: float = knob(0.3, lo=0.0, hi=1.0)  # reject_threshold under steady noise within 20 dB of a word near the talker's level (near_talker_db): the noise masks the word, true digits come out less sure
     min_voiced_ms: float = knob(45.0, lo=0.0, hi=1000.0)  # utterances without this much continuous pitch are rejected (coughs, claps); 0 = off
     steady_min_voiced_ms: float = knob(15.0, lo=0.0, hi=1000.0)  # min_voiced_ms under steady noise within 20 dB of the word (it masks the word's pitch); 0 = no pitch test there
     voiced_range_db: float = knob(12.0, lo=1.0, hi=80.0)  # that pitch counts only within this many dB of the utterance's loudest moment
@@ -92,6 +94,7 @@ class ClassifyConfig:
     tail_gap_ms: float = knob(20.0, lo=0.0, hi=2000.0)  # that gap
     talk_under_db: float = knob(6.0, lo=0.0, hi=120.0)  # a word heard in background talk this far under the talker's recent digits needs talk_threshold (rejected as background_talk); 0 = off
     talk_threshold: float = knob(0.6, lo=0.0, hi=1.0)  # that confidence
+    near_talker_db: float = knob(6.0, lo=0.0, hi=120.0)  # a word within this of the talker's recent digits is his: steady_reject_threshold under steady noise, and a faint word (endpoint.faint_words) the strong members agree on is kept; 0 = off
     talker_words: int = knob(3, lo=1, hi=100)  # the talker's level: the median of this many recent digits
     talker_memory_s: float = knob(60.0, lo=0.1, hi=86400.0)  # ...that ended less than this long ago
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble

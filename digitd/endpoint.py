@@ -33,6 +33,8 @@ States: silence -> speech -> (trailing) -> silence.
 - drop: fewer than `min_speech_ms` of active frames (clicks), peak under `min_level_dbfs`,
   or (each word) not standing out of the background, or trimmed shorter than `min_speech_ms`
   (not under steady noise close under the word, where the trim keeps only its loudest part).
+  With `faint_words = "agreed"` a word that does not stand out is handed on marked `faint`
+  instead: the pipeline keeps it only when the classifier's two strong members agree on it.
 Emitted audio is trimmed with `features.trim_bounds`, exactly like training clips.
 """
 
@@ -118,6 +120,7 @@ class Utterance:
     noise_around: bool = False  # steady noise within TALK_MARGIN_DB of the word: it masks the word's quiet parts and its pitch
     background: np.ndarray | None = None  # the latest background heard outside utterances before it (`keep_background_ms`): the noise estimate
     context_offset: int = 0  # where `audio` starts inside `context`
+    faint: bool = False  # under `word_over_bg_db` (faint_words = "agreed"): background unless the classifier's members agree on a digit
 
     @property
     def duration_s(self) -> float:
@@ -410,11 +413,12 @@ class Endpointer:
                 self.dropped_short += 1
                 self.drops.append((self._start + a + s, self._start + a + e, "short"))
                 continue
-            if not self._prominent(a + s, a + e):
+            faint = not self._prominent(a + s, a + e)
+            if faint and self.cfg.faint_words == "drop":
                 self.dropped_background += 1
                 self.drops.append((self._start + a + s, self._start + a + e, "background"))
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
                                  self.pos, self._peak, forced, x[a:b].astype(np.float32),
-                                 self._talk_around(), self._noise_around(), background, s))
+                                 self._talk_around(), self._noise_around(), background, s, faint))
         return out

@@ -289,19 +289,22 @@ def agreed(pred: Prediction, agree_min: float, min_speech: float = 0.0) -> bool:
     return all(x is not None and x[0] == pred.label and x[1] >= agree_min for x in v)
 
 
-def reject_reason(audio: np.ndarray, pred: Prediction, c: ClassifyConfig, noise_around: bool = False) -> str | None:
+def reject_reason(audio: np.ndarray, pred: Prediction, c: ClassifyConfig, noise_around: bool = False,
+                  steady_bar: bool = False) -> str | None:
     """Why the daemon turns an utterance into a `rejected` event, or None to emit the digit:
     no stretch of pitch as long as a syllable (coughs, claps, noise bursts), or low confidence;
     either is waived when the two strongest members agree (`agreed`, classify.agree_min).
     `noise_around`: heard in steady noise close under the word, where `steady_min_voiced_ms`
-    applies (broadband noise lowers every hop's autocorrelation: the pitch reads shorter than it is)."""
+    applies (broadband noise lowers every hop's autocorrelation: the pitch reads shorter than it is).
+    `steady_bar`: that, and at the talker's level (the pipeline knows it): `steady_reject_threshold`
+    applies (the noise masks the word's quiet parts: a true digit comes out less sure)."""
     from digitd.voicing import longest_voiced_ms
 
     reason = None
     min_voiced = c.steady_min_voiced_ms if noise_around else c.min_voiced_ms
     if min_voiced > 0 and longest_voiced_ms(audio, c.voiced_range_db) < min_voiced:
         reason = "unvoiced"
-    elif pred.confidence < c.reject_threshold:
+    elif pred.confidence < (c.steady_reject_threshold if steady_bar else c.reject_threshold):
         reason = "low_confidence"
     if reason and agreed(pred, c.agree_min, c.agree_min_speech):
         return None

@@ -7,6 +7,10 @@ is far under the level of the talker's recent digits must be more confident to b
 reference forgets old digits (`memory_s`), so a talker who moves away is not held to a level
 they no longer speak at for long; it never closes the door, only raises the bar.
 
+A word at the talker's level is his, on the other hand: under steady noise it needs less
+confidence, and a word too faint to stand out of the background is kept when the classifier's
+strong members agree on it (`near_talker`, classify.near_talker_db).
+
 A stage of its own, fed by the pipeline's classifying thread: `add` each emitted digit,
 `reference_db` before deciding the next word.
 """
@@ -41,3 +45,9 @@ class TalkerLevel:
 def under_talker(level_db: float, reference_db: float | None, under_db: float) -> bool:
     """Is a word at `level_db` more than `under_db` under the talker's level (0 = rule off)?"""
     return under_db > 0 and reference_db is not None and level_db < reference_db - under_db
+
+
+def near_talker(level_db: float, reference_db: float | None, near_db: float) -> bool:
+    """Is a word at `level_db` within `near_db` of the talker's level (so his, not the room's)?
+    False without a reference or with near_db = 0 (off)."""
+    return near_db > 0 and reference_db is not None and level_db >= reference_db - near_db

@@ -115,7 +115,7 @@ class LiveUI:
             items, numbers = list(self.items), list(self.numbers)
         words = (len(items), id(items[-1]) if items else None, len(numbers), id(numbers[-1]) if numbers else None)
         p, ep = self.p, self.p.endpointer
-        counters = (tuple(p.counts.values()), ep.dropped_short, ep.dropped_quiet, ep.dropped_background,
+        counters = (tuple(p.counts.values()), ep.dropped_short, ep.dropped_quiet, p.dropped_background,
                     p.dropped_samples, len(p.timings.total_ms))
         return Group(self._header(), self._transcript_view.update(words, lambda: self._transcript(items, numbers)),
                      self._stats_view.update(counters, self._stats))
@@ -192,7 +192,7 @@ class LiveUI:
         cnt.add_row("numbers", str(c.get("numbers", 0)))
         cnt.add_row("rejected", str(c["rejected"]))
         cnt.add_row("dropped (clicks)", str(self.p.endpointer.dropped_short + self.p.endpointer.dropped_quiet))
-        cnt.add_row("dropped (background)", str(self.p.endpointer.dropped_background))
+        cnt.add_row("dropped (background)", str(self.p.dropped_background))
         cnt.add_row("overflows", f"{c['overflows']} ({1000 * self.p.dropped_samples / 8000:.0f} ms)")
         cnt.add_row("queue drops", str(c["queue_dropped"]))
         grid = Table.grid(padding=(0, 4))

@@ -26,6 +26,9 @@ needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
 
 
 def segment(audio: np.ndarray, **knobs) -> tuple[list, Endpointer]:
+    """The endpointer alone. Faint words are dropped here as the gate drops them (with
+    faint_words = "agreed" it hands them on marked `faint`, for the pipeline to judge)."""
+    knobs.setdefault("faint_words", "drop")
     ep = Endpointer(dataclasses.replace(EndpointConfig(), **knobs), 30)
     vad = Vad(3, 30)
     out = []
@@ -71,6 +74,12 @@ def test_quiet_babble_opens_no_words_and_every_digit_stays(steady_talker):
     assert len(gated) == ep.dropped_background
     assert all(0 <= a < b <= len(st.audio) for a, b in gated)
     assert any(bg.start <= a / SAMPLE_RATE and b / SAMPLE_RATE <= bg.end for a, b in gated)
+    # faint_words = "agreed": the same decisions, the dropped pieces handed on marked faint instead
+    handed, ep2 = segment(st.audio, faint_words="agreed")
+    span = lambda u: (u.start_sample, u.end_sample)  # noqa: E731
+    assert sorted(span(u) for u in handed if not u.faint) == sorted(span(u) for u in utts)
+    assert sorted(span(u) for u in handed if u.faint) == sorted(gated)
+    assert ep2.dropped_background == 0
 
 
 def test_a_click_is_dropped_as_short_where_it_was(fsdd):

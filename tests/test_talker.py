@@ -17,7 +17,7 @@ from digitd.events import DigitEvent, RejectedEvent
 from digitd.model import agreed
 from digitd.pipeline import Pipeline, peak_db
 from digitd.sources import FileSource
-from digitd.talker import TalkerLevel, under_talker
+from digitd.talker import TalkerLevel, near_talker, under_talker
 
 CORPORA = ("speech-commands-digits", "audiomnist-digits", "speech-commands-words")
 needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
@@ -100,3 +100,11 @@ def test_background_talk_rejections_are_words_the_rule_names_and_nothing_else_mo
         elif reason is None:
             emitted.append((u.end_sample, level))
     assert checked == len(moved)
+
+
+def test_near_talker_needs_a_reference_and_the_margin():
+    assert near_talker(-29.0, -24.0, 6.0)
+    assert near_talker(-30.0, -24.0, 6.0)  # the margin itself still counts as near
+    assert not near_talker(-31.0, -24.0, 6.0)
+    assert not near_talker(-10.0, None, 6.0)  # no remembered digit: nobody to be near
+    assert not near_talker(-24.0, -24.0, 0.0)  # 0 = off
