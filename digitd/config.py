@@ -95,6 +95,7 @@ class ClassifyConfig:
     talk_under_db: float = knob(6.0, lo=0.0, hi=120.0)  # a word heard in background talk this far under the talker's recent digits needs talk_threshold (rejected as background_talk); 0 = off
     talk_threshold: float = knob(0.6, lo=0.0, hi=1.0)  # that confidence
     near_talker_db: float = knob(6.0, lo=0.0, hi=120.0)  # a word within this of the talker's recent digits is his: steady_reject_threshold under steady noise, and a faint word (endpoint.faint_words) the strong members agree on is kept; 0 = off
+    faint_within_s: float = knob(10.0, lo=0.0, hi=86400.0)  # a faint word is kept only this soon after the talker's last emitted digit (talk in a quiet spell is the room's)
     talker_words: int = knob(3, lo=1, hi=100)  # the talker's level: the median of this many recent digits
     talker_memory_s: float = knob(60.0, lo=0.1, hi=86400.0)  # ...that ended less than this long ago
     context: str = knob("steady", choices=("off", "steady", "always"))  # classify the word with its pre-roll and hangover around it (as `predict` sees a clip): steady = unless the background is babble

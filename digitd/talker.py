@@ -35,6 +35,10 @@ class TalkerLevel:
         """An emitted digit: where it ended and its level (`pipeline.peak_db`)."""
         self._recent.append((end_sample, level_db))
 
+    def since_last_s(self, now_sample: int, rate: int = SAMPLE_RATE) -> float | None:
+        """Seconds from the end of the last emitted digit to `now_sample` (None: none yet)."""
+        return (now_sample - self._recent[-1][0]) / rate if self._recent else None
+
     def reference_db(self, now_sample: int) -> float | None:
         """The talker's level at `now_sample` (median of the remembered digits), or None when
         no digit is remembered."""

@@ -67,12 +67,14 @@ def test_faint_words_are_kept_only_when_the_members_agree(model):
     assert p_keep.dropped_background == p_keep.faint_dropped == len(dropped) - len(kept)
     c = keep.classify
     assert kept and all(agreed(pred, c.agree_min, c.agree_min_speech) for _, pred, _ in kept)
-    # ...and each at the talker's level: within near_talker_db of the digits emitted before it
+    # ...and each at the talker's level (within near_talker_db of the digits emitted before it)
+    # and within faint_within_s of the last of them
     emitted = []
     for u, pred, reason in rows_keep:
         if u.faint:
             live = [lv for end, lv in emitted[-c.talker_words:] if u.start_sample - end < c.talker_memory_s * 8000]
             assert live and peak_db(u.audio) >= float(np.median(live)) - c.near_talker_db
+            assert u.start_sample - emitted[-1][0] < c.faint_within_s * 8000  # soon after his last digit
         if reason is None:
             emitted.append((u.end_sample, peak_db(u.audio)))
 

@@ -35,6 +35,8 @@ def test_the_level_is_the_median_of_the_recent_digits_and_forgets_old_ones():
     # at 12.5 s the digit that ended at 2 s is older than 10 s: median of -22 and -30
     assert t.reference_db(int(12.5 * SAMPLE_RATE)) == -26.0
     assert t.reference_db(16 * SAMPLE_RATE) is None  # all forgotten: no reference, no rule
+    assert t.since_last_s(16 * SAMPLE_RATE) == 11.0  # the last digit ended at 5 s, forgotten or not
+    assert TalkerLevel().since_last_s(SAMPLE_RATE) is None
 
 
 def test_under_talker_needs_a_reference_and_the_margin():
