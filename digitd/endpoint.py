@@ -16,8 +16,9 @@ States: silence -> speech -> (trailing) -> silence.
   on past the word) and every word's loudest 90 ms must be `word_over_bg_db` over it.
 - onsets: the frames that open an utterance were heard in silence and joined the background's
   levels; under steady noise, when the utterance opens within 300 ms of the last one's end (a
-  fluent talker), they are taken back out (`onset_is_speech`), or his own onsets become its loud
-  end. `cold_steady_db` (off by default): while the window is young, an even quiet end is steady.
+  fluent talker), those within 20 dB of the background's median are taken back out
+  (`onset_is_speech`), or his own onsets become its loud end. `cold_steady_db` (off by
+  default): while the window is young, an even quiet end is steady.
 - steady noise (the background's 90th percentile within STEADY_SPREAD_DB of its median):
   webrtcvad tells it from speech poorly in either mode, the level tests do the work, so the
   VAD's lenient `vad.steady_aggressiveness` decision is used (it misses fewer word frames),
@@ -310,14 +311,18 @@ class Endpointer:
 
     def _forget_onset(self) -> None:
         """The start window's active frames were the word's onset, not the background: take
-        their levels back out. A fluent talker (pauses of 50-150 ms) opens an utterance every
-        half second, and two onset frames at his own level per word were enough to lift the
-        loud end 9 dB over white noise within 25 s, after which his quieter words joined it."""
+        their levels back out (those within TALK_MARGIN_DB of the background's median). A fluent
+        talker (pauses of 50-150 ms) opens an utterance every half second, and two onset frames
+        at his own level per word were enough to lift the loud end 9 dB over white noise within
+        25 s, after which his quieter words joined it."""
         # every frame since the last reset was heard in silence: the window's newest entries are
         # the start window's frames, in order (the flags hold at least start_frames actives)
         n = min(len(self._flags), len(self._bg_levels))
         tail = [self._bg_levels.pop() for _ in range(n)][::-1]
-        self._bg_levels.extend(e for e, active in zip(tail, list(self._flags)[-n:]) if not active)
+        # only onsets near the noise: in a quiet room (hiss 30+ dB under the word) taking them out
+        # dropped the loud end to the hiss, and word tails opened utterances of their own
+        near = self._bg_median + TALK_MARGIN_DB
+        self._bg_levels.extend(e for e, active in zip(tail, list(self._flags)[-n:]) if not active or e[1] > near)
         self._update_background()
 
     def _push_speech(self, frame: np.ndarray, info: FrameInfo) -> list[Utterance]:

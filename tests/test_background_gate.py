@@ -465,3 +465,17 @@ def test_a_fluent_talker_from_the_first_second_is_heard_in_steady_noise(fsdd, no
     off, on = found(0.0), found(1.0)
     assert off < 0.6 * len(truth)
     assert on >= 0.95 * len(truth)
+
+
+@pytest.mark.parametrize("snr_db", [35.0, 45.0])  # 35: the rule before stop 43 cut it differently
+def test_a_fluent_talker_in_a_quiet_room_is_cut_as_without_the_rule(fsdd, snr_db):
+    """The onset rule takes out only onset frames within 20 dB of the background's median. In a
+    quiet room (a hiss 35-45 dB under the words) it used to take out every onset: the loud end
+    fell to the hiss and word tails opened utterances of their own (rejected, they left numbers
+    incomplete). Now the same utterances come out as with the rule off."""
+    audio, _ = make_stream(60, seed=0, gap_min_s=0.05, gap_max_s=0.15, noise="pink", snr_db=snr_db, lead_s=3.0)
+    got = {}
+    for mode in ("off", "fluent"):
+        utts, _ = segment(audio, onset_is_speech=mode)
+        got[mode] = [(u.start_sample, u.end_sample) for u in utts]
+    assert got["fluent"] == got["off"] and len(got["off"]) >= 50
