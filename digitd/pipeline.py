@@ -332,18 +332,25 @@ class Pipeline:
         c = self.cfg.classify
         return near_talker(peak_db(u.audio), self._talker.reference_db(u.start_sample), c.near_talker_db)
 
-    def _faint_is_talker(self, u: Utterance, pred: Any) -> bool:
-        """Is a faint word (endpoint.faint_words) the talker's? Both strong members name it, it is
-        at his level, and it comes within `faint_within_s` of his last digit: in a quiet spell the
-        room's talk has the floor (dev slice, replayed: 10 s costs nothing, 2 s 0.24 points)."""
-        c = self.cfg.classify
+    def _faint_may_be_talker(self, u: Utterance) -> bool:
+        """Could a faint word (endpoint.faint_words) be the talker's? It is at his level and comes
+        within `faint_within_s` of his last digit: in a quiet spell the room's talk has the floor
+        (dev slice, replayed: 10 s costs nothing, 2 s 0.24 points). Asked before classifying, so
+        the room's faint words cost no classifier time; the members' agreement is asked after."""
         since = self._talker.since_last_s(u.start_sample)
-        return (agreed(pred, c.agree_min, c.agree_min_speech) and self._near_talker(u)
-                and since is not None and since < c.faint_within_s)
+        return since is not None and since < self.cfg.classify.faint_within_s and self._near_talker(u)
+
+    def _drop_faint(self, u: Utterance) -> None:
+        """The room's, as the endpointer would have dropped it: counted, no event."""
+        self.faint_dropped += 1
+        self.endpointer.drops.append((u.start_sample, u.end_sample, "background"))
 
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
         utt = denoised(job.utt, self.cfg.denoise)
+        if utt.faint and not self._faint_may_be_talker(utt):
+            self._drop_faint(utt)
+            return
         heard, trimmed = hear(utt, self.cfg.classify.context)
         feats = self.model.features(heard, trimmed=trimmed)
         t1 = time.perf_counter()
@@ -364,11 +371,9 @@ class Pipeline:
         tm.total_ms.append((t2 - job.t_decided) * 1e3)
         lat = {"vad": job.vad_ms, "endpoint": job.endpoint_ms, "features": (t1 - t0) * 1e3,
                "classify": (t2 - t1) * 1e3, "total": (t2 - job.t_decided) * 1e3}
-        if utt.faint and not self._faint_is_talker(utt, pred):
-            # as quiet as the background, and not a digit both strong members name at the talker's
-            # level: the room's (endpoint.faint_words); dropped as the endpointer drops it, no event
-            self.faint_dropped += 1
-            self.endpointer.drops.append((utt.start_sample, utt.end_sample, "background"))
+        if utt.faint and not agreed(pred, c.agree_min, c.agree_min_speech):
+            # as quiet as the background, and not a digit both strong members name: the room's
+            self._drop_faint(utt)
             return
         # emitted: the stream position now (live), or where the end was decided (inline)
         emitted = max(self._pos, job.utt.detected_sample) / SAMPLE_RATE
