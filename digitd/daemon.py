@@ -56,7 +56,7 @@ def load(cfg: Config) -> DigitModel:
 
 # knobs a SIGHUP applies to the running stream; every other change needs a restart
 LIVE_KNOBS = ("classify.reject_threshold", "classify.steady_reject_threshold", "classify.min_voiced_ms", "classify.steady_min_voiced_ms", "classify.agree_min", "classify.agree_min_speech",
-              "classify.voiced_range_db", "classify.talk_under_db", "classify.talk_threshold", "denoise.steady", "denoise.over", "denoise.floor_db", "denoise.max_change_db",
+              "classify.voiced_range_db", "classify.talk_under_db", "classify.talk_threshold", "classify.near_talker_db", "classify.faint_within_s", "denoise.steady", "denoise.over", "denoise.floor_db", "denoise.max_change_db",
               "group.pause_ms", "group.length",
               "exec.command", "exec.timeout_s")
 

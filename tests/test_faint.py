@@ -16,27 +16,16 @@ import numpy as np
 import pytest
 
 from digitd.audio import load_wav
-from digitd.bench import Recorder
 from digitd.config import ClassifyConfig, Config
 from digitd.corpora import available
 from digitd.events import DigitEvent
 from digitd.model import agreed, reject_reason
-from digitd.pipeline import Pipeline, peak_db
-from digitd.sources import FileSource
+from digitd.pipeline import peak_db
+from recorded import run_recorded
 
 CORPORA = ("speech-commands-digits", "audiomnist-digits", "speech-commands-words")
 needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
                                    reason=f"needs {', '.join(CORPORA)} in ../shared (or $DIGITD_SHARED_DIR)")
-
-
-def run(cfg: Config, model, audio) -> tuple[Pipeline, list, list]:
-    rows = []
-    pipe = Pipeline(cfg, model, history=None)
-    pipe.on_utterance = lambda u, heard, pred, reason: rows.append((u, pred, reason))
-    rec = Recorder()
-    pipe.sinks.append(rec)
-    pipe.run(FileSource(audio, speed="max", name="faint-test"))
-    return pipe, rec.events, rows
 
 
 @needs_corpora
@@ -52,8 +41,8 @@ def test_faint_words_are_kept_only_when_the_members_agree(model):
     st = make_room_stream(Condition("babble_10db", "babble", 10.0), b)
     drop = dataclasses.replace(base, endpoint=dataclasses.replace(base.endpoint, faint_words="drop"))
     keep = dataclasses.replace(base, endpoint=dataclasses.replace(base.endpoint, faint_words="agreed"))
-    p_drop, ev_drop, rows_drop = run(drop, model, st.audio)
-    p_keep, ev_keep, rows_keep = run(keep, model, st.audio)
+    p_drop, ev_drop, rows_drop = run_recorded(drop, model, st.audio)
+    p_keep, ev_keep, rows_keep = run_recorded(keep, model, st.audio)
 
     assert not any(u.faint for u, _, _ in rows_drop)
     dropped = sorted((a, z) for a, z, kind in p_drop.endpointer.drops if kind == "background")

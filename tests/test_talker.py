@@ -15,9 +15,9 @@ from digitd.config import Config
 from digitd.corpora import available
 from digitd.events import DigitEvent, RejectedEvent
 from digitd.model import agreed
-from digitd.pipeline import Pipeline, peak_db
-from digitd.sources import FileSource
+from digitd.pipeline import peak_db
 from digitd.talker import TalkerLevel, near_talker, under_talker
+from recorded import run_recorded
 
 CORPORA = ("speech-commands-digits", "audiomnist-digits", "speech-commands-words")
 needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
@@ -46,18 +46,6 @@ def test_under_talker_needs_a_reference_and_the_margin():
     assert not under_talker(-60.0, -24.0, 0.0)  # 0 = off
 
 
-def run(cfg: Config, model, audio: np.ndarray) -> tuple[list, list]:
-    rows = []
-    pipe = Pipeline(cfg, model, history=None)
-    pipe.on_utterance = lambda u, heard, pred, reason: rows.append((u, pred, reason))
-    from digitd.bench import Recorder
-
-    rec = Recorder()
-    pipe.sinks.append(rec)
-    pipe.run(FileSource(audio, speed="max", name="talker-test"))
-    return rec.events, rows
-
-
 @needs_corpora
 def test_background_talk_rejections_are_words_the_rule_names_and_nothing_else_moves(model):
     """Babble 10 dB with the words' levels stepping +-10 dB: with the rule off, no word is
@@ -73,8 +61,8 @@ def test_background_talk_rejections_are_words_the_rule_names_and_nothing_else_mo
     bar = 0.9
     off = dataclasses.replace(base, classify=dataclasses.replace(base.classify, talk_under_db=0.0, talk_threshold=bar))
     on = dataclasses.replace(base, classify=dataclasses.replace(base.classify, talk_threshold=bar))
-    ev_off, rows_off = run(off, model, st.audio)
-    ev_on, rows_on = run(on, model, st.audio)
+    _, ev_off, rows_off = run_recorded(off, model, st.audio)
+    _, ev_on, rows_on = run_recorded(on, model, st.audio)
     assert not any(r == "background_talk" for _, _, r in rows_off)
 
     span = lambda e: (round(e.start, 4), round(e.end, 4))  # noqa: E731
