@@ -73,7 +73,7 @@ class EndpointConfig:
     cold_steady_db: float = knob(0.0, lo=0.0, hi=20.0)  # until background_s of background has been heard: also steady when its median is within this of its 10th percentile (a talker from the first second fills its loud end); 0 = off
     late_ms: int = knob(600, lo=0, hi=30000)  # with background_gate, under background talk: frames this far into an utterance count as speech only late_over_bg_db over the background; 0 = off
     late_over_bg_db: float = knob(3.0, lo=-30.0, hi=30.0)  # that margin (babble runs utterances on past the word: end-of-speech latency)
-    faint_words: str = knob("agreed", choices=("drop", "agreed"))  # with background_gate: a word under word_over_bg_db is dropped as background (drop), or classified and kept only when the CNN and the embedding member agree on it (agreed: classify.agree_min)
+    faint_words: str = knob("agreed", choices=("drop", "agreed"))  # with background_gate: a word under word_over_bg_db is dropped as background (drop), or handed on and kept only at the talker's level (classify.near_talker_db, faint_within_s) when the CNN and the embedding member agree on it (agreed: classify.agree_min)
 
 
 @dataclass

@@ -35,7 +35,8 @@ States: silence -> speech -> (trailing) -> silence.
   or (each word) not standing out of the background, or trimmed shorter than `min_speech_ms`
   (not under steady noise close under the word, where the trim keeps only its loudest part).
   With `faint_words = "agreed"` a word that does not stand out is handed on marked `faint`
-  instead: the pipeline keeps it only when the classifier's two strong members agree on it.
+  instead: the pipeline keeps it only at the talker's level, soon after his last digit, and
+  when the classifier's two strong members agree on it.
 Emitted audio is trimmed with `features.trim_bounds`, exactly like training clips.
 """
 
@@ -121,7 +122,7 @@ class Utterance:
     noise_around: bool = False  # steady noise within TALK_MARGIN_DB of the word: it masks the word's quiet parts and its pitch
     background: np.ndarray | None = None  # the latest background heard outside utterances before it (`keep_background_ms`): the noise estimate
     context_offset: int = 0  # where `audio` starts inside `context`
-    faint: bool = False  # under `word_over_bg_db` (faint_words = "agreed"): background unless the classifier's members agree on a digit
+    faint: bool = False  # under `word_over_bg_db` (faint_words = "agreed"): the room's unless the pipeline finds it the talker's
 
     @property
     def duration_s(self) -> float:
