@@ -91,3 +91,33 @@ def test_steady_noise_has_its_own_bar(model, fsdd):
         swapped = dataclasses.replace(c, reject_threshold=0.0, steady_reject_threshold=1.0)
         assert reject_reason(x, pred, swapped, noise_around=True) is None
         assert reject_reason(x, pred, swapped, noise_around=True, steady_bar=True) == "low_confidence"
+
+
+@needs_corpora
+def test_the_steady_bar_moves_only_steady_noise_words_at_the_talkers_level(model):
+    """White noise 5 dB, the voice stepping +-10 dB: with the steady bar at the general one (off)
+    and at its default, the same utterances are cut; the words that change are low-confidence
+    rejections that become digits, each heard in steady noise close under it (`noise_around`),
+    at or over the lower bar, and within near_talker_db of the digits emitted before it."""
+    from digitd.room import Condition, make_room_stream
+
+    base = Config()
+    b = dataclasses.replace(base.bench, room_words=40, room_background_s=10.0, room_level_step_db=10.0, seed=0)
+    st = make_room_stream(Condition("white_5db", "white", 5.0), b)
+    c = base.classify
+    off = dataclasses.replace(base, classify=dataclasses.replace(c, steady_reject_threshold=c.reject_threshold))
+    _, _, rows_off = run_recorded(off, model, st.audio)
+    _, _, rows_on = run_recorded(base, model, st.audio)
+    span = lambda u: (u.start_sample, u.end_sample)  # noqa: E731
+    assert [span(u) for u, _, _ in rows_on] == [span(u) for u, _, _ in rows_off]
+    emitted, moved = [], 0
+    for (u, pred, reason), (_, _, was) in zip(rows_on, rows_off):
+        if reason != was:
+            assert was == "low_confidence" and reason is None
+            assert u.noise_around and c.steady_reject_threshold <= pred.confidence < c.reject_threshold
+            live = [lv for end, lv in emitted[-c.talker_words:] if u.start_sample - end < c.talker_memory_s * 8000]
+            assert live and peak_db(u.audio) >= float(np.median(live)) - c.near_talker_db
+            moved += 1
+        if reason is None:
+            emitted.append((u.end_sample, peak_db(u.audio)))
+    assert moved, "the stream should hold digits the lower bar lets through"
