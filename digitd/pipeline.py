@@ -328,7 +328,7 @@ class Pipeline:
     def _near_talker(self, u: Utterance) -> bool:
         """Is `u` within `near_talker_db` of the talker's recent digits: his word, not the room's?
         Dev slice (v13-recipe dev model, seeds 0-5, replayed): faint words kept on agreement alone
-        13.29 -> 13.03% but babble-only insertions 11 -> 18; near him 13.03% with 11 -> 12."""
+        13.29 -> 13.03% but background-only insertions 11 -> 18; near him 13.03% with 11 -> 12."""
         c = self.cfg.classify
         return near_talker(peak_db(u.audio), self._talker.reference_db(u.start_sample), c.near_talker_db)
 
