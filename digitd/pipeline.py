@@ -325,20 +325,20 @@ class Pipeline:
             return False
         return not agreed(pred, c.agree_min, c.agree_min_speech)
 
-    def _near_talker(self, u: Utterance) -> bool:
+    def _near_talker(self, u: Utterance, level_db: float) -> bool:
         """Is `u` within `near_talker_db` of the talker's recent digits: his word, not the room's?
         Dev slice (v13-recipe dev model, seeds 0-5, replayed): faint words kept on agreement alone
-        13.29 -> 13.03% but background-only insertions 11 -> 18; near him 13.03% with 11 -> 12."""
-        c = self.cfg.classify
-        return near_talker(peak_db(u.audio), self._talker.reference_db(u.start_sample), c.near_talker_db)
+        13.29 -> 13.03% but background-only insertions 11 -> 18; near him 13.03% with 11 -> 12.
+        `level_db`: `u`'s own `peak_db`."""
+        return near_talker(level_db, self._talker.reference_db(u.start_sample), self.cfg.classify.near_talker_db)
 
-    def _faint_may_be_talker(self, u: Utterance) -> bool:
+    def _faint_may_be_talker(self, u: Utterance, level_db: float) -> bool:
         """Could a faint word (endpoint.faint_words) be the talker's? It is at his level and comes
         within `faint_within_s` of his last digit: in a quiet spell the room's talk has the floor
         (dev slice, replayed: 10 s costs nothing, 2 s 0.24 points). Asked before classifying, so
         the room's faint words cost no classifier time; the members' agreement is asked after."""
         since = self._talker.since_last_s(u.start_sample)
-        return since is not None and since < self.cfg.classify.faint_within_s and self._near_talker(u)
+        return since is not None and since < self.cfg.classify.faint_within_s and self._near_talker(u, level_db)
 
     def _drop_faint(self, u: Utterance) -> None:
         """The room's, as the endpointer would have dropped it: counted, no event."""
@@ -348,7 +348,8 @@ class Pipeline:
     def _classify_one(self, job: _Job) -> None:
         t0 = time.perf_counter()
         utt = denoised(job.utt, self.cfg.denoise)
-        if utt.faint and not self._faint_may_be_talker(utt):
+        whole_level = peak_db(utt.audio)  # the faint test, the steady bar and the talker's rules all read it
+        if utt.faint and not self._faint_may_be_talker(utt, whole_level):
             self._drop_faint(utt)
             return
         heard, trimmed = hear(utt, self.cfg.classify.context)
@@ -356,7 +357,7 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.model.classify(feats)
         c = self.cfg.classify
-        whole_reason = reject_reason(utt.audio, pred, c, utt.noise_around, utt.noise_around and self._near_talker(utt))
+        whole_reason = reject_reason(utt.audio, pred, c, utt.noise_around, utt.noise_around and self._near_talker(utt, whole_level))
         # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced" and not utt.faint:
             pieces = split_words(utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
@@ -384,9 +385,9 @@ class Pipeline:
                 u = replace(u, audio=piece.audio, start_sample=a, end_sample=a + len(piece.audio), context=None)
                 heard, pred = piece.audio, piece.prediction
             start, end = u.start_sample / SAMPLE_RATE, u.end_sample / SAMPLE_RATE
+            level = whole_level if len(pieces) == 1 else peak_db(u.audio)
             reason = whole_reason if len(pieces) == 1 else reject_reason(u.audio, pred, c, u.noise_around,
-                                                                         u.noise_around and self._near_talker(u))
-            level = peak_db(u.audio)
+                                                                         u.noise_around and self._near_talker(u, level))
             if reason is None and piece is pieces[0] and self._repeats_the_word_before(u, pred.label, level):
                 reason = "split_word"
             if reason is None and self._background_talk(u, pred, level):
