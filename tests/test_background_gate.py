@@ -5,6 +5,7 @@ Each test also runs the case the mechanism exists for without it, so it shows wh
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -25,16 +26,20 @@ needs_corpora = pytest.mark.skipif(not set(CORPORA) <= set(available()),
                                    reason=f"needs {', '.join(CORPORA)} in ../shared (or $DIGITD_SHARED_DIR)")
 
 
-def segment(audio: np.ndarray, **knobs) -> tuple[list, Endpointer]:
-    """The endpointer alone. Faint words are dropped here as the gate drops them (with
-    faint_words = "agreed" it hands them on marked `faint`, for the pipeline to judge)."""
+def segment(audio: np.ndarray, steady: int | None = None, each_frame: Callable[[Endpointer], None] | None = None,
+            **knobs) -> tuple[list, Endpointer]:
+    """The endpointer alone, behind webrtcvad's mode 3 (and `steady`, the mode it also asks for
+    steady noise); `each_frame(ep)` after every frame. Faint words are dropped here as the gate
+    drops them (with faint_words = "agreed" it hands them on marked `faint`, for the pipeline)."""
     knobs.setdefault("faint_words", "drop")
     ep = Endpointer(dataclasses.replace(EndpointConfig(), **knobs), 30)
-    vad = Vad(3, 30)
+    vad = Vad(3, 30, steady_aggressiveness=steady)
     out = []
     for i in range(0, len(audio) - FRAME + 1, FRAME):
         f = audio[i : i + FRAME]
         out += ep.push(f, vad(float_to_int16(f)))
+        if each_frame is not None:
+            each_frame(ep)
     return out + ep.flush(), ep
 
 
@@ -159,16 +164,6 @@ def test_a_quiet_talker_is_heard_as_soon_as_the_babble_stops(fsdd, monkeypatch, 
 
 # -- the VAD's mode in steady noise -----------------------------------------------------------------
 
-def segment_vad(audio: np.ndarray, steady: int) -> list:
-    ep = Endpointer(EndpointConfig(), 30)
-    vad = Vad(3, 30, steady_aggressiveness=steady)
-    out = []
-    for i in range(0, len(audio) - FRAME + 1, FRAME):
-        f = audio[i : i + FRAME]
-        out += ep.push(f, vad(float_to_int16(f)))
-    return out + ep.flush()
-
-
 @needs_corpora
 def test_steady_noise_uses_the_lenient_vad_mode_and_hears_more_words():
     """White noise at 10 dB: webrtcvad's strict mode drops a third of the word frames (it calls
@@ -181,7 +176,7 @@ def test_steady_noise_uses_the_lenient_vad_mode_and_hears_more_words():
     (bg,) = [t for t in st.truth if t.kind == "background"]
     heard = {}
     for steady in (3, 1):
-        utts = segment_vad(st.audio, steady)
+        utts, _ = segment(st.audio, steady, faint_words="agreed")
         heard[steady] = sum(any(overlaps(u, t) for u in utts) for t in digits)
         assert not [u for u in utts if bg.start <= (u.start_sample + u.end_sample) / 2 / SAMPLE_RATE < bg.end]
     assert heard[1] > heard[3]
@@ -190,7 +185,7 @@ def test_steady_noise_uses_the_lenient_vad_mode_and_hears_more_words():
 @needs_corpora
 def test_babble_is_not_steady_so_the_strict_mode_stays(steady_talker):
     st = steady_talker[10]
-    strict, steady = segment_vad(st.audio, 3), segment_vad(st.audio, 1)
+    (strict, _), (steady, _) = segment(st.audio, 3, faint_words="agreed"), segment(st.audio, 1, faint_words="agreed")
     assert [(u.start_sample, u.end_sample) for u in steady] == [(u.start_sample, u.end_sample) for u in strict]
 
 
@@ -257,13 +252,10 @@ def test_talk_from_the_first_second_gives_the_background_its_level():
     x = np.concatenate([room, talk])
     first_cut = {}
     for mode in ("off", "unknown"):
-        ep = Endpointer(dataclasses.replace(EndpointConfig(), cut_is_background=mode), 30)
-        vad = Vad(3, 30)
-        for i in range(0, len(x) - FRAME + 1, FRAME):
-            f = x[i : i + FRAME]
-            ep.push(f, vad(float_to_int16(f)))
+        def at_first_cut(ep: Endpointer, mode: str = mode) -> None:
             if ep.forced_cuts == 1 and mode not in first_cut:
                 first_cut[mode] = ep.background_db
+        segment(x, each_frame=at_first_cut, cut_is_background=mode)
     talk_level = float(np.percentile([rms_db(talk[i : i + FRAME]) for i in range(0, len(talk) - FRAME, FRAME)], 50))
     assert first_cut["off"] == -120.0  # no level yet
     # the talk's levels, capped BG_OVER_FLOOR_DB over the floor that the quiet start still holds
@@ -426,13 +418,9 @@ def test_a_fluent_talker_in_steady_noise_keeps_the_background_at_the_noise(fsdd,
     audio, truth = make_stream(60, seed=seed, gap_min_s=0.05, gap_max_s=0.15, noise="white", snr_db=10.0, lead_s=3.0)
 
     def run(mode: str) -> tuple[int, float]:
-        vad, ep = Vad(3, 30, steady_aggressiveness=1), Endpointer(dataclasses.replace(EndpointConfig(), onset_is_speech=mode), 30)
-        utts, over_floor = [], []
-        for i in range(0, len(audio) - FRAME + 1, FRAME):
-            f = audio[i : i + FRAME]
-            utts += ep.push(f, vad(float_to_int16(f)))
-            over_floor.append(ep.background_db - ep.noise_floor_db)
-        utts += ep.flush()
+        over_floor = []
+        utts, _ = segment(audio, 1, lambda ep: over_floor.append(ep.background_db - ep.noise_floor_db),
+                          onset_is_speech=mode, faint_words="agreed")
         found = sum(any(overlaps(u, t) for u in utts) for t in truth)
         return found, float(np.median(over_floor[len(over_floor) // 2 :]))
 
@@ -453,12 +441,7 @@ def test_a_fluent_talker_from_the_first_second_is_heard_in_steady_noise(fsdd, no
     audio, truth = make_stream(120, seed=0, gap_min_s=0.05, gap_max_s=0.15, noise=noise, snr_db=10.0, lead_s=0.5)
 
     def found(cold: float) -> int:
-        vad, ep = Vad(3, 30, steady_aggressiveness=1), Endpointer(dataclasses.replace(EndpointConfig(), onset_is_speech="fluent", cold_steady_db=cold), 30)
-        utts = []
-        for i in range(0, len(audio) - FRAME + 1, FRAME):
-            f = audio[i : i + FRAME]
-            utts += ep.push(f, vad(float_to_int16(f)))
-        utts += ep.flush()
+        utts, ep = segment(audio, 1, onset_is_speech="fluent", cold_steady_db=cold, faint_words="agreed")
         assert ep.steady == (cold > 0)
         return sum(any(overlaps(u, t) for u in utts) for t in truth)
 
