@@ -49,12 +49,12 @@ def front_end(cfg: Config) -> tuple[Vad, Endpointer]:
     return vad, Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
 
 
-def utterances(audio: np.ndarray, cfg: Config, faint: bool = False) -> list[Utterance]:
+def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
     """Every utterance the live path would cut from `audio` (float32 at 8 kHz), in order, with
     nothing lost: the same VAD and endpointer, frame by frame, flushed at the end. Faint words
-    (endpoint.faint_words) only with `faint`: the gate's background, which the live path keeps
-    only on the talker's level and the members' agreement. The trainer's heard words are what
-    the gate passes, as every shipped model learned them (v13 is made again by its command)."""
+    (endpoint.faint_words) are left out: the gate's background, which the live path keeps only on
+    the talker's level and the members' agreement. The trainer's heard words are what the gate
+    passes, as every shipped model learned them (v13 is made again by its command)."""
     vad, ep = front_end(cfg)
     n = vad.frame_len
     x = np.asarray(audio, dtype=np.float32)
@@ -62,4 +62,4 @@ def utterances(audio: np.ndarray, cfg: Config, faint: bool = False) -> list[Utte
     for i in range(len(x) // n):
         frame = x[i * n : (i + 1) * n]
         out += ep.push(frame, vad(float_to_int16(frame)))
-    return [u for u in out + ep.flush() if faint or not u.faint]
+    return [u for u in out + ep.flush() if not u.faint]
