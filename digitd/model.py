@@ -264,6 +264,19 @@ class DigitModel:
             votes[name] = (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
         return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)}, votes, speech)
 
+    def cnn_vote(self, x: np.ndarray, *, trimmed: bool = False) -> tuple[str, float] | None:
+        """The convolutional member's own best guess for `x`, as `classify` puts it in
+        `Prediction.votes["cnn"]`, at a tenth of the cost (no embedding, no pooled members);
+        None for a model without that member. `agreed` needs it to name the digit: a word it
+        does not name need not be classified in full to be turned down."""
+        if self.cnn is None:
+            return None
+        if not trimmed:
+            x = trim(x, self.params)
+        q = self.cnn.proba(logmel(x, self.params, trimmed=True))
+        j = int(np.argmax(q))
+        return (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
+
     def predict_wave(self, x: np.ndarray, *, trimmed: bool = False) -> Prediction:
         return self.classify(self.features(x, trimmed=trimmed))
 

@@ -30,7 +30,7 @@ from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.features import frame_db
 from digitd.hear import denoised, front_end, heard as hear
-from digitd.model import DigitModel, agreed, reject_reason
+from digitd.model import OTHER, DigitModel, agreed, reject_reason
 from digitd.numbers import NumberGrouper
 from digitd.segment import Piece, split_words
 from digitd.sources import Source
@@ -340,6 +340,17 @@ class Pipeline:
         since = self._talker.since_last_s(u.start_sample)
         return since is not None and since < self.cfg.classify.faint_within_s and self._near_talker(u, level_db)
 
+    def _cnn_may_agree(self, heard: np.ndarray, trimmed: bool) -> bool:
+        """Could the members agree on a faint word? `agreed` needs the convolutional member to name
+        a digit with `agree_min`; its vote alone costs a tenth of a full classification, and most of
+        the room's faint words fail it (unseen room seed 0: 51 of the 63 faint words classified). The
+        same decisions, less CPU."""
+        c = self.cfg.classify
+        if c.agree_min <= 0:
+            return False
+        vote = self.model.cnn_vote(heard, trimmed=trimmed)
+        return vote is None or (vote[0] != OTHER and vote[1] >= c.agree_min)
+
     def _drop_faint(self, u: Utterance) -> None:
         """The room's, as the endpointer would have dropped it: counted, no event."""
         self.faint_dropped += 1
@@ -353,6 +364,9 @@ class Pipeline:
             self._drop_faint(utt)
             return
         heard, trimmed = hear(utt, self.cfg.classify.context)
+        if utt.faint and not self._cnn_may_agree(heard, trimmed):
+            self._drop_faint(utt)  # what the agreement test below would decide, for a tenth of the work
+            return
         feats = self.model.features(heard, trimmed=trimmed)
         t1 = time.perf_counter()
         pred = self.model.classify(feats)

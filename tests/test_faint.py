@@ -121,3 +121,40 @@ def test_the_steady_bar_moves_only_steady_noise_words_at_the_talkers_level(model
         if reason is None:
             emitted.append((u.end_sample, peak_db(u.audio)))
     assert moved, "the stream should hold digits the lower bar lets through"
+
+
+def test_cnn_vote_is_the_vote_classify_records(model, fsdd):
+    """`cnn_vote` is the convolutional member's vote as `classify` records it: the shortcut
+    the pipeline takes on faint words reads the same number."""
+    for p in sorted(fsdd.glob("*.wav"))[::300]:
+        x = load_wav(p)
+        assert model.cnn_vote(x) == model.predict_wave(x).votes["cnn"]
+
+
+@needs_corpora
+def test_faint_words_the_cnn_turns_down_skip_the_full_classification(model, monkeypatch):
+    """A faint word the convolutional member does not name surely is dropped before the full
+    classification (`Pipeline._cnn_may_agree`): the same events and dropped pieces as classifying
+    it in full and asking `agreed`, with fewer full classifications."""
+    from digitd.pipeline import Pipeline
+    from digitd.room import Condition, make_room_stream
+
+    base = Config()
+    b = dataclasses.replace(base.bench, room_words=40, room_background_s=10.0, room_level_step_db=10.0, seed=3)
+    st = make_room_stream(Condition("babble_10db", "babble", 10.0), b)
+    full = []
+    features = model.features
+    monkeypatch.setattr(model, "features", lambda x, **kw: full.append(1) or features(x, **kw))
+    p_on, ev_on, rows_on = run_recorded(base, model, st.audio)
+    n_on = len(full)
+    full.clear()
+    monkeypatch.setattr(Pipeline, "_cnn_may_agree", lambda self, heard, trimmed: True)  # every faint word in full
+    p_off, ev_off, rows_off = run_recorded(base, model, st.audio)
+    n_off = len(full)
+
+    key = lambda e: (e.kind, getattr(e, "digit", getattr(e, "best", None)), getattr(e, "confidence", None),  # noqa: E731
+                     getattr(e, "start", None), getattr(e, "end", None))
+    assert [key(e) for e in ev_on] == [key(e) for e in ev_off]
+    assert list(p_on.endpointer.drops) == list(p_off.endpointer.drops)
+    assert p_on.faint_dropped == p_off.faint_dropped > 0
+    assert n_on < n_off, "the stream's faint words should include some the CNN turns down"
