@@ -7,6 +7,7 @@ CLI can print one line and exit non-zero instead of a traceback.
 from __future__ import annotations
 
 import os
+import shlex
 import struct
 import warnings
 from math import gcd
@@ -68,6 +69,10 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     except UnboundLocalError:  # scipy: a header that parses but never reaches a data chunk
         raise AudioError(f"{path}: not a readable WAV file (no data chunk)") from None
     except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
+        kind = _other_format(path)
+        if kind is not None:  # a phone's or an editor's recording: say what it is and how to get a WAV
+            raise AudioError(f"{path}: not a readable WAV file (it is {kind}; digitd reads WAV: convert it first, "
+                             f"e.g. ffmpeg -i {shlex.quote(str(path))} -ac 1 -ar 16000 out.wav)") from None
         raise AudioError(f"{path}: not a readable WAV file ({_reason(e)})") from None
     for w in caught:
         if "EOF" in str(w.message) or "prematurely" in str(w.message):
@@ -79,6 +84,26 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     if data.dtype.kind not in "iuf":
         raise AudioError(f"{path}: unsupported sample type {data.dtype}")
     return int(rate), data
+
+
+# leading bytes of the audio containers people most often have instead of a WAV
+_MAGIC = ((0, b"fLaC", "FLAC"), (0, b"OggS", "Ogg (Vorbis / Opus)"), (0, b"ID3", "MP3"), (4, b"ftyp", "MP4 / M4A"),
+          (0, b"\x1aE\xdf\xa3", "WebM / Matroska"), (0, b"FORM", "AIFF"), (0, b"caff", "CAF"))
+
+
+def _other_format(path: Path) -> str | None:
+    """The name of a known non-WAV audio format `path` starts like, else None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    for at, magic, name in _MAGIC:
+        if head[at : at + len(magic)] == magic:
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG audio frame header
+        return "MP3"
+    return None
 
 
 def _reason(e: Exception) -> str:

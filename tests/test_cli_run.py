@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,6 +68,27 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert r.returncode == 2
     assert r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox to write FLAC / Ogg / AIFF")
+def test_other_audio_formats_are_named_with_the_way_to_a_wav(tmp_path, fsdd):
+    """A phone's or an editor's recording (FLAC, Ogg, AIFF) is not read, and the one line says what
+    it is and how to make the WAV digitd reads; the WAV that command's equivalent writes is read."""
+    src = sorted(fsdd.glob("7_*.wav"))[0]
+    for ext, kind in ((".flac", "FLAC"), (".ogg", "Ogg"), (".aiff", "AIFF")):
+        other = tmp_path / f"take{ext}"
+        subprocess.run(["sox", str(src), "-r", "16000", str(other)], check=True)
+        r = subprocess.run(digitd("--input", str(other), "--jsonl"), cwd=ROOT, env=env(), capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and r.stdout == ""
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1 and f"it is {kind}" in line and "out.wav" in line, line
+        back = tmp_path / f"back{ext}.wav"
+        subprocess.run(["sox", str(other), "-c", "1", str(back)], check=True)
+        r = subprocess.run(digitd("--input", str(back), "--speed", "max", "--jsonl"), cwd=ROOT, env=env(),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(x)["digit"] for x in r.stdout.splitlines() if '"digit"' in x] == ["7"]
 
 
 def test_ui_without_a_terminal_degrades_to_plain_lines(model_path):
