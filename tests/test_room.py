@@ -262,6 +262,30 @@ def test_several_seeds_pool_to_the_sum_of_their_single_runs(model_path, tmp_path
     assert json.loads((tmp_path / "seed1" / "clean.json").read_text())["seed"] == 1
 
 
+def test_a_sweep_reuses_classifications_and_reads_as_its_settings_run_alone(model_path):
+    """`--sweep`: each later setting re-runs the pipeline but does not classify again a word cut
+    exactly as before (`bench.Remembered`); every count and latency equals that setting's own
+    run, over two seeds (the memory is per seed), for a classifier knob and for an endpointer
+    knob that changes the cuts."""
+    sweep = ["--sweep", "classify.reject_threshold=0.38,0.6", "--sweep", "endpoint.word_over_bg_db=6"]
+    both = _bench("--scenario", "room", "--model", str(model_path), "--seeds", "0,1", *sweep, *TINY)["sweep"]
+    alone = [_bench("--scenario", "room", "--model", str(model_path), "--seeds", "0,1", "--set", f"{key}={v}", *TINY)
+             for key, v in (("classify.reject_threshold", "0.38"), ("classify.reject_threshold", "0.6"),
+                            ("endpoint.word_over_bg_db", "6"))]
+    keys = ("der", "substitutions", "deletions", "insertions", "word_false_alarms", "sound_false_alarms",
+            "background_insertions", "digits", "rejected", "utterances", "der_per_seed")
+    for r, a in zip(both, alone):
+        assert {k: r[k] for k in keys} == {k: a[k] for k in keys}, r["label"]
+        assert r["eos_latency_ms"] == pytest.approx(a["eos_latency_ms"])
+        for name, m in r["by_condition"].items():
+            assert m["der"] == a["by_condition"][name]["der"], (r["label"], name)
+        assert a["reused_classifications"] == 0
+    assert both[0]["reused_classifications"] == 0
+    assert both[1]["reused_classifications"] > 0.8 * both[1]["utterances"]  # only the rules after the classifier moved
+    assert 0 < both[2]["reused_classifications"]
+    assert both[1]["der"] != both[0]["der"] or both[1]["rejected"] != both[0]["rejected"]  # the knob did something
+
+
 def test_bad_room_knob_is_one_line(model_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "digitd", "bench", "--scenario", "room", "--model", str(model_path),
