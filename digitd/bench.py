@@ -349,6 +349,8 @@ def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> i
         write_wav(out / "stream.wav", audio)
         (out / "truth.json").write_text(json.dumps([t.to_dict() if hasattr(t, "to_dict") else t for t in truth], indent=1))
     runs = sweep_runs(args, cfg)
+    if len(runs) > 1:
+        model = Remembered(model)
     results = []
     with Progress(console=err, transient=True, disable=args.json and not err.is_terminal) as prog:
         task = prog.add_task(f"bench ({'max' if speed == 'max' else 'paced x' + speed})", total=len(runs) + 1)
