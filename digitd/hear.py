@@ -54,7 +54,8 @@ def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
     nothing lost: the same VAD and endpointer, frame by frame, flushed at the end. Faint words
     (endpoint.faint_words) are left out: the gate's background, which the live path keeps only on
     the talker's level and the members' agreement. The trainer's heard words are what the gate
-    passes, as every shipped model learned them (v13 is made again by its command)."""
+    passes, as every shipped model learned them, cut under `cfg` (v13's command pins the VAD's
+    gain ceiling it was trained with: README)."""
     vad, ep = front_end(cfg)
     n = vad.frame_len
     x = np.asarray(audio, dtype=np.float32)
