@@ -258,10 +258,7 @@ class DigitModel:
     def classify(self, feats: Features) -> Prediction:
         p, own, speech = self._scored(feats)
         i = int(np.argmax(p))
-        votes = {}
-        for name, q in own.items():
-            j = int(np.argmax(q))
-            votes[name] = (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
+        votes = {name: self._vote(q) for name, q in own.items()}
         return Prediction(self.classes[i], float(p[i]), {c: float(v) for c, v in zip(self.classes, p)}, votes, speech)
 
     def cnn_vote(self, x: np.ndarray, *, trimmed: bool = False) -> tuple[str, float] | None:
@@ -273,7 +270,11 @@ class DigitModel:
             return None
         if not trimmed:
             x = trim(x, self.params)
-        q = self.cnn.proba(logmel(x, self.params, trimmed=True))
+        return self._vote(self.cnn.proba(logmel(x, self.params, trimmed=True)))
+
+    def _vote(self, q: np.ndarray) -> tuple[str, float]:
+        """A member's best guess from its probabilities: (label, probability); past the digit
+        classes, OTHER (the embedding member's extra class)."""
         j = int(np.argmax(q))
         return (self.classes[j] if j < len(self.classes) else OTHER, float(q[j]))
 
