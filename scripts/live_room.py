@@ -28,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from digitd import SAMPLE_RATE  # noqa: E402
 from digitd.audio import write_wav  # noqa: E402
 from digitd.bench import run_once  # noqa: E402
 from digitd.config import Config  # noqa: E402
@@ -86,8 +87,8 @@ def main() -> int:
                 truth = [x.to_dict() for x in st.truth]
                 file_run = run_once(cfg, model, st.audio, truth, "max").score
                 wav = Path(tmp) / f"{c.name}.wav"
-                write_wav(wav, np.concatenate([np.zeros(int(LEAD_S * 8000), np.int16), st.pcm]))
-                digits, shift, summary = live_events(vm, wav, args.model, len(st.pcm) / 8000 + LEAD_S)
+                write_wav(wav, np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.int16), st.pcm]))
+                digits, shift, summary = live_events(vm, wav, args.model, len(st.pcm) / SAMPLE_RATE + LEAD_S)
                 live = score(digits, truth)
                 t.add_row(c.name, f"{100 * file_run.der:.1f}",
                           f"{file_run.substitutions}/{file_run.deletions}/{file_run.insertions}",
