@@ -1,7 +1,7 @@
 """Where the room bench's digits are lost: not found, found and rejected, or named wrong, and what
 the classifier reads on the digit's own span.
 
-  python scripts/room_losses.py [--model M.npz] [--seeds 0,1,2] [--speakers dev] [--conditions babble_10db,babble_5db] [--set KEY=VALUE] [--json]
+  python scripts/room_losses.py [--model M.npz] [--seeds 0,1,2] [--speakers dev] [--conditions babble_10db,babble_5db] [--by-snr] [--set KEY=VALUE] [--json]
 
 Why: `digitd bench --scenario room` says how many digits went wrong (S / D / I), not where a
 deletion happened, and the lever differs: a word the front end never cut needs another gate, a
@@ -19,7 +19,8 @@ and, for every digit, `own span`: the digit's truth span (the clean clip's trim)
 stream and judged by the same rule (classify.reject_threshold, pitch test, agreement): what the
 classifier reads when the cut is perfect, and how many of the digits never found it reads (what a
 better gate could win at most). Far above `ok`: the front end loses them; close: the classifier
-does. Streams and the pass over them are the bench's (`digitd.bench.run_once`; same seeds and
+does. `--by-snr` splits the digits by their own SNR (the word over the background across its span):
+a condition's SNR is the words' average, and each word sits +-10 dB from it. Streams and the pass over them are the bench's (`digitd.bench.run_once`; same seeds and
 knobs; `--speakers dev` or `train` to look at the training side, as tuning must).
 """
 
@@ -36,6 +37,7 @@ from typing import Any
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -98,20 +100,52 @@ def not_found_why(got: list[str], truth: list[dict[str, Any]], drops: list[tuple
     return out
 
 
-def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[bool]:
-    """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted?"""
+def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[tuple[bool, bool]]:
+    """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted,
+    and is the classifier's best guess right at all (accepted or not)?"""
     ok = []
     for t in truth:
         if t.get("kind", "digit") != "digit":
             continue
         x = stream.audio[int(round(t["start"] * SAMPLE_RATE)) : int(round(t["end"] * SAMPLE_RATE))]
         pred = model.classify(model.features(x, trimmed=True))
-        ok.append(reject_reason(x, pred, cfg.classify) is None and pred.label == str(t["digit"]))
+        right = pred.label == str(t["digit"])
+        ok.append((reject_reason(x, pred, cfg.classify) is None and right, right))
     return ok
 
 
-def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | None, progress: Progress | None = None) -> dict[str, Counter]:
-    """Outcome counts (and `n`, `own_span_ok`, `not_found_own_span_ok`) per condition name, summed over `seeds`."""
+SNR_BINS = (-5.0, 0.0, 5.0, 10.0, 15.0)  # edges of the --by-snr table's rows (dB)
+
+
+def local_snr_db(stream: RoomStream, truth: list[dict[str, Any]]) -> list[float]:
+    """Per true digit: the spoken word's power over the background's across its own span (dB). A
+    condition's SNR is the stream's words on average against the whole background; each word is
+    placed +-10 dB from that and talk in the background comes and goes, so a word's own SNR spreads."""
+    out = []
+    for t in truth:
+        if t.get("kind", "digit") != "digit":
+            continue
+        a, b = int(round(t["start"] * SAMPLE_RATE)), int(round(t["end"] * SAMPLE_RATE))
+        speech = float(np.mean(np.square(stream.speech[a:b], dtype=np.float64)))
+        noise = float(np.mean(np.square(stream.background[a:b], dtype=np.float64)))
+        out.append(10.0 * np.log10(max(speech, 1e-20) / max(noise, 1e-20)))
+    return out
+
+
+def snr_bin(db: float) -> str:
+    """The --by-snr row a word's own SNR falls in: "< -5", "-5..0", ..., ">= 15"."""
+    if db < SNR_BINS[0]:
+        return f"< {SNR_BINS[0]:g}"
+    for lo, hi in zip(SNR_BINS, SNR_BINS[1:]):
+        if db < hi:
+            return f"{lo:g}..{hi:g}"
+    return f">= {SNR_BINS[-1]:g}"
+
+
+def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | None, progress: Progress | None = None,
+           by_snr: dict[tuple[str, str], Counter] | None = None) -> dict[str, Counter]:
+    """Outcome counts (and `n`, `own_span_ok`, `not_found_own_span_ok`) per condition name, summed over `seeds`.
+    `by_snr`, when given, gets per (condition, snr_bin) counts of `n`, `ok`, `own_span_ok`, `own_span_best`."""
     table: dict[str, Counter] = {}
     conds = [c for c in conditions(cfg.bench) if names is None or c.name in names]
     task = progress.add_task("streams", total=len(seeds) * len(conds)) if progress else None
@@ -126,8 +160,12 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
             row.update(got)
             row.update(f"why_{w}" for w in not_found_why(got, truth, run.drops))
             row["n"] += len(got)
-            row["own_span_ok"] += sum(own)
-            row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, o in zip(got, own))
+            row["own_span_ok"] += sum(o for o, _ in own)
+            row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, (o, _) in zip(got, own))
+            if by_snr is not None:
+                for g, (o, best), db in zip(got, own, local_snr_db(stream, truth)):
+                    cell = by_snr.setdefault((c.name, snr_bin(db)), Counter())
+                    cell.update(n=1, ok=g == "ok", own_span_ok=o, own_span_best=best)
             if progress:
                 progress.advance(task)
     return table
@@ -140,6 +178,7 @@ def main() -> int:
     ap.add_argument("--speakers", default=None, help="bench.room_speakers: unseen (default), dev, train, fit")
     ap.add_argument("--conditions", default=None, help="comma list of condition names (default: every bench.room_* condition)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override, as digitd's")
+    ap.add_argument("--by-snr", action="store_true", help="also a table by each digit's own SNR (its word over the background across its span)")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = ap.parse_args()
     err = Console(stderr=True, soft_wrap=True)
@@ -150,7 +189,8 @@ def main() -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         names = args.conditions.split(",") if args.conditions else None
         with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
-            table = losses(cfg, model, seeds, names, prog)
+            by_snr: dict[tuple[str, str], Counter] | None = {} if args.by_snr else None
+            table = losses(cfg, model, seeds, names, prog, by_snr)
     except (DigitdError, ConfigError, ModelError, RoomError, EspeakError, ValueError) as e:
         err.print(f"room_losses: error: {e}", markup=False)
         return 2
@@ -159,8 +199,11 @@ def main() -> int:
         return 2
     total = sum(table.values(), Counter())
     if args.json:
-        print(json.dumps({"seeds": seeds, "speakers": cfg.bench.room_speakers,
-                          "by_condition": {k: dict(v) for k, v in table.items()}, "total": dict(total)}))
+        out = {"seeds": seeds, "speakers": cfg.bench.room_speakers, "by_condition": {k: dict(v) for k, v in table.items()},
+               "total": dict(total)}
+        if by_snr is not None:
+            out["by_snr"] = {f"{c} {b}": dict(v) for (c, b), v in by_snr.items()}
+        print(json.dumps(out))
         return 0
     t = Table(title=f"true digits by outcome ({cfg.bench.room_speakers} speakers, seeds {args.seeds})")
     for col in ("condition", "n", *HEADS, "not found: gate/short/quiet/unopened", "own span ok", "of them not found"):
@@ -170,7 +213,25 @@ def main() -> int:
         t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES), "/".join(str(row[f"why_{w}"]) for w in WHY),
                   f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)", str(row["not_found_own_span_ok"]))
     Console().print(t)
+    if by_snr is not None:
+        Console().print(snr_table(by_snr, cfg, args.seeds))
     return 0
+
+
+def snr_table(by_snr: dict[tuple[str, str], Counter], cfg: Config, seeds: str) -> Table:
+    """Per condition and own-SNR row: how many digits, and what share the pipeline got right, their
+    own spans read right and accepted, and the classifier's best guess on them was right."""
+    order = [snr_bin(SNR_BINS[0] - 1), *(snr_bin(lo) for lo in SNR_BINS)]
+    t = Table(title=f"true digits by their own SNR ({cfg.bench.room_speakers} speakers, seeds {seeds})")
+    for col in ("condition", "own SNR dB", "n", "pipeline ok", "own span ok", "own span best guess right"):
+        t.add_column(col, justify="left" if col in ("condition", "own SNR dB") else "right")
+    for name in dict.fromkeys(c for c, _ in by_snr):
+        for b in order:
+            row = by_snr.get((name, b))
+            if row:
+                n = row["n"]
+                t.add_row(name, b, str(n), *(f"{100 * row[k] / n:.0f}%" for k in ("ok", "own_span_ok", "own_span_best")))
+    return t
 
 
 if __name__ == "__main__":

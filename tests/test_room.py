@@ -346,10 +346,18 @@ def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(mode
     """scripts/room_losses.py on the tiny room: each true digit gets exactly one outcome, `ok` and
     `substituted` are the bench's correct and S on the same streams, the other outcomes its
     deletions, and the digit's own span is read on at most every digit."""
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "room_losses.py"), "--model", str(model_path), "--json", *TINY],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "room_losses.py"), "--model", str(model_path), "--json", "--by-snr",
+                        *TINY], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     losses = json.loads(r.stdout)
+    # --by-snr: the same digits split by their own SNR; a clean stream's all sit in the top row
+    for name, row in losses["by_condition"].items():
+        cells = {k.split(" ", 1)[1]: v for k, v in losses["by_snr"].items() if k.split(" ", 1)[0] == name}
+        for key in ("n", "ok", "own_span_ok"):
+            assert sum(v.get(key, 0) for v in cells.values()) == row.get(key, 0), (name, key)
+        assert all(v.get("own_span_ok", 0) <= v.get("own_span_best", 0) <= v["n"] for v in cells.values())
+        if name == "clean":
+            assert set(cells) == {">= 15"}
     out = _bench("--scenario", "room", "--model", str(model_path), *TINY)
     assert set(losses["by_condition"]) == set(out["by_condition"]) == {"clean", "babble_10db"}
     lost = ("rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
