@@ -54,6 +54,7 @@ from digitd.scoring import Score  # noqa: E402
 OUTCOMES = ("ok", "substituted", "rejected_read_right", "rejected_read_wrong", "unvoiced", "merged", "not_found")
 HEADS = ("ok", "sub", "rej right", "rej wrong", "unvoiced", "merged", "not found")  # the table's column names
 WHY = ("background", "short", "quiet", "unopened")  # why a digit was not found: the endpointer's drop on it, or none
+REJ_WHY = ("low_confidence", "background_talk", "split_word")  # the rule that rejected a found digit
 
 
 def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[str]:
@@ -82,6 +83,19 @@ def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[
                        "rejected_read_right" if e.best == str(t["digit"]) else "rejected_read_wrong")
         else:
             out.append("not_found")
+    return out
+
+
+def rejected_why(events: list[Any], truth: list[dict[str, Any]], got: list[str]) -> list[str]:
+    """For each digit `outcomes` calls rejected (read right or wrong), the rule that rejected it:
+    the reason of the same `rejected` event (low_confidence, background_talk, split_word)."""
+    rejected = [e for e in events if getattr(e, "kind", "") == "rejected"]
+    digits = [t for t in truth if t.get("kind", "digit") == "digit"]
+    out = []
+    for t, g in zip(digits, got):
+        if g in ("rejected_read_right", "rejected_read_wrong"):
+            on = [e for e in rejected if min(e.end, t["end"]) - max(e.start, t["start"]) > 0]
+            out.append(max(on, key=lambda e: e.confidence).reason)
     return out
 
 
@@ -159,6 +173,7 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
             got, own = outcomes(run.events, truth, run.score), own_span_ok(stream, truth, model, cfg)
             row.update(got)
             row.update(f"why_{w}" for w in not_found_why(got, truth, run.drops))
+            row.update(f"rejected_as_{r}" for r in rejected_why(run.events, truth, got))
             row["n"] += len(got)
             row["own_span_ok"] += sum(o for o, _ in own)
             row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, (o, _) in zip(got, own))
@@ -206,11 +221,13 @@ def main() -> int:
         print(json.dumps(out))
         return 0
     t = Table(title=f"true digits by outcome ({cfg.bench.room_speakers} speakers, seeds {args.seeds})")
-    for col in ("condition", "n", *HEADS, "not found: gate/short/quiet/unopened", "own span ok", "of them not found"):
+    for col in ("condition", "n", *HEADS, "rejected: confidence/talk/split", "not found: gate/short/quiet/unopened", "own span ok",
+                "of them not found"):
         t.add_column(col, justify="left" if col == "condition" else "right")
     for name, row in [*table.items(), ("total", total)]:
         n = max(1, row["n"])
-        t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES), "/".join(str(row[f"why_{w}"]) for w in WHY),
+        t.add_row(name, str(row["n"]), *(str(row[o]) for o in OUTCOMES), "/".join(str(row[f"rejected_as_{r}"]) for r in REJ_WHY),
+                  "/".join(str(row[f"why_{w}"]) for w in WHY),
                   f"{row['own_span_ok']} ({100 * row['own_span_ok'] / n:.0f}% vs {100 * row['ok'] / n:.0f}%)", str(row["not_found_own_span_ok"]))
     Console().print(t)
     if by_snr is not None:

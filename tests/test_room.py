@@ -368,3 +368,5 @@ def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(mode
         assert sum(row.get(k, 0) for k in lost) == m["deletions"]
         assert 0 <= row["own_span_ok"] <= row["n"] and 0 <= row["not_found_own_span_ok"] <= row.get("not_found", 0)
         assert sum(row.get(f"why_{w}", 0) for w in ("background", "short", "quiet", "unopened")) == row.get("not_found", 0)
+        rejected = row.get("rejected_read_right", 0) + row.get("rejected_read_wrong", 0)
+        assert sum(v for k, v in row.items() if k.startswith("rejected_as_")) == rejected
