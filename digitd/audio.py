@@ -1,7 +1,10 @@
-"""Reading WAV files of any common kind, downmixing and resampling to the model rate.
+"""Reading audio files, downmixing and resampling to the model rate.
 
-Every failure becomes an `AudioError` whose message names the file and the reason, so the
-CLI can print one line and exit non-zero instead of a traceback.
+WAV of any common kind is read here (plain PCM directly, the rest through scipy.io.wavfile);
+what neither reads, libsndfile decodes through python-soundfile: FLAC, Ogg Vorbis / Opus, MP3,
+AIFF, CAF, and WAVs in telephone codings (mu-law, A-law, ADPCM, GSM). Every failure becomes an
+`AudioError` whose message names the file and the reason, so the CLI can print one line and
+exit non-zero instead of a traceback.
 """
 
 from __future__ import annotations
@@ -35,14 +38,62 @@ def _check_readable(path: Path) -> None:
 
 
 def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.ndarray]:
-    """(rate, samples) as stored: shape (n,) or (n, channels), native dtype.
+    """(rate, samples) as stored: shape (n,) or (n, channels), native dtype (float32 when
+    libsndfile decoded them).
 
     `mmap=True` maps the data instead of reading it, so hours-long files cost no memory
     (scipy cannot map 24-bit data; those are read whole). A plain PCM file (`_plain_layout`) is
-    read without scipy; anything else goes through scipy.io.wavfile, whose errors become the
-    one-line reasons below.
+    read without scipy; other WAVs go through scipy.io.wavfile, whose errors become the one-line
+    reasons below; a file neither reads (another container or coding) is decoded by libsndfile.
     """
-    path = Path(path)
+    rate, data = _read(Path(path), mmap)
+    if isinstance(data, Decoded):
+        return rate, data.read()
+    return rate, data
+
+
+class Decoded:
+    """A file libsndfile decodes (python-soundfile): its rate and length from the header, and
+    its samples read block by block, so an hours-long FLAC or MP3 is never held whole."""
+
+    def __init__(self, path: Path, rate: int, frames: int) -> None:
+        self.path, self.rate, self.frames = path, rate, frames
+
+    def blocks(self, n: int) -> Iterator[np.ndarray]:
+        """float32 blocks of `n` frames, (n,) mono or (n, channels)."""
+        import soundfile
+
+        try:
+            with soundfile.SoundFile(str(self.path)) as f:
+                while len(b := f.read(n, dtype="float32")):  # not f.blocks(): GSM in a WAV cannot seek
+                    yield b
+        except (RuntimeError, ValueError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+            raise AudioError(f"{self.path}: the audio cannot be decoded ({_reason(e)})") from None
+
+    def read(self) -> np.ndarray:
+        parts = list(self.blocks(1 << 16))
+        data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        if len(data) == 0:
+            raise AudioError(f"{self.path}: no audio samples")
+        return data
+
+
+def _decodable(path: Path) -> Decoded | None:
+    """`path` as libsndfile sees it, or None when it cannot read it either (or soundfile is missing)."""
+    try:
+        import soundfile
+    except (ImportError, OSError):  # OSError: the package without its libsndfile
+        return None
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    if info.samplerate <= 0 or info.frames <= 0 or info.channels < 1:
+        return None
+    return Decoded(path, int(info.samplerate), int(info.frames))
+
+
+def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
     _check_readable(path)
     plain = _plain_layout(path)
     if plain is not None:
@@ -69,6 +120,9 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
     except UnboundLocalError:  # scipy: a header that parses but never reaches a data chunk
         raise AudioError(f"{path}: not a readable WAV file (no data chunk)") from None
     except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
+        decoded = _decodable(path)  # FLAC, Ogg, MP3, AIFF, a mu-law WAV...: libsndfile's
+        if decoded is not None:
+            return decoded.rate, decoded
         kind = _other_format(path)
         if kind is not None:  # a phone's or an editor's recording: say what it is and how to get a WAV
             raise AudioError(f"{path}: not a readable WAV file (it is {kind}; digitd reads WAV: convert it first, "
@@ -273,22 +327,23 @@ def _plain_layout(path: Path) -> tuple[int, np.dtype, tuple[int, ...], int] | No
     return rate, dtype, ((frames, channels) if channels > 1 else (frames,)), offset
 
 
-def wav_layout(path: str | os.PathLike) -> tuple[int, np.dtype, tuple[int, ...], int] | tuple[int, np.ndarray]:
-    """What `iter_wav_blocks` needs to stream a WAV: (rate, dtype, shape, offset) from the
-    header of a plain file, else `read_wav(path, mmap=True)`'s (rate, data), which also gives
-    the one-line error for a bad file."""
+def wav_layout(path: str | os.PathLike) -> tuple[int, np.dtype, tuple[int, ...], int] | tuple[int, np.ndarray | Decoded]:
+    """What `iter_wav_blocks` needs to stream a file: (rate, dtype, shape, offset) from the
+    header of a plain WAV, else (rate, data) as `read_wav(path, mmap=True)` finds it, or (rate,
+    `Decoded`) for what libsndfile decodes; a bad file gets its one-line error here."""
     path = Path(path)
     _check_readable(path)
     plain = _plain_layout(path)
-    return plain if plain is not None else read_wav(path, mmap=True)
+    return plain if plain is not None else _read(path, mmap=True)
 
 
 def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Stream a WAV as float32 mono blocks at `rate`, reading it piece by piece.
+    """Stream an audio file as float32 mono blocks at `rate`, reading it piece by piece.
 
     The header gives where the samples start (`wav_layout`: parsed here for plain files, by
     scipy via a memory map otherwise); the samples are then read with plain file reads, so an
-    hours-long file keeps neither its samples nor its mapped pages resident.
+    hours-long file keeps neither its samples nor its mapped pages resident. What libsndfile
+    decodes is decoded block by block.
     """
     layout = wav_layout(path)
     chunks: Iterator[np.ndarray]
@@ -302,7 +357,9 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
         chunks = _read_chunks(Path(path), dtype, shape, offset, read)
     else:
         data = layout[1]  # type: ignore[misc]
-        if isinstance(data, np.memmap):
+        if isinstance(data, Decoded):
+            chunks = data.blocks(read)
+        elif isinstance(data, np.memmap):
             dtype, shape, offset = data.dtype, data.shape, data.offset
             del data, layout
             chunks = _read_chunks(Path(path), dtype, shape, offset, read)

@@ -70,25 +70,26 @@ def test_bad_input_is_one_line_exit_2(args, needle):
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
 
 
-@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox to write FLAC / Ogg / AIFF")
-def test_other_audio_formats_are_named_with_the_way_to_a_wav(tmp_path, fsdd):
-    """A phone's or an editor's recording (FLAC, Ogg, AIFF) is not read, and the one line says what
-    it is and how to make the WAV digitd reads; the WAV that command's equivalent writes is read."""
+@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox to write FLAC / Ogg / AIFF / mu-law")
+def test_other_audio_formats_stream_like_their_wav(tmp_path, fsdd):
+    """A phone's or an editor's recording (FLAC, Ogg, AIFF, a mu-law telephone WAV) streams
+    through `run --input` as its WAV does; a container libsndfile cannot read (M4A) is named in
+    one line with the ffmpeg command that makes the WAV digitd reads."""
     src = sorted(fsdd.glob("7_*.wav"))[0]
-    for ext, kind in ((".flac", "FLAC"), (".ogg", "Ogg"), (".aiff", "AIFF")):
-        other = tmp_path / f"take{ext}"
-        subprocess.run(["sox", str(src), "-r", "16000", str(other)], check=True)
-        r = subprocess.run(digitd("--input", str(other), "--jsonl"), cwd=ROOT, env=env(), capture_output=True,
-                           text=True, timeout=60)
-        assert r.returncode == 2 and r.stdout == ""
-        line = r.stderr.strip()
-        assert len(line.splitlines()) == 1 and f"it is {kind}" in line and "out.wav" in line, line
-        back = tmp_path / f"back{ext}.wav"
-        subprocess.run(["sox", str(other), "-c", "1", str(back)], check=True)
-        r = subprocess.run(digitd("--input", str(back), "--speed", "max", "--jsonl"), cwd=ROOT, env=env(),
+    for name, args in (("take.flac", ["-r", "16000"]), ("take.ogg", ["-r", "16000"]), ("take.aiff", []),
+                       ("take_mulaw.wav", ["-e", "u-law"])):
+        other = tmp_path / name
+        subprocess.run(["sox", str(src), *args, str(other)], check=True)
+        r = subprocess.run(digitd("--input", str(other), "--speed", "max", "--jsonl"), cwd=ROOT, env=env(),
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        assert [json.loads(x)["digit"] for x in r.stdout.splitlines() if '"digit"' in x] == ["7"]
+        assert [json.loads(x)["digit"] for x in r.stdout.splitlines() if '"digit"' in x] == ["7"], name
+    m4a = tmp_path / "phone.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(range(256)) * 4)
+    r = subprocess.run(digitd("--input", str(m4a), "--jsonl"), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and "it is MP4 / M4A" in line and "ffmpeg -i" in line and "out.wav" in line, line
 
 
 def test_ui_without_a_terminal_degrades_to_plain_lines(model_path):

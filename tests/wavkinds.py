@@ -87,12 +87,23 @@ def make_bad_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     folder.mkdir(exist_ok=True)
     out["a_directory.wav"] = (folder, "is a directory")
     out["missing.wav"] = (d / "missing.wav", "no such file")
-    for enc, name in (("u-law", "mulaw.wav"), ("a-law", "alaw.wav"), ("ima-adpcm", "adpcm.wav")):
-        p = d / name
-        r = subprocess.run(["sox", str(good), "-e", enc, str(p)], capture_output=True)
-        if r.returncode == 0:
-            out[name] = (p, "not a readable WAV")
+    # containers libsndfile does not read: named, with the ffmpeg line that makes a WAV
+    put("phone.m4a", struct.pack(">I", 24) + b"ftypM4A " + os.urandom(400), "it is MP4 / M4A")
+    put("clip.webm", b"\x1aE\xdf\xa3" + os.urandom(400), "it is WebM")
     return out
+
+
+# (name, sox arguments, decoded sample rate, largest error against the source): codings and
+# containers libsndfile decodes (telephone WAVs, FLAC, Ogg Vorbis, AIFF, GSM); lossy ones are close
+DECODED_KINDS = [
+    ("mulaw.wav", ["-e", "u-law"], 8000, 0.03),
+    ("alaw.wav", ["-e", "a-law"], 8000, 0.03),
+    ("adpcm.wav", ["-e", "ima-adpcm"], 8000, 0.05),
+    ("gsm.wav", ["-e", "gsm-full-rate"], 8000, 0.3),
+    ("clip.flac", ["-r", "16000"], 16000, 0.02),
+    ("clip.ogg", ["-r", "16000"], 16000, 0.1),
+    ("clip.aiff", ["-r", "22050", "-c", "2"], 22050, 0.02),
+]
 
 
 # (name, rate, dtype, channels): kinds that must load as the same audio
