@@ -22,6 +22,10 @@ import numpy as np
 from digitd import SAMPLE_RATE
 
 
+# what a folder given to `digitd predict` is searched for: WAV and the containers libsndfile reads
+AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".caf", ".au"})
+
+
 class AudioError(Exception):
     """A WAV that cannot be used, with a one-line reason."""
 

@@ -12,15 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from digitd.audio import AudioError, load_wav
+from digitd.audio import AUDIO_SUFFIXES, AudioError, load_wav
 from digitd.model import DigitModel, load_model, reject_reason
 
 
 def iter_inputs(paths: list[str]) -> Iterator[Path]:
-    """Files as given; directories expand to their *.wav files (recursively, sorted)."""
+    """Files as given; directories expand to their audio files (`AUDIO_SUFFIXES`: WAV, FLAC,
+    Ogg, MP3, AIFF..., recursively, sorted)."""
     for p in map(Path, paths):
         if p.is_dir():
-            yield from sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() == ".wav")
+            yield from sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_SUFFIXES)
         else:
             yield p
 

@@ -88,6 +88,25 @@ def test_predict_resamples_stereo_44k(trained, small_subset, tmp_path, capsys):
     assert a["digit"] == b["digit"]
 
 
+def test_predict_a_folder_reads_its_flac_and_ogg_too(trained, small_subset, tmp_path, capsys):
+    """A folder expands to its audio files of every kind digitd reads, not only *.wav; other
+    files in it (notes, truth JSON) are left out."""
+    import soundfile
+
+    from digitd.audio import load_wav
+
+    x = load_wav(small_subset / "3_george_5.wav")
+    soundfile.write(str(tmp_path / "a.flac"), x, 8000)
+    soundfile.write(str(tmp_path / "b.ogg"), x, 8000)
+    (tmp_path / "c.wav").write_bytes((small_subset / "3_george_5.wav").read_bytes())
+    (tmp_path / "notes.txt").write_text("not audio")
+    capsys.readouterr()
+    assert main(["predict", "--model", str(trained), str(tmp_path)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["file"]).name for r in lines] == ["a.flac", "b.ogg", "c.wav"]
+    assert len({r["digit"] for r in lines}) == 1
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "nope"), "--out-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
