@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import shlex
 import struct
+import sys
 import warnings
 from math import gcd
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -68,11 +69,11 @@ class Decoded:
         import soundfile
 
         try:
-            with soundfile.SoundFile(str(self.path)) as f:
-                while len(b := f.read(n, dtype="float32")):  # not f.blocks(): GSM in a WAV cannot seek
-                    yield b
+            f = soundfile.SoundFile(str(self.path))
         except (RuntimeError, ValueError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
             raise AudioError(f"{self.path}: the audio cannot be decoded ({_reason(e)})") from None
+        with f:
+            yield from _sf_blocks(f, n, str(self.path))
 
     def read(self) -> np.ndarray:
         parts = list(self.blocks(1 << 16))
@@ -80,6 +81,33 @@ class Decoded:
         if len(data) == 0:
             raise AudioError(f"{self.path}: no audio samples")
         return data
+
+
+def _sf_blocks(f: Any, n: int, name: str) -> Iterator[np.ndarray]:
+    """An open soundfile.SoundFile's samples, `n` frames at a time (float32). Not f.blocks():
+    GSM in a WAV, or a pipe, cannot seek."""
+    try:
+        while len(b := f.read(n, dtype="float32")):
+            yield b
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise AudioError(f"{name}: the audio cannot be decoded ({_reason(e)})") from None
+
+
+STDIN = "-"  # `run --input -`: a recording with a header (WAV, FLAC, Ogg...) piped in, e.g. from ffmpeg or arecord
+
+
+def _open_stdin() -> Any:
+    """Standard input as a soundfile.SoundFile, read as it arrives (libsndfile reads a WAV,
+    FLAC, Ogg... header from a pipe; raw samples without one it cannot place)."""
+    try:
+        import soundfile
+    except (ImportError, OSError) as e:
+        raise AudioError(f"standard input: reading it needs python-soundfile ({_reason(e)})") from None
+    try:
+        return soundfile.SoundFile(sys.stdin.fileno(), closefd=False)
+    except (RuntimeError, ValueError, TypeError, OSError) as e:
+        raise AudioError(f"standard input: not a recording digitd can read ({_reason(e)}; "
+                         "pipe a WAV, e.g. ffmpeg -i IN -ac 1 -ar 16000 -f wav -)") from None
 
 
 def _decodable(path: Path) -> Decoded | None:
@@ -347,16 +375,23 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
     The header gives where the samples start (`wav_layout`: parsed here for plain files, by
     scipy via a memory map otherwise); the samples are then read with plain file reads, so an
     hours-long file keeps neither its samples nor its mapped pages resident. What libsndfile
-    decodes is decoded block by block.
+    decodes is decoded block by block; `path` "-" (STDIN) reads standard input as it arrives.
     """
-    layout = wav_layout(path)
     chunks: Iterator[np.ndarray]
+    if str(path) == STDIN:
+        f = _open_stdin()
+        layout: tuple = (f.samplerate, None)
+    else:
+        layout = wav_layout(path)
     src_rate = int(layout[0])
     step = max(1, int(round(block_s * src_rate)))
     # Read, convert and check READ_S at a time, then hand out block_s pieces: per 30 ms block
     # a file read and four array operations cost a paced `run --input` ~0.3 % of a core.
     read = step * max(1, int(round(READ_S / block_s)))
-    if len(layout) == 4:
+    if str(path) == STDIN:
+        chunks = _sf_blocks(f, read, "standard input")
+        path = "standard input"  # for check_finite's message
+    elif len(layout) == 4:
         _, dtype, shape, offset = layout  # type: ignore[misc]
         chunks = _read_chunks(Path(path), dtype, shape, offset, read)
     else:

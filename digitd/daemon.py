@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from digitd.audio import wav_layout
+from digitd.audio import STDIN, wav_layout
 from digitd.config import Config, ConfigError
 from digitd.config import changed as config_changed
 from digitd.events import ReloadEvent
@@ -36,9 +36,10 @@ def make_source(args: argparse.Namespace, cfg: Config):
 
     path = str(DEMO_WAV) if getattr(args, "demo", False) else getattr(args, "input", None)
     if path:
-        wav_layout(path)  # fail now, with one line, on a missing or broken file
+        if path != STDIN:
+            wav_layout(path)  # fail now, with one line, on a missing or broken file (a pipe fails on its first block)
         return FileSource(path, cfg.run.speed, cfg.audio.block_ms, cfg.audio.ring_seconds,
-                          name="demo.wav" if getattr(args, "demo", False) else path)
+                          name="demo.wav" if getattr(args, "demo", False) else "stdin" if path == STDIN else path)
     from digitd.capture import MicSource, resolve_device
 
     mic = MicSource(cfg.audio)

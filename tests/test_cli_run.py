@@ -92,6 +92,30 @@ def test_other_audio_formats_stream_like_their_wav(tmp_path, fsdd):
     assert len(line.splitlines()) == 1 and "it is MP4 / M4A" in line and "ffmpeg -i" in line and "out.wav" in line, line
 
 
+def test_a_wav_piped_to_standard_input_streams_like_the_file(tmp_path):
+    """`--input -` reads a WAV from a pipe as it arrives (ffmpeg / arecord / sox ... | digitd),
+    also with the unknown-length header a streaming writer puts first: the same digits and
+    stream length as the file. What is not a recording gets one line naming standard input."""
+    import struct
+
+    demo = ROOT / "digitd" / "data" / "demo.wav"
+    raw = bytearray(demo.read_bytes())
+    i = raw.index(b"data")
+    raw[4:8] = raw[i + 4 : i + 8] = struct.pack("<I", 0xFFFFFFFF)  # sizes a pipe writer cannot know
+    runs = []
+    for args, stdin in (([str(demo)], None), (["-"], bytes(raw))):
+        r = subprocess.run(digitd("--input", *args, "--speed", "max", "--jsonl"), cwd=ROOT, env=env(), input=stdin,
+                           capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        ev = [json.loads(x) for x in r.stdout.decode().splitlines()]
+        runs.append(([e["digit"] for e in ev if e["event"] == "digit"], [e["audio_s"] for e in ev if e["event"] == "summary"]))
+    assert runs[0] == runs[1] and len(runs[0][0]) >= 10
+    for junk in (b"", b"not audio at all\n" * 20):
+        r = subprocess.run(digitd("--input", "-", "--jsonl"), cwd=ROOT, env=env(), input=junk, capture_output=True, timeout=60)
+        line = r.stderr.decode().strip()
+        assert r.returncode == 2 and r.stdout == b"" and len(line.splitlines()) == 1 and "standard input" in line, line
+
+
 def test_ui_without_a_terminal_degrades_to_plain_lines(model_path):
     r = subprocess.run(digitd("--demo", "--speed", "max", "--ui", "--model", str(model_path)), cwd=ROOT, env=env(),
                        capture_output=True, text=True, timeout=60)
