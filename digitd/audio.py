@@ -16,7 +16,7 @@ import sys
 import warnings
 from math import gcd
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -58,71 +58,70 @@ def read_wav(path: str | os.PathLike, *, mmap: bool = False) -> tuple[int, np.nd
 
 
 class Decoded:
-    """A file libsndfile decodes (python-soundfile): its rate and length from the header, and
-    its samples read block by block, so an hours-long FLAC or MP3 is never held whole."""
+    """A recording libsndfile decodes (python-soundfile): its rate from the header, and its
+    samples read block by block, so an hours-long FLAC or MP3 (or a pipe) is never held whole.
+    `opener` gives the soundfile.SoundFile to read it from."""
 
-    def __init__(self, path: Path, rate: int, frames: int) -> None:
-        self.path, self.rate, self.frames = path, rate, frames
+    def __init__(self, name: str, rate: int, opener: Callable[[], Any]) -> None:
+        self.name, self.rate, self._open = name, rate, opener
 
     def blocks(self, n: int) -> Iterator[np.ndarray]:
-        """float32 blocks of `n` frames, (n,) mono or (n, channels)."""
-        import soundfile
-
+        """float32 blocks of `n` frames, (n,) mono or (n, channels). Not SoundFile.blocks():
+        GSM in a WAV, or a pipe, cannot seek."""
         try:
-            f = soundfile.SoundFile(str(self.path))
+            with self._open() as f:
+                while len(b := f.read(n, dtype="float32")):
+                    yield b
         except (RuntimeError, ValueError, TypeError) as e:  # soundfile.LibsndfileError is a RuntimeError
-            raise AudioError(f"{self.path}: the audio cannot be decoded ({_reason(e)})") from None
-        with f:
-            yield from _sf_blocks(f, n, str(self.path))
+            raise AudioError(f"{self.name}: the audio cannot be decoded ({_reason(e)})") from None
 
     def read(self) -> np.ndarray:
         parts = list(self.blocks(1 << 16))
         data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         if len(data) == 0:
-            raise AudioError(f"{self.path}: no audio samples")
+            raise AudioError(f"{self.name}: no audio samples")
         return data
 
 
-def _sf_blocks(f: Any, n: int, name: str) -> Iterator[np.ndarray]:
-    """An open soundfile.SoundFile's samples, `n` frames at a time (float32). Not f.blocks():
-    GSM in a WAV, or a pipe, cannot seek."""
-    try:
-        while len(b := f.read(n, dtype="float32")):
-            yield b
-    except (RuntimeError, ValueError, TypeError) as e:
-        raise AudioError(f"{name}: the audio cannot be decoded ({_reason(e)})") from None
-
-
-STDIN = "-"  # `run --input -`: a recording with a header (WAV, FLAC, Ogg...) piped in, e.g. from ffmpeg or arecord
-
-
-def _open_stdin() -> Any:
-    """Standard input as a soundfile.SoundFile, read as it arrives (libsndfile reads a WAV,
-    FLAC, Ogg... header from a pipe; raw samples without one it cannot place)."""
-    try:
-        import soundfile
-    except (ImportError, OSError) as e:
-        raise AudioError(f"standard input: reading it needs python-soundfile ({_reason(e)})") from None
-    try:
-        return soundfile.SoundFile(sys.stdin.fileno(), closefd=False)
-    except (RuntimeError, ValueError, TypeError, OSError) as e:
-        raise AudioError(f"standard input: not a recording digitd can read ({_reason(e)}; "
-                         "pipe a WAV, e.g. ffmpeg -i IN -ac 1 -ar 16000 -f wav -)") from None
-
-
-def _decodable(path: Path) -> Decoded | None:
-    """`path` as libsndfile sees it, or None when it cannot read it either (or soundfile is missing)."""
+def _soundfile() -> Any:
+    """python-soundfile, or None when it (or its libsndfile) is missing."""
     try:
         import soundfile
     except (ImportError, OSError):  # OSError: the package without its libsndfile
         return None
+    return soundfile
+
+
+STDIN = "-"  # `run --input -`: a WAV piped in, e.g. from ffmpeg or arecord
+
+
+def _stdin() -> Decoded:
+    """Standard input, read as it arrives (libsndfile reads a WAV header from a pipe; raw samples
+    without one it cannot place, and FLAC from a pipe it loses sync on). Opened here, so what is
+    not a recording fails before the first block."""
+    sf = _soundfile()
+    if sf is None:
+        raise AudioError("standard input: reading it needs python-soundfile (pip install soundfile)")
     try:
-        info = soundfile.info(str(path))
+        f = sf.SoundFile(sys.stdin.fileno(), closefd=False)
+    except (RuntimeError, ValueError, TypeError, OSError) as e:
+        raise AudioError(f"standard input: not a recording digitd can read ({_reason(e)}; "
+                         "pipe a WAV, e.g. ffmpeg -i IN -ac 1 -ar 16000 -f wav -)") from None
+    return Decoded("standard input", int(f.samplerate), lambda: f)
+
+
+def _decodable(path: Path) -> Decoded | None:
+    """`path` as libsndfile sees it, or None when it cannot read it either (or soundfile is missing)."""
+    sf = _soundfile()
+    if sf is None:
+        return None
+    try:
+        info = sf.info(str(path))
     except (RuntimeError, ValueError, TypeError):
         return None
     if info.samplerate <= 0 or info.frames <= 0 or info.channels < 1:
         return None
-    return Decoded(path, int(info.samplerate), int(info.frames))
+    return Decoded(str(path), int(info.samplerate), lambda: sf.SoundFile(str(path)))
 
 
 def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
@@ -379,8 +378,8 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
     """
     chunks: Iterator[np.ndarray]
     if str(path) == STDIN:
-        f = _open_stdin()
-        layout: tuple = (f.samplerate, None)
+        decoded = _stdin()
+        path, layout = decoded.name, (decoded.rate, decoded)  # the name: for check_finite's message
     else:
         layout = wav_layout(path)
     src_rate = int(layout[0])
@@ -388,10 +387,7 @@ def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = 
     # Read, convert and check READ_S at a time, then hand out block_s pieces: per 30 ms block
     # a file read and four array operations cost a paced `run --input` ~0.3 % of a core.
     read = step * max(1, int(round(READ_S / block_s)))
-    if str(path) == STDIN:
-        chunks = _sf_blocks(f, read, "standard input")
-        path = "standard input"  # for check_finite's message
-    elif len(layout) == 4:
+    if len(layout) == 4:
         _, dtype, shape, offset = layout  # type: ignore[misc]
         chunks = _read_chunks(Path(path), dtype, shape, offset, read)
     else:
