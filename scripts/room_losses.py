@@ -57,6 +57,16 @@ WHY = ("background", "short", "quiet", "unopened")  # why a digit was not found:
 REJ_WHY = ("low_confidence", "background_talk", "split_word")  # the rule that rejected a found digit
 
 
+def _overlaps(e: Any, t: dict[str, Any]) -> bool:
+    return min(e.end, t["end"]) - max(e.start, t["start"]) > 0
+
+
+def _rejection_on(rejected: list[Any], t: dict[str, Any]) -> Any | None:
+    """The `rejected` event that stands for true word `t`: the surest of those overlapping it."""
+    on = [e for e in rejected if _overlaps(e, t)]
+    return max(on, key=lambda e: e.confidence) if on else None
+
+
 def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[str]:
     """One outcome per true digit (in truth order), from the pipeline's digit and rejected events
     and the bench's score of them (`sc`)."""
@@ -70,15 +80,10 @@ def outcomes(events: list[Any], truth: list[dict[str, Any]], sc: Score) -> list[
         if i in named:
             out.append("ok" if named[i] == str(t["digit"]) else "substituted")
             continue
-
-        def on(e: Any) -> bool:
-            return min(e.end, t["end"]) - max(e.start, t["start"]) > 0
-
-        rej = [e for e in rejected if on(e)]
-        if any(on(e) for e in digits):
+        e = _rejection_on(rejected, t)
+        if any(_overlaps(d, t) for d in digits):
             out.append("merged")
-        elif rej:
-            e = max(rej, key=lambda e: e.confidence)
+        elif e is not None:
             out.append("unvoiced" if e.reason == "unvoiced" else
                        "rejected_read_right" if e.best == str(t["digit"]) else "rejected_read_wrong")
         else:
@@ -91,12 +96,7 @@ def rejected_why(events: list[Any], truth: list[dict[str, Any]], got: list[str])
     the reason of the same `rejected` event (low_confidence, background_talk, split_word)."""
     rejected = [e for e in events if getattr(e, "kind", "") == "rejected"]
     digits = [t for t in truth if t.get("kind", "digit") == "digit"]
-    out = []
-    for t, g in zip(digits, got):
-        if g in ("rejected_read_right", "rejected_read_wrong"):
-            on = [e for e in rejected if min(e.end, t["end"]) - max(e.start, t["start"]) > 0]
-            out.append(max(on, key=lambda e: e.confidence).reason)
-    return out
+    return [_rejection_on(rejected, t).reason for t, g in zip(digits, got) if g in ("rejected_read_right", "rejected_read_wrong")]
 
 
 def not_found_why(got: list[str], truth: list[dict[str, Any]], drops: list[tuple[int, int, str]]) -> list[str]:
@@ -114,6 +114,11 @@ def not_found_why(got: list[str], truth: list[dict[str, Any]], drops: list[tuple
     return out
 
 
+def _span(t: dict[str, Any]) -> tuple[int, int]:
+    """A truth entry's span in samples of the stream."""
+    return int(round(t["start"] * SAMPLE_RATE)), int(round(t["end"] * SAMPLE_RATE))
+
+
 def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[tuple[bool, bool]]:
     """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted,
     and is the classifier's best guess right at all (accepted or not)?"""
@@ -121,7 +126,8 @@ def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitMod
     for t in truth:
         if t.get("kind", "digit") != "digit":
             continue
-        x = stream.audio[int(round(t["start"] * SAMPLE_RATE)) : int(round(t["end"] * SAMPLE_RATE))]
+        a, b = _span(t)
+        x = stream.audio[a:b]
         pred = model.classify(model.features(x, trimmed=True))
         right = pred.label == str(t["digit"])
         ok.append((reject_reason(x, pred, cfg.classify) is None and right, right))
@@ -139,7 +145,7 @@ def local_snr_db(stream: RoomStream, truth: list[dict[str, Any]]) -> list[float]
     for t in truth:
         if t.get("kind", "digit") != "digit":
             continue
-        a, b = int(round(t["start"] * SAMPLE_RATE)), int(round(t["end"] * SAMPLE_RATE))
+        a, b = _span(t)
         speech = float(np.mean(np.square(stream.speech[a:b], dtype=np.float64)))
         noise = float(np.mean(np.square(stream.background[a:b], dtype=np.float64)))
         out.append(10.0 * np.log10(max(speech, 1e-20) / max(noise, 1e-20)))
