@@ -146,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-head: N more copies per clip for it, under noise as loud as the word [train.embed_head_low]")
     p.add_argument("--embed-head-low-snr", dest="embed_head_low_snr", metavar="LO,HI",
                    help="SNR range (dB) of those copies [train.embed_head_low_snr]")
+    p.add_argument("--embed-head-low-kinds", dest="embed_head_low_kinds", metavar="KINDS",
+                   help="noises of those copies: recorded,babble,white,pink; repeat one to weight it [train.embed_head_low_kinds]")
     p.add_argument("--embed-head-nets", type=int, dest="embed_head_nets", metavar="N",
                    help="with --embed-head: N heads from seeds seed..seed+N-1, probabilities averaged [train.embed_head_nets]")
     p.add_argument("--embed-tune", type=int, dest="embed_tune", metavar="EPOCHS",
@@ -235,6 +237,7 @@ FLAG_KNOBS = {
     "embed_head_speed": "train.embed_head_speed",
     "embed_head_low": "train.embed_head_low",
     "embed_head_low_snr": "train.embed_head_low_snr",
+    "embed_head_low_kinds": "train.embed_head_low_kinds",
     "embed_head_nets": "train.embed_head_nets",
     "embed_tune": "train.embed_tune",
     "embed_tune_frozen": "train.embed_tune_frozen",

@@ -202,6 +202,7 @@ class TrainConfig:
     embed_head_speed: int = knob(0, lo=0, hi=50)  # more copies for it, each played faster or slower first (speed_range)
     embed_head_low: int = knob(0, lo=0, hi=50)  # more copies for it, each under noise at embed_head_low_snr (always noisy)
     embed_head_low_snr: str = knob("-6,6")  # SNR range of those copies, "LO,HI" dB (word power over noise power)
+    embed_head_low_kinds: str = knob("recorded,babble,white,pink")  # noises of those copies, comma list, drawn uniformly (repeat one to weight it)
     heard_streams: int = knob(0, lo=0, hi=1000)  # room streams (seeds x every bench.room_* condition) of training-side voices, cut and heard as the daemon hears them: their words join the sequence head's rows (train/heard.py); 0 = off
     embed_tune: int = knob(0, lo=0, hi=200)  # with embed_head: epochs of fine-tuning the speech embedding's upper layers together with the first head; the model gets its own front end file (train/embed_tune.py); 0 = off
     embed_tune_frozen: int = knob(7, lo=0, hi=19)  # with embed_tune: the first this-many of the embedding's 20 convolutions keep Google's weights

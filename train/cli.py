@@ -22,6 +22,7 @@ from digitd.model import SUFFIX, DigitModel, card_path, default_model_path, load
 from dataclasses import replace
 
 from train.augment import ALL_NOISE_KINDS, AugmentSpec, make_babble, talker_banks
+from train.embed_head import KINDS as HEAD_KINDS
 from train.data import DataError, Record, default_data_dir, fingerprint, load_extra, load_folder, load_hf
 from train.metrics import confusion_table, plot_confusion, summarize
 from train.cnn import fit_member
@@ -85,6 +86,9 @@ def recipe_from(cfg: Any) -> Recipe:
         raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
     speed = speed_range(t.speed_range)
     low = snr_range(t.embed_head_low_snr)
+    low_kinds = comma_list(t.embed_head_low_kinds)
+    if not low_kinds or set(low_kinds) - set(HEAD_KINDS):
+        raise DigitdError(f"train.embed_head_low_kinds: {t.embed_head_low_kinds!r}: choose from {', '.join(HEAD_KINDS)}")
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds, denoise_prob=t.denoise_copies),
                   synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
@@ -93,7 +97,8 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed=t.embed, embed_c=t.embed_c, embed_head=t.embed_head, embed_head_copies=t.embed_head_copies,
                   embed_head_reverb=t.embed_head_reverb, embed_head_speed=t.embed_head_speed, cnn_speed=t.cnn_speed,
                   speed_range=",".join(f"{v:g}" for v in speed), embed_head_low=t.embed_head_low,
-                  embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
+                  embed_head_low_snr=",".join(f"{v:g}" for v in low), embed_head_low_kinds=",".join(low_kinds),
+                  embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
                   embed_tune=t.embed_tune, embed_tune_frozen=t.embed_tune_frozen, embed_tune_heard=t.embed_tune_heard,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
 
@@ -380,7 +385,8 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
                       f"speed-changed + {recipe.embed_head_low} low-SNR copies per clip)")
             head_args = dict(copies=recipe.embed_head_copies, jobs=recipe.jobs, reverb=recipe.embed_head_reverb,
                              speed=recipe.embed_head_speed, speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
-                             low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob)
+                             low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob,
+                             low_kinds=comma_list(recipe.embed_head_low_kinds))
             # each head from its own seed: its own copies and its own start (the first one's
             # out-of-fold confidences give the card's threshold; the others fit once, no folds).
             # With embed_tune the first is tuned with the embedding and the others learn the tuned one.

@@ -61,6 +61,7 @@ class Recipe:
     embed_head_speed: int = 0  # more copies for it, played faster or slower (speed_range) first
     embed_head_low: int = 0  # more copies for it, under noise at embed_head_low_snr (always noisy)
     embed_head_low_snr: str = "-6,6"  # their SNR range, "LO,HI" dB
+    embed_head_low_kinds: str = "recorded,babble,white,pink"  # their noises, drawn uniformly from this list
     embed_head_nets: int = 1  # sequence heads from seeds seed .. seed + n - 1, probabilities averaged
     embed_tune: int = 0  # epochs of fine-tuning the speech embedding's upper layers with the first head (train.embed_tune); 0 = off
     embed_tune_frozen: int = 7  # with embed_tune: the first this-many convolutions keep Google's weights (train.embed_tune_frozen)
