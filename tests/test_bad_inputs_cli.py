@@ -133,6 +133,7 @@ def test_benches_without_their_data_are_one_line(tmp_path, model_path):
 
 @pytest.mark.parametrize("script, args", [
     ("room_losses.py", ["--model", "{missing}"]), ("room_clips.py", ["--model", "{missing}"]),
+    ("babble_kinds.py", ["--model", "{missing}"]),
     ("measure_live.py", ["--model", "{missing}"]), ("tune_endpoint.py", ["--model", "{missing}"]),
     ("compare_models.py", ["{missing}"]), ("half_model.py", ["{missing}", "{out}", "--clips", "{out}"]),
 ])

@@ -342,6 +342,22 @@ def test_room_clips_script_measures_unseen_clips_in_each_room():
     assert dry_right >= 80.0
 
 
+def test_babble_kinds_script_reads_the_same_digits_under_each_kind_of_talk():
+    """scripts/babble_kinds.py on a few clips: a row per kind of talk and SNR, a digit counted right
+    and accepted is also a right best guess, and at 20 dB most digits are read under any talk."""
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "babble_kinds.py"), "--digits", "20", "--snr", "20,0"],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ, COLUMNS="140"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in r.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 6 and {(row[0].split(",")[0].split(" ")[0], row[1]) for row in rows} == {
+        (k, s) for k in ("heads'", "bench's") for s in ("20", "0")} and len({row[0] for row in rows}) == 3
+    for _, snr, ok, best in rows:
+        ok_p, best_p = float(ok.rstrip("%")), float(best.rstrip("%"))
+        assert ok_p <= best_p
+        if snr == "20":
+            assert ok_p >= 70.0
+
+
 def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(model_path):
     """scripts/room_losses.py on the tiny room: each true digit gets exactly one outcome, `ok` and
     `substituted` are the bench's correct and S on the same streams, the other outcomes its
