@@ -119,7 +119,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
                        ("--speed-range=1.2,0.8", "need 0.5 <= LO <= HI <= 2"),
                        ("--embed-head-low-snr=-6", "train.embed_head_low_snr: '-6' is not LO,HI"),
                        ("--embed-head-low-snr=6,-6", "need -30 <= LO <= HI <= 40"),
-                       ("--embed-head-low-kinds=babble,hum", "train.embed_head_low_kinds: 'babble,hum': choose from")):
+                       ("--embed-head-low-kinds=babble,hum",
+                        "train.embed_head_low_kinds: unknown ['hum'] (choose from recorded, babble, white, pink)"),
+                       ("--embed-head-low-kinds=,", "train.embed_head_low_kinds: empty (choose from recorded, babble, white, pink)")):
         assert main(["train", "--cnn", flag, "--out-dir", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip()
         assert said in err and "\n" not in err

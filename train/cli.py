@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -72,23 +72,15 @@ def load_records(args: argparse.Namespace, cfg: Any) -> tuple[list[Record], str]
 
 def recipe_from(cfg: Any) -> Recipe:
     t = cfg.train
-    kinds = comma_list(t.aug_kinds)
-    bad = set(kinds) - {"noise", "pad", "gain", "speed", "reverb"}
-    if bad:
-        raise DigitdError(f"train.aug_kinds: unknown {sorted(bad)} (choose from noise, pad, gain, speed, reverb)")
-    noise = comma_list(t.cnn_noise)
-    bad = set(noise) - set(ALL_NOISE_KINDS)
-    if bad:
-        raise DigitdError(f"train.cnn_noise: unknown {sorted(bad)} (choose from {', '.join(ALL_NOISE_KINDS)})")
+    kinds = kind_list("train.aug_kinds", t.aug_kinds, ("noise", "pad", "gain", "speed", "reverb"))
+    noise = kind_list("train.cnn_noise", t.cnn_noise, ALL_NOISE_KINDS)
     try:
         snrs = [float(v) for v in comma_list(t.cnn_snr_db)]
     except ValueError:
         raise DigitdError(f"train.cnn_snr_db: {t.cnn_snr_db!r} is not a comma list of numbers") from None
     speed = speed_range(t.speed_range)
     low = snr_range(t.embed_head_low_snr)
-    low_kinds = comma_list(t.embed_head_low_kinds)
-    if not low_kinds or set(low_kinds) - set(HEAD_KINDS):
-        raise DigitdError(f"train.embed_head_low_kinds: {t.embed_head_low_kinds!r}: choose from {', '.join(HEAD_KINDS)}")
+    low_kinds = kind_list("train.embed_head_low_kinds", t.embed_head_low_kinds, HEAD_KINDS, empty_ok=False)
     return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds, denoise_prob=t.denoise_copies),
                   synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
@@ -101,6 +93,15 @@ def recipe_from(cfg: Any) -> Recipe:
                   embed_head_nets=t.embed_head_nets, heard_streams=t.heard_streams,
                   embed_tune=t.embed_tune, embed_tune_frozen=t.embed_tune_frozen, embed_tune_heard=t.embed_tune_heard,
                   embed_weight=t.embed_weight, embed_noisy=t.embed_noisy, seed=t.seed, jobs=t.jobs)
+
+
+def kind_list(knob: str, text: str, allowed: Sequence[str], *, empty_ok: bool = True) -> list[str]:
+    """A comma-list knob of names -> the list, or a one-line error naming it and what it takes."""
+    names = comma_list(text)
+    bad = sorted(set(names) - set(allowed))
+    if bad or not (names or empty_ok):
+        raise DigitdError(f"{knob}: {f'unknown {bad}' if bad else 'empty'} (choose from {', '.join(allowed)})")
+    return names
 
 
 def lo_hi(knob: str, text: str, least: float, most: float, example: str) -> tuple[float, float]:
