@@ -258,7 +258,18 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
     vals = comma_list(values)
     if not vals:
         raise ConfigError(f"--sweep {spec!r}: no values")
-    return key.strip(), vals
+    key = key.strip()
+    # Each run shares what is built before the runs: the streams, the model, the profile. A swept
+    # knob of those would change nothing and print identical rows as if it had been measured.
+    section = key.split(".", 1)[0]
+    if section == "bench":
+        raise ConfigError(f"--sweep {key}: the bench's own knobs shape the streams, which are built once for every setting; "
+                          "run the bench once per value with --set")
+    if key == "classify.model":
+        raise ConfigError("--sweep classify.model: the model is loaded once for every setting; run the bench once per model with --model")
+    if section == "user":
+        raise ConfigError(f"--sweep {key}: the user profile is applied once for every setting; run the bench once per value with --set")
+    return key, vals
 
 
 def with_override(cfg: Config, key: str, value: str) -> Config:

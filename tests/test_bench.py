@@ -94,6 +94,16 @@ def test_sweep_parsing_and_override_do_not_touch_the_base_config():
         parse_sweep("vad.aggressiveness")
 
 
+@pytest.mark.parametrize("spec, needle", [("bench.room_level_step_db=0,5", "built once"), ("bench.seed=0,1", "built once"),
+                                          ("classify.model=a.npz,b.npz", "--model"), ("user.name=ann,bob", "profile")])
+def test_a_sweep_of_what_is_built_before_the_runs_is_refused(spec, needle):
+    """The streams, the model and the profile are made once and shared by every setting: sweeping
+    one of their knobs would print identical rows labelled as different settings."""
+    with pytest.raises(ConfigError, match=needle):
+        parse_sweep(spec)
+    assert parse_sweep("classify.reject_threshold=0.3,0.4")[0] == "classify.reject_threshold"  # a knob the runs read
+
+
 # -- non-digit words, sounds and background-only stretches (the room scenario's truth) --------------
 
 ROOM_TRUTH = [
