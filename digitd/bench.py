@@ -250,6 +250,9 @@ def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | Non
     }
 
 
+RUN_SECTIONS = ("audio", "vad", "endpoint", "denoise", "classify", "group")  # what each bench run builds its pipeline from
+
+
 def parse_sweep(spec: str) -> tuple[str, list[str]]:
     """'vad.aggressiveness=1,2,3' -> ('vad.aggressiveness', ['1', '2', '3'])."""
     if "=" not in spec:
@@ -269,6 +272,8 @@ def parse_sweep(spec: str) -> tuple[str, list[str]]:
         raise ConfigError("--sweep classify.model: the model is loaded once for every setting; run the bench once per model with --model")
     if section == "user":
         raise ConfigError(f"--sweep {key}: the user profile is applied once for every setting; run the bench once per value with --set")
+    if section not in RUN_SECTIONS:
+        raise ConfigError(f"--sweep {key}: the bench's runs never read [{section}]; sweep a knob of {', '.join(RUN_SECTIONS)}")
     return key, vals
 
 

@@ -95,7 +95,8 @@ def test_sweep_parsing_and_override_do_not_touch_the_base_config():
 
 
 @pytest.mark.parametrize("spec, needle", [("bench.room_level_step_db=0,5", "built once"), ("bench.seed=0,1", "built once"),
-                                          ("classify.model=a.npz,b.npz", "--model"), ("user.name=ann,bob", "profile")])
+                                          ("classify.model=a.npz,b.npz", "--model"), ("user.name=ann,bob", "profile"),
+                                          ("train.cnn_epochs=10,20", "never read"), ("output.mode=jsonl,plain", "never read")])
 def test_a_sweep_of_what_is_built_before_the_runs_is_refused(spec, needle):
     """The streams, the model and the profile are made once and shared by every setting: sweeping
     one of their knobs would print identical rows labelled as different settings."""
