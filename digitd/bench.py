@@ -337,6 +337,7 @@ def bench_command(args: Any, cfg: Config) -> int:
 
     if cfg.bench.seeds.strip() and (cfg.bench.scenario != "room" or args.input):
         raise ConfigError("bench.seeds: only the room scenario pools several seeds (the FSDD stream and --input are one stream each)")
+    runs = sweep_runs(args, cfg)  # a bad --sweep is refused before the model and streams are built
 
     t = time.perf_counter()
     from digitd.profile import with_user
@@ -345,11 +346,11 @@ def bench_command(args: Any, cfg: Config) -> int:
     model_load_s = time.perf_counter() - t
     model.warm_up()
     if cfg.bench.scenario == "room" and not args.input:
-        return room_command(args, cfg, model)
-    return stream_command(args, cfg, model, model_load_s)
+        return room_command(args, cfg, model, runs)
+    return stream_command(args, cfg, model, model_load_s, runs)
 
 
-def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> int:
+def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float, runs: list[tuple[str, Config]]) -> int:
     """One stream (the FSDD scenario, or --input with its truth): stage costs, accuracy, cold start."""
     from rich.console import Console
     from rich.progress import Progress
@@ -364,7 +365,6 @@ def stream_command(args: Any, cfg: Config, model: Any, model_load_s: float) -> i
         out.mkdir(parents=True, exist_ok=True)
         write_wav(out / "stream.wav", audio)
         (out / "truth.json").write_text(json.dumps([t.to_dict() if hasattr(t, "to_dict") else t for t in truth], indent=1))
-    runs = sweep_runs(args, cfg)
     if len(runs) > 1:
         model = Remembered(model)
     results = []
@@ -430,7 +430,7 @@ def room_report(runs: dict[str, Run], conds: Sequence[Any], speed: str) -> dict[
     return out
 
 
-def room_command(args: Any, cfg: Config, model: Any) -> int:
+def room_command(args: Any, cfg: Config, model: Any, runs: list[tuple[str, Config]]) -> int:
     """Every room condition through the real pipeline, once per --sweep setting."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -441,7 +441,6 @@ def room_command(args: Any, cfg: Config, model: Any) -> int:
 
     err = Console(stderr=True)
     speed = cfg.bench.speed
-    runs = sweep_runs(args, cfg)
     if len(runs) > 1:
         model = Remembered(model)
     try:

@@ -94,6 +94,8 @@ def test_a_sweep_of_a_stream_knob_is_one_line(model_path):
     r = run("bench", "--scenario", "room", "--sweep", "bench.room_level_step_db=0,5", "--model", str(model_path), "--json")
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
     assert len(r.stderr.strip().splitlines()) == 1 and "--set" in r.stderr, r.stderr
+    r = run("bench", "--sweep", "bench.seed=0,1", "--model", "/nonexistent/model.npz")  # refused before any model is loaded
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--sweep bench.seed" in r.stderr, r.stderr
 
 
 def test_corrupt_model_file_is_one_line(tmp_path, short_stream, model_path):
