@@ -119,9 +119,14 @@ def _span(t: dict[str, Any]) -> tuple[int, int]:
     return int(round(t["start"] * SAMPLE_RATE)), int(round(t["end"] * SAMPLE_RATE))
 
 
-def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[tuple[bool, bool]]:
+MEMBERS = ("cnn", "embed")  # the members whose own best guess `--by-snr` reports beside the joined one
+
+
+def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitModel, cfg: Config) -> list[tuple[bool, bool, dict[str, bool]]]:
     """Per true digit: is its own truth span, cut from the mixed stream, read right and accepted,
-    and is the classifier's best guess right at all (accepted or not)?"""
+    is the classifier's best guess right at all (accepted or not), and is each strong member's own
+    best guess right (MEMBERS; a model without one: False)? Whether a word is lost to the rules
+    or to the reading, and to which member's."""
     ok = []
     for t in truth:
         if t.get("kind", "digit") != "digit":
@@ -130,7 +135,8 @@ def own_span_ok(stream: RoomStream, truth: list[dict[str, Any]], model: DigitMod
         x = stream.audio[a:b]
         pred = model.classify(model.features(x, trimmed=True))
         right = pred.label == str(t["digit"])
-        ok.append((reject_reason(x, pred, cfg.classify) is None and right, right))
+        members = {m: pred.votes.get(m, ("", 0.0))[0] == str(t["digit"]) for m in MEMBERS}
+        ok.append((reject_reason(x, pred, cfg.classify) is None and right, right, members))
     return ok
 
 
@@ -165,7 +171,8 @@ def snr_bin(db: float) -> str:
 def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | None, progress: Progress | None = None,
            by_snr: dict[tuple[str, str], Counter] | None = None) -> dict[str, Counter]:
     """Outcome counts (and `n`, `own_span_ok`, `not_found_own_span_ok`) per condition name, summed over `seeds`.
-    `by_snr`, when given, gets per (condition, snr_bin) counts of `n`, `ok`, `own_span_ok`, `own_span_best`."""
+    `by_snr`, when given, gets per (condition, snr_bin) counts of `n`, `ok`, `own_span_ok`, `own_span_best`
+    and `own_span_{member}` (MEMBERS: that member's own best guess right)."""
     table: dict[str, Counter] = {}
     conds = [c for c in conditions(cfg.bench) if names is None or c.name in names]
     task = progress.add_task("streams", total=len(seeds) * len(conds)) if progress else None
@@ -181,12 +188,13 @@ def losses(cfg: Config, model: DigitModel, seeds: list[int], names: list[str] | 
             row.update(f"why_{w}" for w in not_found_why(got, truth, run.drops))
             row.update(f"rejected_as_{r}" for r in rejected_why(run.events, truth, got))
             row["n"] += len(got)
-            row["own_span_ok"] += sum(o for o, _ in own)
-            row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, (o, _) in zip(got, own))
+            row["own_span_ok"] += sum(o for o, _, _ in own)
+            row["not_found_own_span_ok"] += sum(g == "not_found" and o for g, (o, _, _) in zip(got, own))
             if by_snr is not None:
-                for g, (o, best), db in zip(got, own, local_snr_db(stream, truth)):
+                for g, (o, best, members), db in zip(got, own, local_snr_db(stream, truth)):
                     cell = by_snr.setdefault((c.name, snr_bin(db)), Counter())
-                    cell.update(n=1, ok=g == "ok", own_span_ok=o, own_span_best=best)
+                    cell.update(n=1, ok=g == "ok", own_span_ok=o, own_span_best=best,
+                                **{f"own_span_{m}": r for m, r in members.items()})
             if progress:
                 progress.advance(task)
     return table
@@ -243,17 +251,19 @@ def main() -> int:
 
 def snr_table(by_snr: dict[tuple[str, str], Counter], cfg: Config, seeds: str) -> Table:
     """Per condition and own-SNR row: how many digits, and what share the pipeline got right, their
-    own spans read right and accepted, and the classifier's best guess on them was right."""
+    own spans read right and accepted, and the classifier's best guess on them was right, joined
+    and each strong member's own."""
     order = [snr_bin(SNR_BINS[0] - 1), *(snr_bin(lo) for lo in SNR_BINS)]
     t = Table(title=f"true digits by their own SNR ({cfg.bench.room_speakers} speakers, seeds {seeds})")
-    for col in ("condition", "own SNR dB", "n", "pipeline ok", "own span ok", "own span best guess right"):
+    for col in ("condition", "own SNR dB", "n", "pipeline ok", "own span ok", "own span best guess right", "CNN's", "embedding's"):
         t.add_column(col, justify="left" if col in ("condition", "own SNR dB") else "right")
     for name in dict.fromkeys(c for c, _ in by_snr):
         for b in order:
             row = by_snr.get((name, b))
             if row:
                 n = row["n"]
-                t.add_row(name, b, str(n), *(f"{100 * row[k] / n:.0f}%" for k in ("ok", "own_span_ok", "own_span_best")))
+                t.add_row(name, b, str(n), *(f"{100 * row[k] / n:.0f}%" for k in ("ok", "own_span_ok", "own_span_best",
+                                                                                  *(f"own_span_{m}" for m in MEMBERS))))
     return t
 
 

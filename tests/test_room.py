@@ -20,6 +20,7 @@ from digitd.config import Config
 from digitd.corpora import available, is_dev, is_unseen, split_clips
 from digitd.espeak import VOICES
 from digitd.features import trim_bounds
+from digitd.model import load_model
 from digitd.room import Condition, RoomError, conditions, make_room_stream, seeds, write_stream
 from digitd.sounds import SOUND_KINDS
 
@@ -366,12 +367,18 @@ def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(mode
                         *TINY], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     losses = json.loads(r.stdout)
+    model = load_model(model_path)
+    strong = model.cnn is not None and model.embed is not None  # the shipped model; the fallback LR has neither
     # --by-snr: the same digits split by their own SNR; a clean stream's all sit in the top row
     for name, row in losses["by_condition"].items():
         cells = {k.split(" ", 1)[1]: v for k, v in losses["by_snr"].items() if k.split(" ", 1)[0] == name}
         for key in ("n", "ok", "own_span_ok"):
             assert sum(v.get(key, 0) for v in cells.values()) == row.get(key, 0), (name, key)
         assert all(v.get("own_span_ok", 0) <= v.get("own_span_best", 0) <= v["n"] for v in cells.values())
+        # each strong member's own best guess, counted per digit like the joined one
+        assert all(0 <= v.get(f"own_span_{m}", 0) <= v["n"] for v in cells.values() for m in ("cnn", "embed"))
+        if name == "clean" and strong:  # clean digits of unseen voices: each member names most of them
+            assert all(cells[">= 15"].get(f"own_span_{m}", 0) >= cells[">= 15"]["n"] // 2 for m in ("cnn", "embed"))
         if name == "clean":
             assert set(cells) == {">= 15"}
     out = _bench("--scenario", "room", "--model", str(model_path), *TINY)
