@@ -72,6 +72,14 @@ BG_OVER_FLOOR_DB = 25.0
 TALK_MARGIN_DB = 20.0
 STEADY_SPREAD_DB = 3.0  # steady noise: white/pink 0.7-1.3 dB, recorded noise 1.4-2.4, brown 2-4.4; babble never under 4.8
 BG_SCARCE = 0.5  # cut_is_background = "scarce": a cut teaches the background while fewer than this share of its window was heard outside utterances
+# cut_is_background = "crowd": in the stream's first background_s, unless the background is steady noise, a cut
+# teaches the background when its frames (after the pre-roll) look like a crowd, not one talker: fewer than CROWD_DIPS frames CROWD_DIP_DB
+# under their median and frame-to-frame level steps under CROWD_STEP_DB (RMS). One talker's level dips
+# between syllables and words; four overlapping talkers' does not (stop 26 measured both on fluent FSDD
+# cuts and training-side babble cuts; stop 48's measurements of the mode: config.toml)
+CROWD_DIPS = 3
+CROWD_DIP_DB = 10.0
+CROWD_STEP_DB = 4.0
 BG_MIN_FRAMES = 20  # fewer background frames than this (600 ms) give no background level yet
 TOP_FRAMES = 3  # a word's level = mean of its loudest 3 frames (90 ms, a vowel nucleus)
 FLUENT_FRAMES = 10  # onset_is_speech = "fluent": an utterance opening this soon (300 ms) after the last one ended
@@ -359,13 +367,28 @@ class Endpointer:
         """Does a cut utterance teach the background its levels? "unknown": only while the
         background has never been heard long enough to have a level (talk from the first second:
         a talker who says digits in one breath after a quiet start reaches the cut too, and
-        must not teach the gate his own level). "scarce": while under half of its window was
-        heard outside utterances (not when plenty was: in a ringing room the cut is the
-        reverberation, and the level is known)."""
+        must not teach the gate his own level). "crowd": that, and through the stream's first
+        `background_s` a cut whose level moves like a crowd's, unless the background is steady
+        noise (it masks a fluent talker's dips, and its level is known: after the first cut under
+        talk the gate hears only the babble's dips between utterances and lags it for seconds). "scarce":
+        while under half of its window was heard outside utterances (not when plenty was: in a
+        ringing room the cut is the reverberation, and the level is known)."""
         mode = self.cfg.cut_is_background
-        if mode == "unknown":
-            return len(self._bg_levels) < BG_MIN_FRAMES
+        if mode in ("unknown", "crowd") and len(self._bg_levels) < BG_MIN_FRAMES:
+            return True
+        if mode == "crowd":
+            return self._nframes < self._bg_window and not self._steady and self._sounds_like_a_crowd()
         return mode == "scarce" and len(self._bg_levels) < BG_SCARCE * self._bg_window
+
+    def _sounds_like_a_crowd(self) -> bool:
+        """Do the cut utterance's own frames (after its pre-roll: a device that opens on zeros
+        puts a 60 dB step there) hold the level of a crowd rather than of one talker?"""
+        lv = np.asarray(self._lv[self._lv_heard :], dtype=np.float64)
+        if len(lv) < 2:
+            return False
+        dips = int(np.count_nonzero(lv < np.median(lv) - CROWD_DIP_DB))
+        steps = float(np.sqrt(np.mean(np.square(np.diff(lv)))))
+        return dips < CROWD_DIPS and steps < CROWD_STEP_DB
 
     def _background_near(self) -> bool:
         """Is the background within TALK_MARGIN_DB under the word's peak? (A hiss 40 dB under a
