@@ -368,11 +368,11 @@ class Endpointer:
         background has never been heard long enough to have a level (talk from the first second:
         a talker who says digits in one breath after a quiet start reaches the cut too, and
         must not teach the gate his own level). "crowd": that, and through the stream's first
-        `background_s` a cut whose level moves like a crowd's, unless the background is steady
-        noise (it masks a fluent talker's dips, and its level is known: after the first cut under
-        talk the gate hears only the babble's dips between utterances and lags it for seconds). "scarce":
-        while under half of its window was heard outside utterances (not when plenty was: in a
-        ringing room the cut is the reverberation, and the level is known)."""
+        `background_s` a cut whose level moves like a crowd's (after the first cut under talk the
+        gate hears only the babble's dips between utterances and lags it for seconds); never under
+        steady noise, which masks a fluent talker's dips and whose level is known anyway.
+        "scarce": while under half of its window was heard outside utterances (not when plenty
+        was: in a ringing room the cut is the reverberation, and the level is known)."""
         mode = self.cfg.cut_is_background
         if mode in ("unknown", "crowd") and len(self._bg_levels) < BG_MIN_FRAMES:
             return True
