@@ -107,7 +107,7 @@ def _stdin() -> Decoded:
     except (RuntimeError, ValueError, TypeError, OSError) as e:
         raise AudioError(f"standard input: not a recording digitd can read ({_reason(e)}; "
                          "pipe a WAV, e.g. ffmpeg -i IN -ac 1 -ar 16000 -f wav -)") from None
-    return Decoded("standard input", int(f.samplerate), lambda: f)
+    return Decoded("standard input", _checked_rate("standard input", f.samplerate), lambda: f)
 
 
 def _decodable(path: Path) -> Decoded | None:
@@ -124,11 +124,23 @@ def _decodable(path: Path) -> Decoded | None:
     return Decoded(str(path), int(info.samplerate), lambda: sf.SoundFile(str(path)))
 
 
+# the fastest audio interfaces sold record at 768 kHz; a header over it is damage, not audio (and
+# resampling from it would allocate gigabytes)
+MAX_RATE = 768_000
+
+
+def _checked_rate(name: str, rate: int) -> int:
+    if not 0 < rate <= MAX_RATE:
+        raise AudioError(f"{name}: invalid sample rate {rate} (a recording's is 1..{MAX_RATE} Hz)")
+    return int(rate)
+
+
 def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
     _check_readable(path)
     plain = _plain_layout(path)
     if plain is not None:
         rate, dtype, shape, offset = plain
+        _checked_rate(str(path), rate)
         if mmap:
             return rate, np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
         count = int(np.prod(shape))
@@ -150,10 +162,12 @@ def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
         raise AudioError(f"{path}: not a readable WAV file (incomplete header)") from None
     except UnboundLocalError:  # scipy: a header that parses but never reaches a data chunk
         raise AudioError(f"{path}: not a readable WAV file (no data chunk)") from None
+    except ZeroDivisionError:  # scipy divides by the header's channel count and bytes per frame
+        raise AudioError(f"{path}: not a readable WAV file (its header gives 0 channels or 0 bytes per frame)") from None
     except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
         decoded = _decodable(path)  # FLAC, Ogg, MP3, AIFF, a mu-law WAV...: libsndfile's
         if decoded is not None:
-            return decoded.rate, decoded
+            return _checked_rate(str(path), decoded.rate), decoded
         kind = _other_format(path)
         if kind is not None:  # a phone's or an editor's recording: say what it is and how to get a WAV
             raise AudioError(f"{path}: not a readable WAV file (it is {kind}; digitd reads WAV: convert it first, "
@@ -162,8 +176,7 @@ def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
     for w in caught:
         if "EOF" in str(w.message) or "prematurely" in str(w.message):
             raise AudioError(f"{path}: truncated WAV data (the file is shorter than its header says)")
-    if rate <= 0:
-        raise AudioError(f"{path}: invalid sample rate {rate}")
+    _checked_rate(str(path), rate)
     if data.size == 0 or len(data) == 0:
         raise AudioError(f"{path}: no audio samples")
     if data.dtype.kind not in "iuf":
@@ -365,7 +378,10 @@ def wav_layout(path: str | os.PathLike) -> tuple[int, np.dtype, tuple[int, ...],
     path = Path(path)
     _check_readable(path)
     plain = _plain_layout(path)
-    return plain if plain is not None else _read(path, mmap=True)
+    if plain is not None:
+        _checked_rate(str(path), plain[0])
+        return plain
+    return _read(path, mmap=True)
 
 
 def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:

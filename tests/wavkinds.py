@@ -74,6 +74,10 @@ def make_bad_inputs(d: Path) -> dict[str, tuple[Path, str]]:
     fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
     put("no_data_chunk.wav", b"RIFF" + struct.pack("<I", len(body)) + body, "no data chunk")
+    # a damaged fmt chunk in an otherwise whole file (the 44-byte header: channels at 22, rate at
+    # 24): nothing to divide by, or a rate no recording has
+    put("zero_channels.wav", raw[:22] + struct.pack("<H", 0) + raw[24:], "0 channels or 0 bytes per frame")
+    put("huge_rate.wav", raw[:24] + struct.pack("<I", 2**31 - 1) + raw[28:], "invalid sample rate")
     zero = d / "zero_length.wav"
     wavfile.write(zero, 8000, np.zeros(0, dtype=np.int16))
     out["zero_length.wav"] = (zero, "no audio samples")
