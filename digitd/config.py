@@ -9,6 +9,8 @@ what is allowed, as a `ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +264,8 @@ def _coerce(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every range check and would switch the knob off silently
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
     elif typ is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # e.g. run.speed = 1
@@ -316,6 +320,10 @@ def _check_cross(cfg: Config) -> None:
         raise ConfigError("serve.wait_clients: needs serve.address (--serve) to wait on")
     if cfg.bench.level_min_db > cfg.bench.level_max_db:
         raise ConfigError("bench.level_min_db: must be <= bench.level_max_db")
+    try:  # known before the first number: refuse it now, not once per number
+        shlex.split(cfg.exec.command)
+    except ValueError as e:
+        raise ConfigError(f"exec.command: cannot split {cfg.exec.command!r} into a program and its arguments ({e})") from None
     for key, speed in (("run.speed", cfg.run.speed), ("bench.speed", cfg.bench.speed)):
         if speed != "max":
             try:

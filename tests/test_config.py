@@ -45,6 +45,9 @@ def test_override_wins_and_is_typed(tmp_path):
         ("[serve]\nwait_clients = 2\n", "needs serve.address"),
         ("[group]\npause_ms = 0\n", "group.pause_ms"),
         ("[vad\n", "invalid TOML"),
+        ("[classify]\nreject_threshold = nan\n", "classify.reject_threshold: expected a finite number"),
+        ("[audio]\nring_seconds = inf\n", "audio.ring_seconds: expected a finite number"),
+        ("[exec]\ncommand = \"echo 'open\"\n", "exec.command: cannot split"),
     ],
 )
 def test_bad_config_is_rejected_with_key_name(tmp_path, text, needle):
@@ -63,9 +66,21 @@ def test_bad_override_rejected():
 
 
 def test_every_knob_has_a_range_or_is_free_text():
+    """A number knob without bounds or choices would take any value a typo gives it."""
     for sec in dataclasses.fields(config.Config):
         for f in dataclasses.fields(sec.default_factory()):
-            assert f.metadata is not None and "lo" in f.metadata, f"{sec.name}.{f.name}"
+            meta = f.metadata
+            assert meta is not None and {"lo", "hi", "choices"} <= set(meta), f"{sec.name}.{f.name}"
+            if f.type in ("int", "float", int, float):
+                bounded = any(meta[k] is not None for k in ("lo", "hi", "choices"))
+                assert bounded, f"{sec.name}.{f.name}: a number with no range"
+
+
+def test_not_a_number_is_refused_on_the_command_line():
+    """NaN passes every `<` test: it would switch a bar such as reject_threshold off silently."""
+    for text in ("classify.reject_threshold=nan", "vad.gain_target_db=inf", "audio.ring_seconds=-inf"):
+        with pytest.raises(config.ConfigError, match="finite number"):
+            config.load(None, [text])
 
 
 def test_a_config_from_before_the_cut_rule_had_modes_still_loads(tmp_path):
