@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="listen continuously and print digits as they are spoken")
     _common(p)
-    p.add_argument("--input", metavar="FILE", help="stream a recording (WAV, FLAC, Ogg, MP3...; - = standard input) through the pipeline instead of the microphone")
-    p.add_argument("--demo", action="store_true", help="stream the bundled demo recording in real time")
+    src = p.add_mutually_exclusive_group()  # one source: a recording, the demo, or (neither) the microphone
+    src.add_argument("--input", metavar="FILE", help="stream a recording (WAV, FLAC, Ogg, MP3...; - = standard input) through the pipeline instead of the microphone")
+    src.add_argument("--demo", action="store_true", help="stream the bundled demo recording in real time")
     p.add_argument("--speed", help="file pacing: 1 = real time, max = as fast as possible, or a factor [run.speed]")
     p.add_argument("--device", help="input device index or name substring [audio.device]")
     p.add_argument("--model", help="model file [classify.model]")

@@ -587,6 +587,8 @@ def convert_pickle_model(old: str | Path, new: str | Path | None = None) -> Path
     import joblib
 
     old = Path(old)
+    if not old.is_file():
+        raise ModelError(f"{old}: no such file" if not old.exists() else f"{old}: not a file")
     new = Path(new) if new else old.with_suffix(SUFFIX)
     card = read_card(old)
     if card.get("sha256") != sha256_file(old):

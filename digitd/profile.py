@@ -135,11 +135,16 @@ def take_rows(member: EmbedMember, audio: np.ndarray) -> list[np.ndarray]:
 
 
 def users_dir(cfg: Any) -> Path:
-    """[user] dir, else $XDG_DATA_HOME/digitd/users, else ~/.local/share/digitd/users."""
+    """[user] dir, else $XDG_DATA_HOME/digitd/users, else ~/.local/share/digitd/users. A missing
+    folder is fine (no profiles yet; enrolling makes it); a file in its place is a mistake."""
     if cfg.user.dir:
-        return Path(cfg.user.dir).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser() / "digitd" / "users"
+        root = Path(cfg.user.dir).expanduser()
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        root = Path(base).expanduser() / "digitd" / "users"
+    if root.exists() and not root.is_dir():
+        raise ProfileError(f"{root}: not a folder (user.dir holds one folder per profile)")
+    return root
 
 
 def profile_dir(cfg: Any, name: str) -> Path:

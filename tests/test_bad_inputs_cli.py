@@ -81,6 +81,10 @@ def test_predict_on_a_folder_skips_bad_files(bad, model_path):
         (["--set", "endpoint.hangover_ms=-1"], "endpoint.hangover_ms"),
         (["--set", "nosuch.key=1"], "nosuch"),
         (["--model", "/nonexistent/model.npz"], "model file not found"),
+        (["--reject-threshold", "nan"], "classify.reject_threshold: expected a finite number"),
+        (["--set", "audio.ring_seconds=nan"], "audio.ring_seconds: expected a finite number"),
+        (["--exec", "echo 'open"], "exec.command: cannot split"),
+        (["--users-dir", __file__, "--user", "ann"], "not a folder"),
     ],
 )
 def test_bad_config_and_model_are_one_line(args, needle, short_stream):
@@ -88,6 +92,18 @@ def test_bad_config_and_model_are_one_line(args, needle, short_stream):
     r = run("run", "--input", str(path), "--speed", "max", "--jsonl", *args)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+
+
+def test_one_source_at_a_time(short_stream):
+    """--demo and --input both name the recording to stream: refused, not one of them ignored."""
+    r = run("run", "--input", str(short_stream[0]), "--demo", "--speed", "max", "--jsonl")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stdout == ""
+    assert "--demo: not allowed with argument --input" in r.stderr, r.stderr
+
+
+def test_convert_model_names_a_missing_file(tmp_path):
+    r = run("convert-model", str(tmp_path / "old.joblib"))
+    assert r.returncode == 2 and r.stderr.strip() == f"digitd: error: {tmp_path / 'old.joblib'}: no such file", r.stderr
 
 
 def test_a_sweep_of_a_stream_knob_is_one_line(model_path):
