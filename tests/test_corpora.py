@@ -20,7 +20,11 @@ def root() -> Path:
 
 def test_rule_depends_on_the_id_only(tmp_path):
     assert all(0.0 <= speaker_fraction(s) < 1.0 for s in ("sc-004ae714", "am-01", "x"))
-    assert is_unseen("sc-004ae714") == is_unseen("sc-004ae714")
+    # pinned: a SHA-256 of the id, so a person lands on the same side on every machine and Python
+    assert speaker_fraction("sc-004ae714") == pytest.approx(0.2300023127, abs=1e-9)
+    assert speaker_fraction("am-01") == pytest.approx(0.7093896815, abs=1e-9)
+    assert (is_unseen("sc-004ae714"), is_unseen("am-01"), is_unseen("am-02")) == (True, False, True)
+    assert is_dev("am-26") and not is_dev("am-01") and not is_unseen("am-26")
     # a folder's other contents never move a speaker
     for n, names in enumerate((["1_sc-aa_0.wav"], ["1_sc-aa_0.wav", "2_sc-bb_0.wav", "3_sc-cc_1.wav"])):
         d = tmp_path / f"f{n}"
