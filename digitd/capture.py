@@ -107,11 +107,9 @@ class MicSource:
         self.device_overflows = 0  # PortAudio input-overflow flags seen in the callback
         self._flags_reported = 0
         self._last_cb = 0.0
-        self._opened_at = 0.0
         self._lost_at: float | None = None
         self._next_try = 0.0
         self._backoff = FIRST_BACKOFF_S
-        self._stopped = False
 
     # -- opening ------------------------------------------------------------------------
     def _open(self) -> None:
@@ -129,7 +127,7 @@ class MicSource:
             raise AudioError(f"cannot open input device {index} {info['name']!r} at {rate} Hz ({_one_line(e)})") from None
         self._stream = stream
         self.name, self.rate = f"{index} {info['name']}", rate
-        self._last_cb = self._opened_at = time.monotonic()
+        self._last_cb = time.monotonic()
 
     def _callback(self, indata, frames, time_info, status) -> None:  # PortAudio thread: copy only
         if status.input_overflow:
@@ -199,7 +197,6 @@ class MicSource:
                 pass
 
     def stop(self) -> None:
-        self._stopped = True
         self._close()
 
     def _event(self, ev: Event) -> None:

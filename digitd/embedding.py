@@ -34,7 +34,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from digitd import SAMPLE_RATE
 
-EMBED_RATE = 16000  # the rate the speech_embedding graphs expect
 CLIP_SECONDS = 1.6  # `pooled` centres (or crops) every utterance to this length
 CLIP_SAMPLES = int(round(CLIP_SECONDS * SAMPLE_RATE))  # at the daemon's 8 kHz
 WINDOW_STEP = 8  # mel frames between embedding windows (openWakeWord's step)

@@ -123,7 +123,6 @@ class Utterance:
     start_sample: int  # stream index of audio[0]
     end_sample: int  # stream index one past the last sample
     detected_sample: int  # stream position when the end was decided
-    peak_db: float
     forced: bool = False  # cut at max_utterance_ms
     context: np.ndarray | None = None  # the word with the pre-roll and hangover around it (untrimmed)
     talk_around: bool = False  # background talk within TALK_MARGIN_DB of the word: its pre-roll and hangover hold talk too
@@ -448,6 +447,6 @@ class Endpointer:
                 self.drops.append((self._start + a + s, self._start + a + e, "background"))
                 continue
             out.append(Utterance(x[a + s : a + e].astype(np.float32), self._start + a + s, self._start + a + e,
-                                 self.pos, self._peak, forced, x[a:b].astype(np.float32),
+                                 self.pos, forced, x[a:b].astype(np.float32),
                                  self._talk_around(), self._noise_around(), background, s, faint))
         return out

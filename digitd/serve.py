@@ -231,10 +231,6 @@ class EventServer:
         with self._count:
             return self._count.wait_for(lambda: self._n_clients >= n, timeout)
 
-    @property
-    def clients(self) -> int:
-        return self._n_clients
-
     def close(self) -> None:
         if self._closed:
             return

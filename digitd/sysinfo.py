@@ -30,11 +30,6 @@ def peak_rss_mb() -> float:
     return kb / 1024.0
 
 
-def rss_mb() -> float:
-    kb = _status_kb("VmRSS")
-    return (kb if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024.0
-
-
 def reset_peak_rss() -> bool:
     """Restart the peak at the current RSS (Linux >= 4.0); False where that is not possible."""
     try:

@@ -88,7 +88,6 @@ def main() -> None:
         cfg = config_mod.load(None, [f"{k}={v}" for k, v in combo])
         row = {"cfg": dict(combo)}
         for name, *_ in conds:
-            evs, tr, offs, agg = [], [], 0.0, None
             S = D = I = N = 0
             lats = []
             for audio, truth in streams[name]:

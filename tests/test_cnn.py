@@ -12,7 +12,7 @@ import pytest
 from digitd.audio import load_wav
 from digitd.cnn import forward, n_parameters, proba
 from digitd.features import DEFAULT_PARAMS, logmel
-from digitd.model import CnnMember, DigitModel, Features, ModelError, load_model, save_model, sha256_file
+from digitd.model import CnnMember, DigitModel, ModelError, load_model, save_model, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -302,7 +302,7 @@ def test_a_broken_words_second_half_joins_its_take():
 
     def item(start: int, end: int, reason: str | None):
         x = np.sin(np.arange(end - start) * 0.3).astype(np.float32) * 0.3
-        u = Utterance(x, start, end, end + 960, -10.0)
+        u = Utterance(x, start, end, end + 960)
         pred = type("Pred", (), {"label": "4", "confidence": 0.9})()
         return (u, x, pred, reason)
 

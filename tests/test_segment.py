@@ -91,7 +91,7 @@ def test_pipeline_splits_fluent_strings_and_keeps_spaced_ones(model, fsdd):
     digits = [e for e in ev_on if e.kind == "digit"]
     assert all(a.end <= b.start + 1e-9 for a, b in zip(digits, digits[1:])), "split words overlap or run backwards"
     # spaced digits (>= 0.3 s apart): splitting changes nothing
-    spaced, truth2 = make_stream(12, seed=4, gap_min_s=0.3, gap_max_s=1.0)
+    spaced, _ = make_stream(12, seed=4, gap_min_s=0.3, gap_max_s=1.0)
     a = [(e.kind, getattr(e, "digit", None)) for e in _run(model, spaced, on)]
     b = [(e.kind, getattr(e, "digit", None)) for e in _run(model, spaced, off)]
     assert a == b

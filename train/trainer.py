@@ -29,7 +29,6 @@ AUG_GRIDS: dict[str, dict[str, list[Any]]] = {
     "lr": {"clf__C": [0.03]},
     "svm": {"clf__C": [3.0], "clf__gamma": [0.003]},
 }
-CLASSIFIERS = ("lr", "svm", "ens")
 
 
 @dataclass
@@ -82,7 +81,7 @@ class Recipe:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def make_estimator(kind: str, seed: int = 0):
+def make_estimator(kind: str):
     """StandardScaler + classifier. SVC without probability=: its decision function ranks better."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -232,7 +231,7 @@ def fit(X: np.ndarray, y: np.ndarray, groups: np.ndarray, recipe: Recipe, *, cle
             clean_only.append(True)
             continue
         clean_only.append(False)
-        est = make_estimator(kind, recipe.seed)
+        est = make_estimator(kind)
         if not splits or all(len(v) == 1 for v in grid.values()):
             params = {k: v[0] for k, v in grid.items()}
             fitted = clone(est).set_params(**params).fit(X, y)
