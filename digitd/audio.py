@@ -63,7 +63,7 @@ class Decoded:
     `opener` gives the soundfile.SoundFile to read it from."""
 
     def __init__(self, name: str, rate: int, opener: Callable[[], Any]) -> None:
-        self.name, self.rate, self._open = name, rate, opener
+        self.name, self.rate, self._open = name, _checked_rate(name, rate), opener
 
     def blocks(self, n: int) -> Iterator[np.ndarray]:
         """float32 blocks of `n` frames, (n,) mono or (n, channels). Not SoundFile.blocks():
@@ -107,7 +107,7 @@ def _stdin() -> Decoded:
     except (RuntimeError, ValueError, TypeError, OSError) as e:
         raise AudioError(f"standard input: not a recording digitd can read ({_reason(e)}; "
                          "pipe a WAV, e.g. ffmpeg -i IN -ac 1 -ar 16000 -f wav -)") from None
-    return Decoded("standard input", _checked_rate("standard input", f.samplerate), lambda: f)
+    return Decoded("standard input", int(f.samplerate), lambda: f)
 
 
 def _decodable(path: Path) -> Decoded | None:
@@ -140,7 +140,6 @@ def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
     plain = _plain_layout(path)
     if plain is not None:
         rate, dtype, shape, offset = plain
-        _checked_rate(str(path), rate)
         if mmap:
             return rate, np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
         count = int(np.prod(shape))
@@ -167,7 +166,7 @@ def _read(path: Path, mmap: bool) -> tuple[int, np.ndarray | Decoded]:
     except (ValueError, EOFError, OSError, IndexError, KeyError) as e:
         decoded = _decodable(path)  # FLAC, Ogg, MP3, AIFF, a mu-law WAV...: libsndfile's
         if decoded is not None:
-            return _checked_rate(str(path), decoded.rate), decoded
+            return decoded.rate, decoded
         kind = _other_format(path)
         if kind is not None:  # a phone's or an editor's recording: say what it is and how to get a WAV
             raise AudioError(f"{path}: not a readable WAV file (it is {kind}; digitd reads WAV: convert it first, "
@@ -325,7 +324,8 @@ _DTYPES = {(_PCM, 8): np.dtype("u1"), (_PCM, 16): np.dtype("<i2"), (_PCM, 32): n
 def _plain_layout(path: Path) -> tuple[int, np.dtype, tuple[int, ...], int] | None:
     """(rate, dtype, shape, data offset) of a plain, complete little-endian RIFF WAV (8/16/32-bit
     integer or 32/64-bit float PCM, extensible header allowed), read from its header alone;
-    None for anything else (24-bit, RIFX, truncated, odd chunk sizes...), which `read_wav` handles.
+    None for anything else (24-bit, RIFX, truncated, odd chunk sizes...), which `read_wav` handles;
+    an AudioError for a plain layout whose sample rate no recording has.
 
     Why not scipy.io.wavfile for these: importing it costs `digitd run --input` ~18 MB of
     resident memory and ~0.13 s of cold start (scipy.io pulls in scipy.sparse and numpy.testing),
@@ -363,10 +363,11 @@ def _plain_layout(path: Path) -> tuple[int, np.dtype, tuple[int, ...], int] | No
         return None
     tag, channels, rate, align, bits = fmt
     dtype = _DTYPES.get((tag, bits))
-    if dtype is None or channels < 1 or rate <= 0 or align != channels * dtype.itemsize:
+    if dtype is None or channels < 1 or align != channels * dtype.itemsize:
         return None
     if n == 0 or n % align or offset + n > size:
         return None
+    _checked_rate(str(path), rate)  # a plain layout with a damaged rate is an error, not another format
     frames = n // align
     return rate, dtype, ((frames, channels) if channels > 1 else (frames,)), offset
 
@@ -378,10 +379,7 @@ def wav_layout(path: str | os.PathLike) -> tuple[int, np.dtype, tuple[int, ...],
     path = Path(path)
     _check_readable(path)
     plain = _plain_layout(path)
-    if plain is not None:
-        _checked_rate(str(path), plain[0])
-        return plain
-    return _read(path, mmap=True)
+    return plain if plain is not None else _read(path, mmap=True)
 
 
 def iter_wav_blocks(path: str | os.PathLike, block_s: float = 0.03, rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:

@@ -519,15 +519,20 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ModelError(f"{cp}: unreadable model card ({e})") from None
 
 
-def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS) -> DigitModel:
-    """Verify and load a model; refuse one whose features differ from `params`."""
-    path = Path(path) if path else default_model_path()
+def _check_model_file(path: Path, missing_hint: str = "") -> None:
+    """One line for a model path that is not a readable file."""
     if not path.exists():
-        raise ModelError(f"{path}: model file not found (train one with `digitd train`)")
+        raise ModelError(f"{path}: model file not found{missing_hint}")
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, not a model file")
     if not os.access(path, os.R_OK):
         raise ModelError(f"{path}: permission denied")
+
+
+def load_model(path: str | Path | None = None, params: FeatureParams = DEFAULT_PARAMS) -> DigitModel:
+    """Verify and load a model; refuse one whose features differ from `params`."""
+    path = Path(path) if path else default_model_path()
+    _check_model_file(path, " (train one with `digitd train`)")
     check_archive(path)
     card = read_card(path)
     digest = sha256_file(path)
@@ -587,8 +592,7 @@ def convert_pickle_model(old: str | Path, new: str | Path | None = None) -> Path
     import joblib
 
     old = Path(old)
-    if not old.is_file():
-        raise ModelError(f"{old}: no such file" if not old.exists() else f"{old}: not a file")
+    _check_model_file(old)
     new = Path(new) if new else old.with_suffix(SUFFIX)
     card = read_card(old)
     if card.get("sha256") != sha256_file(old):

@@ -103,7 +103,7 @@ def test_one_source_at_a_time(short_stream):
 
 def test_convert_model_names_a_missing_file(tmp_path):
     r = run("convert-model", str(tmp_path / "old.joblib"))
-    assert r.returncode == 2 and r.stderr.strip() == f"digitd: error: {tmp_path / 'old.joblib'}: no such file", r.stderr
+    assert r.returncode == 2 and r.stderr.strip() == f"digitd: error: {tmp_path / 'old.joblib'}: model file not found", r.stderr
 
 
 def test_a_sweep_of_a_stream_knob_is_one_line(model_path):
