@@ -164,6 +164,7 @@ class BenchConfig:
     room_sound_share: float = knob(0.1, lo=0.0, hi=2.0)  # coughs, clicks, door knocks per spoken word
     room_espeak_share: float = knob(0.1, lo=0.0, hi=0.25)  # digits said by espeak-ng evaluation voices
     room_background_s: float = knob(30.0, lo=0.0, hi=3600.0)  # one stretch of background only per condition
+    room_lead_s: float = knob(1.0, lo=0.1, hi=60.0)  # background before the first word (a file that starts on a word: 0.1, the clip's own edge)
     room_gap_min_s: float = knob(0.08, lo=0.0, hi=60.0)
     room_gap_max_s: float = knob(2.0, lo=0.0, hi=60.0)
     room_level_dbfs: float = knob(-30.0, lo=-80.0, hi=0.0)  # centre of the speech level (RMS of the word)

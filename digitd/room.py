@@ -5,8 +5,8 @@ measured ~40% on their own rooms. Here every voice is on the UNSEEN side of the 
 split (`corpora.split_clips(unseen=True)`: Speech Commands and AudioMNIST digits and Speech
 Commands non-digit words), plus espeak-ng's evaluation voices for a few digits. A stream mixes:
 - digits (balanced 0-9) and about 1 non-digit word in 6, with coughs, clicks and door knocks;
-- pauses of `room_gap_min_s`..`room_gap_max_s` (so quick strings happen) and one stretch of
-  background only; the speech level wanders (+-`room_level_step_db` per word);
+- `room_lead_s` of background before the first word, pauses of `room_gap_min_s`..`room_gap_max_s`
+  (so quick strings happen) and one stretch of background only; the speech level wanders (+-`room_level_step_db` per word);
 - one background at one SNR per condition: none (a faint room tone only, "clean"), real Speech
   Commands noise recordings, white/pink/brown noise, or babble of 3+ talkers (real non-digit
   words and espeak-ng sentences). SNR is against the mean power of the spoken words.
@@ -35,7 +35,6 @@ from digitd.synth import change_speed, colored_noise, reverberate, room_impulse
 
 BACKGROUNDS = ("none", "noise", "white", "pink", "brown", "babble")
 ROOM_TONE_SNR_DB = 40.0  # every stream gets a faint pink room tone: real inputs are never digital silence
-LEAD_S = 1.0  # background before the first word (the endpointer's noise floor settles)
 TAIL_S = 1.0
 EDGE_S = 0.1  # the clip's own audio kept around the trimmed word, faded in and out
 FADE_S = 0.01
@@ -364,7 +363,7 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None, e
     truth: list[Item] = []
     placed: list[Placed] = []
     powers: list[float] = []
-    pos = int(LEAD_S * SAMPLE_RATE)  # where the next trimmed item starts
+    pos = int(round(b.room_lead_s * SAMPLE_RATE))  # where the next trimmed item starts
     edge = int(EDGE_S * SAMPLE_RATE)
     for i, (kind, label, x, who, source) in enumerate(items):
         x = np.asarray(x, np.float64)

@@ -331,6 +331,22 @@ def test_a_quicker_higher_voice_is_each_word_played_faster_and_sounds_stay(pink)
             assert (b.end - b.start) == pytest.approx(a.end - a.start, abs=1e-3)
 
 
+def test_a_stream_that_starts_on_a_word_is_the_same_stream_without_its_lead(pink):
+    """bench.room_lead_s: the same draws; every item and the spoken track move by the lead's
+    difference, and the first word starts 0.1 s in (its clip's own edge before it)."""
+    short = make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL, lead_s=0.1))
+    shift = 1.0 - 0.1
+    assert [(t.kind, t.label, t.speaker, t.level_dbfs) for t in short.truth] == \
+           [(t.kind, t.label, t.speaker, t.level_dbfs) for t in pink.truth]
+    for a, b in zip(pink.truth, short.truth):
+        assert (b.start, b.end) == pytest.approx((a.start - shift, a.end - shift), abs=1e-9)
+    k = round(shift * SAMPLE_RATE)
+    assert len(short.speech) == len(pink.speech) - k
+    assert np.array_equal(short.speech, pink.speech[k:])
+    assert short.truth[0].start == pytest.approx(0.1)
+    assert make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL)).truth[0].start == pytest.approx(1.0)
+
+
 def test_room_clips_script_measures_unseen_clips_in_each_room():
     """scripts/room_clips.py (the docs' isolated-clip room rows) on a few clips: every room gets a
     row, and dry unseen digits are mostly right (the shipped model, no stand-in)."""
