@@ -47,6 +47,7 @@ class VadConfig:
     steady_aggressiveness: int = knob(1, lo=0, hi=3)  # the mode while the background is steady noise (endpoint: spread under 3 dB); = aggressiveness: off
     gain_target_db: float = knob(-27.0, lo=-80.0, hi=0.0)  # webrtcvad hears quiet input raised so the loud end of the last 20 s sits here
     max_gain_db: float = knob(40.0, lo=0.0, hi=60.0)  # at most this much (0 = off: webrtcvad hears the input as it comes)
+    gain_after_ms: int = knob(150, lo=30, hi=60000)  # no gain until this much sound (not digital silence) has been heard
     highpass_hz: float = knob(100.0, lo=20.0, hi=400.0)  # what the VAD and every level test hear: the input high-passed here
     highpass_order: int = knob(2, choices=(2, 4, 6, 8))  # its Butterworth order
 

@@ -45,7 +45,7 @@ def front_end(cfg: Config) -> tuple[Vad, Endpointer]:
     """The VAD and the endpointer as `cfg` sets them up: the live pipeline's and `utterances`'."""
     vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
               gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db,
-              highpass_hz=cfg.vad.highpass_hz, highpass_order=cfg.vad.highpass_order)
+              highpass_hz=cfg.vad.highpass_hz, highpass_order=cfg.vad.highpass_order, gain_after_ms=cfg.vad.gain_after_ms)
     return vad, Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
 
 

@@ -29,7 +29,8 @@ from digitd import SAMPLE_RATE
 HPF_HZ = 100.0
 MAX_BLOCK = 480  # HighPass: longer input goes through in pieces this long
 GAIN_WINDOW_S = 20.0  # the loud end the gain is set from: 95th percentile of this much of frame levels
-GAIN_MIN_S = 1.0  # no gain before this much has been heard
+GAIN_AFTER_MS = 150  # no gain before this much sound has been heard (vad.gain_after_ms)
+SILENCE_DB = -100.0  # a frame under this level is digital silence (exact zeros: a device that opens, a muted input), not sound
 GAIN_PERCENTILE = 95
 GAIN_EVERY = 5  # frames between gain updates (150 ms: the percentile is a partition of ~670 values)
 
@@ -124,11 +125,13 @@ class Vad:
 
     def __init__(self, aggressiveness: int = 3, frame_ms: int = 30, rate: int = SAMPLE_RATE,
                  steady_aggressiveness: int | None = None, gain_target_db: float = -27.0,
-                 max_gain_db: float = 0.0, highpass_hz: float = HPF_HZ, highpass_order: int = 2) -> None:
+                 max_gain_db: float = 0.0, highpass_hz: float = HPF_HZ, highpass_order: int = 2,
+                 gain_after_ms: int = GAIN_AFTER_MS) -> None:
         """`steady_aggressiveness`: also ask webrtcvad in this mode (FrameInfo.voiced_steady), for
         the endpointer to use while the background is steady noise; None = do not.
         `max_gain_db` > 0: webrtcvad hears quiet input raised by up to this much, so that the
-        loud end of the last 20 s sits at `gain_target_db` (0 = as it comes). `highpass_hz`,
+        loud end of the last 20 s sits at `gain_target_db` (0 = as it comes), from the moment
+        `gain_after_ms` of sound has been heard (digital silence is not sound). `highpass_hz`,
         `highpass_order`: the Butterworth high-pass in front of webrtcvad and the frame level."""
         import webrtcvad
 
@@ -143,7 +146,7 @@ class Vad:
         self.gain_target_db = float(gain_target_db)
         self.max_gain_db = float(max_gain_db)
         self._gain_levels: deque[float] = deque(maxlen=max(1, int(GAIN_WINDOW_S * 1000 / frame_ms)))
-        self._gain_min = max(1, int(GAIN_MIN_S * 1000 / frame_ms))
+        self._gain_min = max(1, int(gain_after_ms) // frame_ms)
         self._gain_db = 0.0
         self._frames = 0
 
@@ -153,7 +156,11 @@ class Vad:
         return self._gain_db
 
     def _update_gain(self, level: float) -> None:
-        self._gain_levels.append(level)
+        # A recording that opens on a word must not wait long for the gain: a quiet word in the
+        # first second was lost for want of it (stop 50). Digital silence stays out of the window:
+        # a device that opens on zeros would otherwise set the gain to its ceiling for what follows.
+        if level > SILENCE_DB:
+            self._gain_levels.append(level)
         self._frames += 1
         if self.max_gain_db <= 0 or len(self._gain_levels) < self._gain_min or self._frames % GAIN_EVERY:
             return

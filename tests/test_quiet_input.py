@@ -36,7 +36,7 @@ def test_quiet_input_is_raised_to_the_target_and_its_levels_stay_true():
     loud = np.percentile(levels[-667:], 95)  # the last 20 s
     assert -27.0 - loud > 20.0  # this input is more than the cap under the target ...
     assert b[-1].gain_db == pytest.approx(20.0)  # ... so it is raised by the cap
-    assert all(i.gain_db == 0.0 for i in b[:33])  # nothing before 1 s has been heard
+    assert all(i.gain_db == 0.0 for i in b[:5])  # nothing before 150 ms of sound has been heard
     assert sum(i.voiced for i in b) > 1.3 * sum(i.voiced for i in a)
 
 
@@ -46,6 +46,20 @@ def test_loud_input_is_never_turned_down():
     infos = [vad(f) for f in _frames(audio)]
     assert min(i.gain_db for i in infos) == 0.0
     assert infos[-1].gain_db == 0.0  # once words are heard, their loud end is over the target: as it comes
+
+
+def test_digital_silence_is_not_sound_to_the_gain():
+    """A device that opens on exact zeros: counted as heard, they would set the gain to its
+    ceiling (their level is -120 dBFS) for the loud words after them. They are skipped: the
+    stream after them gets exactly the gains it gets without them."""
+    audio, _ = make_stream(8, seed=2, level_min_db=-6, level_max_db=-3, lead_s=0.2)
+    zeros = np.zeros(10 * FRAME, dtype=np.float32)  # 300 ms: a whole number of gain updates
+    plain = [i.gain_db for i in map(Vad(3, 30, gain_target_db=-27.0, max_gain_db=40.0), _frames(audio))]
+    opened = [i for i in map(Vad(3, 30, gain_target_db=-27.0, max_gain_db=40.0), _frames(np.concatenate([zeros, audio])))]
+    assert all(i.level_db < -100 and i.gain_db == 0.0 for i in opened[:10])
+    assert [i.gain_db for i in opened[10:]] == plain
+    alone = Vad(3, 30, gain_target_db=-27.0, max_gain_db=40.0, gain_after_ms=30)
+    assert max(i.gain_db for i in map(alone, _frames(np.zeros(40 * FRAME, dtype=np.float32)))) == 0.0  # zeros never start it
 
 
 class _Rec:
@@ -59,9 +73,9 @@ class _Rec:
         pass
 
 
-def _der(audio: np.ndarray, truth, model, max_gain_db: float) -> float:
+def _der(audio: np.ndarray, truth, model, max_gain_db: float, **vad) -> float:
     cfg = Config()
-    cfg = dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, max_gain_db=max_gain_db))
+    cfg = dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, max_gain_db=max_gain_db, **vad))
     rec = _Rec()
     Pipeline(cfg, model, [rec], history=None).run(
         FileSource(audio, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name="quiet"))
@@ -94,6 +108,25 @@ def test_a_very_quiet_microphone_needs_the_default_gain_ceiling(model, noise):
     assert with_gain <= _der(normal, truth_n, model, gain) + 0.1
     assert with_gain <= 0.1
     assert _der(quiet, truth, model, 20.0) >= 0.5
+
+
+def test_a_quiet_recording_that_starts_on_a_word_is_raised_in_time(model):
+    """A quiet microphone whose recording opens 0.1 s before the first word: the gain starts
+    after 150 ms of sound (vad.gain_after_ms), so the first words are heard; stop 28-49's one
+    second of waiting lost them (webrtcvad does not call words at -50 dBFS voiced)."""
+    quiet, truth = make_stream(6, seed=5, level_min_db=-48, level_max_db=-40, lead_s=0.1, gap_min_s=0.3, gap_max_s=0.5)
+    assert truth[1].start < 1.0  # two words inside the first second
+    rec = {}
+    for after in (Config().vad.gain_after_ms, 1000):
+        r = _Rec()
+        cfg = Config()
+        cfg = dataclasses.replace(cfg, vad=dataclasses.replace(cfg.vad, gain_after_ms=after))
+        Pipeline(cfg, model, [r], history=None).run(
+            FileSource(quiet, speed="max", block_ms=cfg.audio.block_ms, ring_seconds=cfg.audio.ring_seconds, name="quiet"))
+        rec[after] = score(r.events, truth)
+    assert Config().vad.gain_after_ms == 150
+    assert rec[150].der <= 1 / 6 and rec[150].deletions <= 1
+    assert rec[1000].deletions >= rec[150].deletions + 1
 
 
 def test_the_live_screen_says_how_much_a_quiet_microphone_is_raised(model):
