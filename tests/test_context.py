@@ -12,19 +12,18 @@ import pytest
 from digitd.audio import float_to_int16
 from digitd.config import Config, EndpointConfig
 from digitd.corpora import available
-from digitd.endpoint import Endpointer
 from digitd.events import DigitEvent, RejectedEvent
+from digitd.hear import front_end
 from digitd.pipeline import Pipeline
 from digitd.sources import FileSource
 from digitd.synth import make_stream
-from digitd.vad import Vad
 
 FRAME = 240
 
 
 def segment(audio: np.ndarray) -> list:
-    ep = Endpointer(EndpointConfig(), 30)
-    vad = Vad(3, 30, steady_aggressiveness=1)
+    """The utterances the pipeline cuts: its own VAD (the gain included) and endpointer."""
+    vad, ep = front_end(Config())
     out = []
     for i in range(0, len(audio) - FRAME + 1, FRAME):
         f = audio[i : i + FRAME]
