@@ -1,6 +1,6 @@
 """The room bench's streams through the virtual microphone: does the live path hold what the file gives?
 
-  python scripts/live_room.py [--seed 0] [--conditions clean,white_10db,babble_10db] [--model M.npz]
+  python scripts/live_room.py [--seed 0] [--conditions clean,white_10db,babble_10db] [--model M.npz] [--set K=V ...]
 
 Why: the issue asks that what `--speed max` measures holds on a microphone. Each condition's
 stream (the bench's own, `digitd/room.py`) is played with `paplay` into a PulseAudio null sink
@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from digitd import SAMPLE_RATE  # noqa: E402
 from digitd.audio import write_wav  # noqa: E402
 from digitd.bench import run_once  # noqa: E402
-from digitd.config import Config  # noqa: E402
+from digitd.config import ConfigError, load as load_config  # noqa: E402
 from digitd.model import load_model  # noqa: E402
 from digitd.room import conditions, make_room_stream  # noqa: E402
 from digitd.scoring import score  # noqa: E402
@@ -40,9 +40,9 @@ from vmic import Daemon, Vmic, skip_reason  # noqa: E402
 LEAD_S = 1.0
 
 
-def live_events(vm: Vmic, wav: Path, model: str | None, length_s: float) -> tuple[list[dict], float, dict]:
+def live_events(vm: Vmic, wav: Path, model: str | None, length_s: float, sets: list[str]) -> tuple[list[dict], float, dict]:
     """(digit events in the WAV's own time, the shift applied, the daemon's summary)."""
-    d = Daemon(["--model", model] if model else [], vm.env)
+    d = Daemon((["--model", model] if model else []) + [a for kv in sets for a in ("--set", kv)], vm.env)
     try:
         d.wait_for(lambda e: e["event"] == "device" and e["state"] == "open", timeout=30)
         opened = time.monotonic()  # stream time 0, give or take the event's way through the pipe
@@ -62,13 +62,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--conditions", default="clean,white_10db,babble_10db")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="K=V", help="a config override for both paths (repeatable)")
     args = ap.parse_args()
     if skip_reason():
         raise SystemExit(f"live_room: {skip_reason()}")
     from rich.console import Console
     from rich.table import Table
 
-    cfg = Config()
+    try:
+        cfg = load_config(None, args.set)
+    except ConfigError as e:
+        raise SystemExit(f"live_room: {e}") from None
     b = dataclasses.replace(cfg.bench, seed=args.seed)
     wanted = args.conditions.split(",")
     conds = [c for c in conditions(b) if c.name in wanted]
@@ -88,7 +92,7 @@ def main() -> int:
                 file_run = run_once(cfg, model, st.audio, truth, "max").score
                 wav = Path(tmp) / f"{c.name}.wav"
                 write_wav(wav, np.concatenate([np.zeros(int(LEAD_S * SAMPLE_RATE), np.int16), st.pcm]))
-                digits, shift, summary = live_events(vm, wav, args.model, len(st.pcm) / SAMPLE_RATE + LEAD_S)
+                digits, shift, summary = live_events(vm, wav, args.model, len(st.pcm) / SAMPLE_RATE + LEAD_S, args.set)
                 live = score(digits, truth)
                 t.add_row(c.name, f"{100 * file_run.der:.1f}",
                           f"{file_run.substitutions}/{file_run.deletions}/{file_run.insertions}",
