@@ -149,6 +149,7 @@ class Vad:
         self._gain_min = max(1, int(gain_after_ms) // frame_ms)
         self._gain_db = 0.0
         self._frames = 0
+        self._heard = 0  # frames of sound (not digital silence) so far: the window holds at most its last 20 s
 
     @property
     def gain_db(self) -> float:
@@ -161,8 +162,9 @@ class Vad:
         # a device that opens on zeros would otherwise set the gain to its ceiling for what follows.
         if level > SILENCE_DB:
             self._gain_levels.append(level)
+            self._heard += 1
         self._frames += 1
-        if self.max_gain_db <= 0 or len(self._gain_levels) < self._gain_min or self._frames % GAIN_EVERY:
+        if self.max_gain_db <= 0 or self._heard < self._gain_min or self._frames % GAIN_EVERY:
             return
         a = np.fromiter(self._gain_levels, dtype=np.float64, count=len(self._gain_levels))
         k = int(round((len(a) - 1) * GAIN_PERCENTILE / 100))

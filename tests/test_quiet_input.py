@@ -62,6 +62,13 @@ def test_digital_silence_is_not_sound_to_the_gain():
     assert max(i.gain_db for i in map(alone, _frames(np.zeros(40 * FRAME, dtype=np.float32)))) == 0.0  # zeros never start it
 
 
+def test_the_gain_can_wait_longer_than_its_window():
+    """vad.gain_after_ms counts the sound heard, not what the gain's 20 s window still holds:
+    25 s of waiting ends at 25 s."""
+    audio, _ = make_stream(30, seed=1, level_min_db=-48, level_max_db=-38)  # ~45 s of quiet input
+    gains = [i.gain_db for i in map(Vad(3, 30, gain_target_db=-27.0, max_gain_db=20.0, gain_after_ms=25000), _frames(audio))]
+    assert len(gains) > 1000 and max(gains[:833]) == 0.0 and max(gains[833:]) == pytest.approx(20.0)
+
 
 class _Rec:
     def __init__(self) -> None:
