@@ -274,6 +274,33 @@ def test_one_pass_equals_window_by_window(se):
         assert got.shape == want.shape and np.abs(got - want).max() < EMB_REL_TOL * np.abs(want).max()
 
 
+@pytest.mark.parametrize("kh,kw,pad", [(3, 3, (1, 1)), (1, 3, (1, 1)), (3, 1, (0, 0)), (3, 1, (2, 0))])
+def test_convolution_windows_equal_a_direct_sum(kh, kw, pad):
+    """_conv's strided im2col view (kept rows ordered kernel-row, kernel-col, channel, as the
+    weights are) is the convolution written out term by term, also on the stride-0 rows that
+    `_conv_live` hands it for the silent padding; always run, not only beside onnxruntime."""
+    from digitd.embedding import _conv, _Layer
+
+    rng = np.random.default_rng(kh * 10 + kw + pad[0])
+    n, t, f, c, o = 2, 9, 7, 4, 5
+    w = rng.standard_normal((kh * kw * c, o)).astype(np.float32)
+    layer = _Layer(w, np.zeros(o, np.float32), kh, kw, pad[0], pad[1], None, False, None)
+
+    def direct(x: np.ndarray) -> np.ndarray:
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), pad, (0, 0)))
+        to, fo = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
+        out = np.zeros((x.shape[0], to, fo, o))
+        for i in range(kh):
+            for j in range(kw):
+                out += np.einsum("ntfc,co->ntfo", xp[:, i : i + to, j : j + fo], w[(i * kw + j) * c : (i * kw + j + 1) * c])
+        return out
+
+    x = rng.standard_normal((n, t, f, c)).astype(np.float32)
+    assert np.allclose(_conv(x, layer), direct(x), atol=1e-4)
+    row = np.broadcast_to(x[:1, :1], (1, kh + 2, f, c))  # one row repeated, as _conv_live passes it
+    assert np.allclose(_conv(row, layer), direct(np.ascontiguousarray(row)), atol=1e-4)
+
+
 def test_fft_melspec_equals_the_graphs_matrix_product(se):
     """The STFT matrix is a windowed DFT, so the port uses an FFT; the product gives the same mel."""
     assert se._fft_window is not None
