@@ -393,15 +393,16 @@ def _conv(x: np.ndarray, L: _Layer) -> np.ndarray:
     if L.kh == 1 and L.kw == 1:
         cols = x.reshape(-1, c)
     else:  # an (n, to, fo, kh, kw, c) view -> rows ordered (kh, kw, c) like L.w
-        cols = _windows(x, (n, to, fo, L.kh, L.kw, c), (0, 1, 2, 1, 2, 3)).reshape(-1, L.kh * L.kw * c)
+        cols = window_view(x, (n, to, fo, L.kh, L.kw, c), (0, 1, 2, 1, 2, 3)).reshape(-1, L.kh * L.kw * c)
     return (cols @ L.w).reshape(n, to, fo, -1)  # the caller adds the bias
 
 
-def _windows(x: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+def window_view(x: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
     """A read-only view of `x` whose axis i steps along x's axis `axes[i]`: sliding windows in
-    the layout the matrix product wants. sliding_window_view builds the same view, but its
-    argument checks cost ~20 us a call, and a classification makes ~40 of them (5% of the
-    daemon's time; the same arrays, tests/test_embedding.py)."""
+    the layout a matrix product wants (this module's convolutions and digitd.embedhead's).
+    sliding_window_view builds the same view, but its argument checks cost ~20 us a call, and a
+    classification makes ~40 of them (5% of the daemon's time; the same arrays,
+    tests/test_embedding.py)."""
     return as_strided(x, shape, tuple(x.strides[a] for a in axes), writeable=False)
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from digitd.embedding import window_view
 
 HeadWeights = dict[str, Any]
 
@@ -30,8 +31,7 @@ def _conv3(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     n, t, c = x.shape
     xp = np.zeros((n, t + 2, c), dtype=x.dtype)
     xp[:, 1:-1] = x
-    s0, s1, s2 = xp.strides  # an (n, T, C, 3) window view (sliding_window_view's, without its checks' cost)
-    cols = as_strided(xp, (n, t, c, 3), (s0, s1, s2, s1), writeable=False).reshape(n * t, c * 3)  # ordered C then tap
+    cols = window_view(xp, (n, t, c, 3), (0, 1, 2, 1)).reshape(n * t, c * 3)  # (n*T, C*3), ordered C then tap
     return (cols @ w.reshape(len(w), -1).T + b).reshape(n, t, len(w))
 
 
