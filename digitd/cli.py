@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-tune: heard words drawn per tuning epoch [train.embed_tune_heard]")
     p.add_argument("--heard-streams", type=int, dest="heard_streams", metavar="N",
                    help="with --embed-head: also train it on the words of N room streams of training-side voices, cut as the daemon cuts them [train.heard_streams]")
+    p.add_argument("--mic-copies", type=float, dest="mic_copies", metavar="P",
+                   help="this share of every member's copies is heard through a random microphone [train.mic_copies]")
     p.add_argument("--denoise-copies", type=float, dest="denoise_copies", metavar="P",
                    help="this share of every member's copies under steady noise is heard through the daemon's denoiser [train.denoise_copies]")
     p.add_argument("--cnn-speed", action="store_true", default=None, dest="cnn_speed",
@@ -244,6 +246,7 @@ FLAG_KNOBS = {
     "embed_tune_frozen": "train.embed_tune_frozen",
     "embed_tune_heard": "train.embed_tune_heard",
     "denoise_copies": "train.denoise_copies",
+    "mic_copies": "train.mic_copies",
     "heard_streams": "train.heard_streams",
     "cnn_speed": "train.cnn_speed",
     "speed_range": "train.speed_range",

@@ -174,6 +174,7 @@ class BenchConfig:
     room_voice_speed: float = knob(1.0, lo=0.5, hi=2.0)  # every spoken word played this much faster (tempo and pitch together): > 1 a quicker, higher voice, < 1 a slower, deeper one
     room_rt60_s: float = knob(0.0, lo=0.0, hi=3.0)  # > 0: every word and sound is heard through a room with this reverberation time; 0 = dry
     room_drr_db: float = knob(3.0, lo=-20.0, hi=40.0)  # with room_rt60_s: direct sound over reverberation (talker ~1 m from the microphone)
+    room_mic: str = knob("flat", choices=("flat", "phone", "laptop", "dull", "boomy", "random"))  # the microphone every stream is heard through (words and background alike); random = one drawn per stream
     room_speakers: str = knob("unseen", choices=("unseen", "train", "dev", "fit"))  # unseen: the judged split; train / dev: for tuning knobs; fit: training side without dev
 
 
@@ -212,6 +213,7 @@ class TrainConfig:
     embed_tune_frozen: int = knob(7, lo=0, hi=19)  # with embed_tune: the first this-many of the embedding's 20 convolutions keep Google's weights
     embed_tune_heard: int = knob(2500, lo=0, hi=10_000_000)  # with embed_tune: heard words drawn per tuning epoch (each epoch also sees one copy of every clip)
     embed_head_nets: int = knob(1, lo=1, hi=20)  # sequence heads trained from different seeds (their own copies and start), probabilities averaged
+    mic_copies: float = knob(0.0, lo=0.0, hi=1.0)  # this share of every member's copies heard through a random microphone (digitd.synth.mic_curve), noise and all
     denoise_copies: float = knob(0.0, lo=0.0, hi=1.0)  # this share of the copies under steady noise (white/pink/brown, <= 20 dB) heard through digitd.denoise, as the daemon hears such words
     cnn_speed: bool = knob(False)  # 30% of the CNN's copies played faster or slower (speed_range)
     speed_range: str = knob("0.85,1.15")  # speed factors of those copies, "LO,HI" (tempo and pitch together: a shorter or longer vocal tract, a quicker or slower talker)

@@ -9,7 +9,9 @@ Commands non-digit words), plus espeak-ng's evaluation voices for a few digits. 
   (so quick strings happen) and one stretch of background only; the speech level wanders (+-`room_level_step_db` per word);
 - one background at one SNR per condition: none (a faint room tone only, "clean"), real Speech
   Commands noise recordings, white/pink/brown noise, or babble of 3+ talkers (real non-digit
-  words and espeak-ng sentences). SNR is against the mean power of the spoken words.
+  words and espeak-ng sentences). SNR is against the mean power of the spoken words;
+- heard through a microphone (`room_mic`): flat as recorded, or a named or random response
+  (`synth.mic_curve`) that colours words and background alike, after the SNR is set.
 Truth boundaries are the clean clip's own trim (`features.trim_bounds`), as in `synth.py`.
 Everything is drawn from one generator seeded by (seed, condition name), so a condition is the
 same stream whichever other conditions run with it.
@@ -31,7 +33,7 @@ from digitd.config import BenchConfig, comma_list
 from digitd.corpora import Clip, available, side_clips
 from digitd.features import trim_bounds
 from digitd.sounds import SOUND_KINDS, sound_clip
-from digitd.synth import change_speed, colored_noise, reverberate, room_impulse
+from digitd.synth import change_speed, colored_noise, mic_curve, microphone, reverberate, room_impulse
 
 BACKGROUNDS = ("none", "noise", "white", "pink", "brown", "babble")
 ROOM_TONE_SNR_DB = 40.0  # every stream gets a faint pink room tone: real inputs are never digital silence
@@ -409,6 +411,9 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None, e
         bed = colored_noise(n, cond.background, rng).astype(np.float64)
     background = bed * np.sqrt(p_speech / 10 ** ((cond.snr_db or 0.0) / 10)) if cond.snr_db is not None else bed
     tone = colored_noise(n, "pink", rng).astype(np.float64) * np.sqrt(p_speech / 10 ** (ROOM_TONE_SNR_DB / 10))
+    if b.room_mic != "flat":  # the microphone colours all it hears; the SNR stays the one set before it
+        curve = mic_curve(b.room_mic, np.random.default_rng([b.seed, zlib.crc32(cond.name.encode()), 61]))
+        speech, sounds, background, tone = (microphone(t, curve) for t in (speech, sounds, background, tone))
     pcm = float_to_int16(speech + sounds + background + tone)
     audio = prepare_clip(to_mono_float(pcm), SAMPLE_RATE, cond.name)  # = load_wav of the saved WAV
     truth.sort(key=lambda t: t.start)

@@ -88,6 +88,55 @@ def reverberate(x: np.ndarray, h: np.ndarray, tail_s: float = 0.3, rate: int = S
     return y[: len(x) + int(tail_s * rate)]
 
 
+MICROPHONES = ("flat", "phone", "laptop", "dull", "boomy", "random")
+# Named responses, (Hz, dB) corners joined linearly in dB: what a microphone and its housing do
+# to everything it hears. phone: a telephone band; laptop: a small capsule, thin below 300 Hz
+# with a presence peak; dull: behind cloth or off-axis, the top octave gone; boomy: a talker close
+# to a directional microphone (proximity effect).
+MIC_CURVES: dict[str, tuple[tuple[float, float], ...]] = {
+    "phone": ((0, -40), (100, -30), (200, -15), (300, -3), (400, 0), (3000, 0), (3400, -3), (3700, -15), (4000, -40)),
+    "laptop": ((0, -40), (100, -24), (200, -10), (300, -3), (500, 0), (2000, 2), (3000, 8), (3800, 4), (4000, 0)),
+    "dull": ((0, 0), (1000, 0), (2000, -6), (3000, -14), (4000, -20)),
+    "boomy": ((0, 10), (150, 10), (300, 6), (500, 0), (4000, 0)),
+}
+MIC_TAPS = 257  # ~31 Hz resolution at 8 kHz: a 300 Hz corner is drawn, not smeared
+
+
+def mic_curve(kind: str, rng: np.random.Generator | None = None) -> tuple[tuple[float, float], ...] | None:
+    """A microphone's response as (Hz, dB) corners; None for "flat". "random": a draw from `rng`
+    of what inputs in the wild do: a low cut at 50-400 Hz (12 dB an octave), half the time a top
+    rolled off from 2.5-4 kHz (18 dB an octave), and one peak or dip of up to +-8 dB at 0.7-3.5 kHz."""
+    if kind == "flat":
+        return None
+    if kind in MIC_CURVES:
+        return MIC_CURVES[kind]
+    if kind != "random":
+        raise ValueError(f"microphone must be one of {', '.join(MICROPHONES)}, got {kind!r}")
+    rng = rng if rng is not None else np.random.default_rng()
+    f = np.linspace(0, SAMPLE_RATE / 2, 65)
+    db = np.zeros_like(f)
+    low = float(np.exp(rng.uniform(np.log(50), np.log(400))))
+    db += np.where(f < low, -12 * np.log2(low / np.maximum(f, 1.0)), 0.0)
+    if rng.random() < 0.5:
+        top = float(rng.uniform(2500, 4000))
+        db += np.where(f > top, -18 * np.log2(np.maximum(f, top) / top), 0.0)  # 18 dB an octave
+    centre, gain, width = float(np.exp(rng.uniform(np.log(700), np.log(3500)))), float(rng.uniform(-8, 8)), float(rng.uniform(0.5, 1.5))
+    db += gain * np.exp(-0.5 * (np.log2(np.maximum(f, 1.0) / centre) / (width / 2)) ** 2)
+    return tuple((float(a), float(max(b, -40.0))) for a, b in zip(f, db))
+
+
+def microphone(x: np.ndarray, curve: tuple[tuple[float, float], ...] | None) -> np.ndarray:
+    """`x` as a microphone with response `curve` (`mic_curve`) hears it: a linear-phase FIR
+    (scipy.signal.firwin2) applied centred, so nothing moves in time and truth times hold."""
+    if curve is None:
+        return np.asarray(x, np.float64)
+    from scipy.signal import fftconvolve, firwin2
+
+    hz, db = zip(*curve)
+    h = firwin2(MIC_TAPS, np.asarray(hz) / (SAMPLE_RATE / 2), 10 ** (np.asarray(db) / 20))
+    return fftconvolve(np.asarray(x, np.float64), h, mode="same")
+
+
 def change_speed(x: np.ndarray, factor: float) -> np.ndarray:
     """Play `factor` times faster (tempo and pitch together), by polyphase resampling: training
     copies (train.augment) and the room bench's quicker / slower voices (bench.room_voice_speed)."""

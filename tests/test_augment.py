@@ -206,3 +206,25 @@ def test_denoised_copies_hear_the_daemons_subtraction(clip):
     bab = make_babble([clip, clip[::-1]], 3.0, np.random.default_rng(1))
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(augment_wave(clip, babble, np.random.default_rng(7), bab),
                                                           augment_wave(clip, replace(babble, denoise_prob=0.0), np.random.default_rng(7), bab)))
+
+
+def test_microphone_copies_are_opt_in_and_change_no_other_draw(clip):
+    """AugmentSpec.mic_prob (train.mic_copies): 0 draws exactly as before; with 1 every copy is the
+    copy it would have been, heard through a random microphone (same length, same gain draw, a
+    different spectrum), its microphone drawn from a generator spawned off the copies' own."""
+    from digitd.synth import mic_curve, microphone
+
+    a = augment_wave(clip, AugmentSpec(copies=4), np.random.default_rng(7))
+    b = augment_wave(clip, AugmentSpec(copies=4, mic_prob=0.0), np.random.default_rng(7))
+    c = augment_wave(clip, AugmentSpec(copies=4, mic_prob=1.0), np.random.default_rng(7))
+    assert all(np.array_equal(x, y) and wx == wy for (x, wx, _), (y, wy, _) in zip(a, b))
+    for (x, _, _), (y, _, _) in zip(a, c):
+        assert len(x) == len(y) and not np.allclose(x, y)
+    spec = AugmentSpec(copies=1, kinds=[], mic_prob=1.0)  # no other effect: the copy is the clip through its microphone
+    rng = np.random.default_rng(3)
+    (w, _, corrupted), = augment_wave(clip, spec, rng)
+    mics = np.random.default_rng(3).spawn(1)[0]
+    mics.random()  # the draw that chose to colour this copy
+    expected = microphone(np.asarray(clip, np.float64), mic_curve("random", mics))
+    np.testing.assert_allclose(w, expected)
+    assert not corrupted

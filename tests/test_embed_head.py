@@ -289,3 +289,24 @@ def test_heard_rows_are_trained_on_and_never_validated_on(small_subset):
     np.testing.assert_allclose(embedhead.proba(same.head, w), embedhead.proba(more.head, w), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="windows"):
         fit_head_member(recs + negs, [str(d) for d in range(10)], copies=0, jobs=1, folds=2, spec=spec, heard=light)
+
+
+def test_microphone_copies_are_coloured_from_their_own_stream(fsdd_dir):
+    """mic (train.mic_copies): with 0 every copy is drawn exactly as before; with 1 the clip as
+    recorded and trimmed stay as they are and every augmented copy is the same copy heard through
+    a microphone: the same length, still the word, but a different spectrum."""
+    from train.data import Record
+    from train.embed_head import _Banks, _versions
+
+    rec = Record("4", "lucas", 20, "train", str(fsdd_dir / "4_lucas_20.wav"))
+    banks = _Banks(np.zeros(0), [])
+    plain = _versions(rec, lambda a: a, banks, copies=3, seed=0, reverb=1, low=1)
+    off = _versions(rec, lambda a: a, banks, copies=3, seed=0, reverb=1, low=1, mic=0.0)
+    mics = _versions(rec, lambda a: a, banks, copies=3, seed=0, reverb=1, low=1, mic=1.0)
+    for a, b in zip(plain, off):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(plain[:2], mics[:2]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(plain[2:], mics[2:]):
+        assert len(a) == len(b) and not np.allclose(a, b)
+        assert np.corrcoef(a, b)[0, 1] > 0.3  # the same draw of word, noise and gain, coloured

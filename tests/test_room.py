@@ -409,3 +409,21 @@ def test_room_losses_script_accounts_for_every_digit_as_the_bench_scores_it(mode
         assert sum(row.get(f"why_{w}", 0) for w in ("background", "short", "quiet", "unopened")) == row.get("not_found", 0)
         rejected = row.get("rejected_read_right", 0) + row.get("rejected_read_wrong", 0)
         assert sum(v for k, v in row.items() if k.startswith("rejected_as_")) == rejected
+
+
+def test_a_microphone_colours_words_and_background_alike_and_keeps_the_truth(pink):
+    """bench.room_mic: the same draws and truth; every track goes through the microphone after the
+    SNR was set, so the words' spectrum changes (phone: the lows gone) and the background with them."""
+    from scipy.signal import welch
+
+    phone = make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL, mic="phone"))
+    assert [t.to_dict() for t in phone.truth] == [t.to_dict() for t in pink.truth]
+    assert phone.speech_power == pink.speech_power
+
+    def low_share(x):
+        f, p = welch(x.astype(np.float64), SAMPLE_RATE, nperseg=512)
+        return p[f < 200].sum() / p.sum()
+
+    for flat, coloured in ((pink.speech, phone.speech), (pink.background, phone.background)):
+        assert low_share(coloured) < 0.1 * low_share(flat)
+    assert np.corrcoef(pink.speech, phone.speech)[0, 1] > 0.7

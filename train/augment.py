@@ -15,7 +15,7 @@ from scipy.signal import lfilter
 from digitd.config import DenoiseConfig
 from digitd.denoise import noise_psd, suppress
 from digitd.features import DEFAULT_PARAMS, trim
-from digitd.synth import change_speed, room_impulse, reverberate
+from digitd.synth import change_speed, mic_curve, microphone, room_impulse, reverberate
 
 NOISE_KINDS = ("white", "pink", "babble")  # the pooled members' copies (v3-v6)
 ALL_NOISE_KINDS = ("white", "pink", "brown", "babble", "recorded")  # recorded: real background recordings (a bank)
@@ -59,6 +59,9 @@ class AugmentSpec:
     # steady noise (STEADY_KINDS, at <= DENOISE_MAX_SNR_DB) is heard as the daemon hears such a
     # word, through digitd.denoise (add_denoised_noise)
     denoise_prob: float = 0.0
+    # > 0 (opt-in: recipes without it draw exactly as before): this share of the copies is heard
+    # through a random microphone (digitd.synth.mic_curve "random"), noise and all, before the gain
+    mic_prob: float = 0.0
 
 
 def speech_power(x: np.ndarray) -> float:
@@ -178,6 +181,8 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
     if spec.clean_warps:
         out += [(x, float(w), False) for w in spec.warps if w != 1.0]
     warps = [1.0] + [w for w in spec.warps if w != 1.0]
+    # its own generator: microphones change no other draw of the copies
+    mic_rng = rng.spawn(1)[0] if spec.mic_prob > 0 else None  # spawning draws nothing from rng
     for _ in range(spec.copies):
         y = x
         corrupted = False
@@ -199,6 +204,8 @@ def augment_wave(x: np.ndarray, spec: AugmentSpec, rng: np.random.Generator,
             y = add_noise_as_heard(y, kind, float(rng.choice(spec.snr_db)), rng, recorded if kind == "recorded" else babble,
                                    p, spec.denoise_prob)
             corrupted = True
+        if mic_rng is not None and mic_rng.random() < spec.mic_prob:  # the microphone hears word and noise alike
+            y = microphone(y, mic_curve("random", mic_rng))
         if "gain" in spec.kinds:
             g = 10 ** (float(rng.uniform(*spec.gain_db)) / 20)
             y = apply_gain(y / max(1e-9, np.max(np.abs(x))) * 0.5, g)

@@ -81,7 +81,8 @@ def recipe_from(cfg: Any) -> Recipe:
     speed = speed_range(t.speed_range)
     low = snr_range(t.embed_head_low_snr)
     low_kinds = kind_list("train.embed_head_low_kinds", t.embed_head_low_kinds, HEAD_KINDS, empty_ok=False)
-    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds, denoise_prob=t.denoise_copies),
+    return Recipe(classifier=t.classifier, augment=AugmentSpec(copies=t.aug_copies, kinds=kinds, denoise_prob=t.denoise_copies,
+                                                                   mic_prob=t.mic_copies),
                   synth=t.synth,
                   clean_svm=t.clean_svm, cnn=t.cnn, cnn_epochs=t.cnn_epochs, cnn_copies=t.cnn_copies,
                   cnn_gain=t.cnn_gain, cnn_base=t.cnn_base, cnn_nets=t.cnn_nets,
@@ -387,7 +388,7 @@ def train_command(args: argparse.Namespace, cfg: Any) -> int:
             head_args = dict(copies=recipe.embed_head_copies, jobs=recipe.jobs, reverb=recipe.embed_head_reverb,
                              speed=recipe.embed_head_speed, speed_range=speed_range(recipe.speed_range), low=recipe.embed_head_low,
                              low_snr=snr_range(recipe.embed_head_low_snr), denoise=recipe.augment.denoise_prob,
-                             low_kinds=comma_list(recipe.embed_head_low_kinds))
+                             low_kinds=comma_list(recipe.embed_head_low_kinds), mic=recipe.augment.mic_prob)
             # each head from its own seed: its own copies and its own start (the first one's
             # out-of-fold confidences give the card's threshold; the others fit once, no folds).
             # With embed_tune the first is tuned with the embedding and the others learn the tuned one.

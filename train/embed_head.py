@@ -30,6 +30,7 @@ from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
 from digitd.synth import reverberate, room_impulse
 from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise_as_heard, apply_gain, change_speed, speech_power, talker_banks
+from digitd.synth import mic_curve, microphone
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.heard import Heard
@@ -78,10 +79,12 @@ def banks(records: Sequence[Record], seed: int) -> _Banks:
 def _versions(rec: Record, see: Callable[[np.ndarray], np.ndarray], b: _Banks, copies: int, seed: int, reverb: int = 0,
               speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
               low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0,
-              low_kinds: Sequence[str] = KINDS) -> list[np.ndarray]:
+              low_kinds: Sequence[str] = KINDS, mic: float = 0.0) -> list[np.ndarray]:
     """What `see` makes of each version of the record: its window embeddings, or the spectrogram
     they are computed from (train/embed_tune.py), for exactly the same draws. `low_kinds`: the
-    noises the low-SNR copies draw from, uniformly (a kind named twice is drawn twice as often)."""
+    noises the low-SNR copies draw from, uniformly (a kind named twice is drawn twice as often).
+    `mic`: the share of copies heard through a random microphone (digitd.synth.mic_curve), from
+    a generator of its own (0: every other draw as before)."""
     x = rec.load().astype(np.float64)
     xt = trim(x, DEFAULT_PARAMS)
     out = [see(x), see(xt)]
@@ -90,6 +93,7 @@ def _versions(rec: Record, see: Callable[[np.ndarray], np.ndarray], b: _Banks, c
     room_rng = np.random.default_rng([seed, 222, key])  # its own: reverb copies change no other copy's draws
     speed_rng = np.random.default_rng([seed, 333, key])  # the same for speed copies
     low_rng = np.random.default_rng([seed, 444, key])  # and for low-SNR copies
+    mic_rng = np.random.default_rng([seed, 555, key])  # and for microphones
     def usable(k: str) -> bool:
         return (k != "recorded" or len(b.recorded) > len(x)) and (k != "babble" or bool(b.babble))
     kinds = [k for k in KINDS if usable(k)]
@@ -115,6 +119,8 @@ def _versions(rec: Record, see: Callable[[np.ndarray], np.ndarray], b: _Banks, c
             kind = pool[int(rng.integers(len(pool)))]
             bank = b.recorded if kind == "recorded" else b.babble[int(rng.integers(len(b.babble)))] if kind == "babble" else None
             y = add_noise_as_heard(y, kind, float(rng.uniform(*(low_snr if i >= first_low else SNR_DB))), rng, bank, p, denoise)
+        if mic > 0 and mic_rng.random() < mic:  # the microphone hears word and noise alike
+            y = microphone(y, mic_curve("random", mic_rng))
         y = apply_gain(y / max(1e-9, float(np.max(np.abs(y)))) * 0.5, 10 ** (float(rng.uniform(*GAIN_DB)) / 20))
         out.append(see(y))
     return out
@@ -123,16 +129,17 @@ def _versions(rec: Record, see: Callable[[np.ndarray], np.ndarray], b: _Banks, c
 def head_windows(records: Sequence[Record], *, copies: int = 6, seed: int = 0, jobs: int = 2,
                  reverb: int = 0, speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15),
                  low: int = 0, low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0,
-                 low_kinds: Sequence[str] = KINDS, frontend: Path | None = None, mels: bool = False) -> list[list[np.ndarray]]:
+                 low_kinds: Sequence[str] = KINDS, frontend: Path | None = None, mels: bool = False,
+                 mic: float = 0.0) -> list[list[np.ndarray]]:
     """Per record: [as recorded, trimmed, augmented copies..., reverberant copies..., speed-changed
     copies..., low-SNR copies...] window embeddings (11, 96) by `frontend` (default: the shipped
     one), or with `mels` the log-mel spectrograms they come from (MEL_FRAMES x 32, float16).
     `denoise`: the share of copies under steady noise heard through the daemon's denoiser
-    (train.augment.add_denoised_noise)."""
+    (train.augment.add_denoised_noise). `mic`: the share heard through a random microphone."""
     see = _seer(SpeechEmbedding.load(frontend), mels)
     b = banks(records, seed)
     return map_records(list(records), lambda r: _versions(r, see, b, copies, seed, reverb, speed, speed_range, low, low_snr, denoise,
-                                                                 low_kinds), jobs=jobs,
+                                                                 low_kinds, mic), jobs=jobs,
                        label="speech-embedding spectrograms" if mels else "speech-embedding windows")
 
 
@@ -251,7 +258,7 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
                     jobs: int = 2, folds: int = 5, spec: HeadSpec = HeadSpec(), reverb: int = 0,
                     speed: int = 0, speed_range: tuple[float, float] = (0.85, 1.15), low: int = 0,
                     low_snr: tuple[float, float] = (-6.0, 6.0), denoise: float = 0.0, low_kinds: Sequence[str] = KINDS,
-                    heard: Sequence[Heard] = (), heard_w: np.ndarray | None = None, frontend: Path | None = None) -> HeadFit:
+                    mic: float = 0.0, heard: Sequence[Heard] = (), heard_w: np.ndarray | None = None, frontend: Path | None = None) -> HeadFit:
     """The head on every record's windows (digits with their labels, negatives as OTHER) and the
     `heard` utterances', and out-of-fold confidences from speaker-grouped folds (the clip as
     recorded) for the threshold. `heard_w`: their windows, if computed already (`heard_windows`).
@@ -262,7 +269,7 @@ def fit_head_member(records: Sequence[Record], classes: Sequence[str], *, copies
     from digitd import embedhead
 
     feats = head_windows(records, copies=copies, seed=seed, jobs=jobs, reverb=reverb, speed=speed, speed_range=speed_range,
-                         low=low, low_snr=low_snr, denoise=denoise, low_kinds=low_kinds, frontend=frontend)
+                         low=low, low_snr=low_snr, denoise=denoise, low_kinds=low_kinds, frontend=frontend, mic=mic)
     names = list(classes) + [OTHER]
     index = {c: i for i, c in enumerate(names)}
     W = np.asarray([w for rows in feats for w in rows], dtype=np.float32)
