@@ -485,7 +485,8 @@ def room_command(args: Any, cfg: Config, model: Any, runs: list[tuple[str, Confi
         for label, _ in runs:
             r = room_report({name: pool_runs(rs) for name, rs in done[label].items()}, conds, speed)
             r.update(label=label, seed=stream_seeds[0] if len(stream_seeds) == 1 else None,
-                     speakers=cfg.bench.room_speakers, synthetic_voices=synthetic, model=str(model.meta.get("path", "")))
+                     speakers=cfg.bench.room_speakers, microphone=cfg.bench.room_mic, synthetic_voices=synthetic,
+                     model=str(model.meta.get("path", "")))
             if len(stream_seeds) > 1:
                 ders = list(per_seed[label].values())
                 r.update(seeds=stream_seeds, der_per_seed=per_seed[label], der_mean=float(np.mean(ders)))
@@ -505,7 +506,8 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
-SIDE_TITLES = {"unseen": "unseen", "train": "TRAINING-side (tuning)", "dev": "DEV-slice (tuning)"}
+SIDE_TITLES = {"unseen": "unseen", "train": "TRAINING-side (tuning)", "dev": "DEV-slice (tuning)",
+               "fit": "FIT-side (the dev twin's training voices)"}
 
 
 def print_room_table(r: dict[str, Any]) -> None:
@@ -517,7 +519,8 @@ def print_room_table(r: dict[str, Any]) -> None:
     which = f"seeds {_seed_list(many)} pooled" if many else f"seed {r['seed']}"
     t = Table(title=f"digitd bench --scenario room: {r['mode']} mode, {r['audio_s']:.0f} s of audio, "
                     f"{len(r['by_condition'])} conditions, "
-                    f"{SIDE_TITLES[r.get('speakers', 'unseen')]} speakers ({which})")
+                    f"{SIDE_TITLES[r.get('speakers', 'unseen')]} speakers ({which})"
+                    + ("" if r.get("microphone", "flat") == "flat" else f", through a {r['microphone']} microphone"))
     for col in ("condition", "digits", "DER %", "S/D/I", "word FA %", "sound FA", "bg ins/min", "EOS p50/p95 ms", "RTF"):
         t.add_column(col, justify="left" if col == "condition" else "right")
 

@@ -219,13 +219,13 @@ def _in_range(m: dict) -> None:
     assert 0 < m["cpu_percent"] <= 250 and 20 < m["peak_rss_mb"] < 4000  # the paced check reads these
 
 
-def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path):
+def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp_path, capsys):
     out = _bench("--scenario", "room", "--model", str(model_path), "--save-stream", str(tmp_path), *TINY)
     for key in ("der", "fa_rate", "background_insertions_per_min", "rtf", "by_condition"):
         assert key in out, key
     assert set(out["eos_latency_ms"]) >= {"p50", "p95"}
     assert set(out["by_condition"]) == {"clean", "babble_10db"}
-    assert out["speakers"] == "unseen"
+    assert out["speakers"] == "unseen" and out["microphone"] == "flat"
     _in_range(out)
     for name, m in out["by_condition"].items():
         _in_range(m)
@@ -239,6 +239,13 @@ def test_room_bench_runs_the_real_pipeline_and_reports_every_key(model_path, tmp
                 "background_insertions_per_min"):
         assert again[key] == m[key], key
     assert again["eos_latency_ms"]["p50"] == pytest.approx(m["eos_latency_ms"]["p50"])
+    # the table names the voices' side and a microphone that is not flat (every side has a title)
+    from digitd.bench import print_room_table
+
+    capsys.readouterr()
+    for side in ("unseen", "train", "dev", "fit"):
+        print_room_table(dict(out, speakers=side, microphone="laptop"))
+        assert "through a laptop microphone" in " ".join(capsys.readouterr().out.split())
 
 
 def test_several_seeds_pool_to_the_sum_of_their_single_runs(model_path, tmp_path):
