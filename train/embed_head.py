@@ -28,9 +28,8 @@ from digitd.embedding import SpeechEmbedding, WINDOW_STEP
 from digitd.embedhead import HeadWeights
 from digitd.features import DEFAULT_PARAMS, trim
 from digitd.model import OTHER
-from digitd.synth import reverberate, room_impulse
+from digitd.synth import mic_curve, microphone, reverberate, room_impulse
 from train.augment import ROOM_DRR_DB, ROOM_RT60_S, add_noise_as_heard, apply_gain, change_speed, speech_power, talker_banks
-from digitd.synth import mic_curve, microphone
 from train.data import Record
 from train.embed import confidence, noise_bank
 from train.heard import Heard
