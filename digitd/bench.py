@@ -250,7 +250,7 @@ def cold_start(cfg_path: str | None, overrides: list[str], model_path: str | Non
     }
 
 
-RUN_SECTIONS = ("audio", "vad", "endpoint", "denoise", "classify", "group")  # what each bench run builds its pipeline from
+RUN_SECTIONS = ("audio", "vad", "endpoint", "denoise", "equalize", "classify", "group")  # what each bench run builds its pipeline from
 
 
 def parse_sweep(spec: str) -> tuple[str, list[str]]:

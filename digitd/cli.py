@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="WAV", help="benchmark this recorded stream instead of a generated one")
     p.add_argument("--truth", metavar="JSON", help="ground truth for --input: [{digit, start, end}, ...] or a room truth file")
     p.add_argument("--model", help="model file [classify.model]")
-    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3 (a knob of audio, vad, endpoint, denoise, classify or group: the streams and model are built once)")
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2", help="run once per value, e.g. vad.aggressiveness=1,2,3 (a knob of audio, vad, endpoint, denoise, equalize, classify or group: the streams and model are built once)")
     p.add_argument("--seeds", dest="bench_seeds", metavar="LIST",
                    help="room scenario: stream seeds pooled into one report, e.g. 0-9 or 0,3,5 [bench.seeds]")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -114,6 +114,17 @@ class DenoiseConfig:
 
 
 @dataclass
+class EqualizeConfig:
+    mic: bool = knob(True)  # undo the microphone's broad colouring on what the classifier hears, learned from the voiced words heard so far (digitd/equalize.py)
+    min_speech_s: float = knob(2.0, lo=0.0, hi=600.0)  # no correction before this much speech was heard (voiced words' frames over the noise)
+    memory_s: float = knob(60.0, lo=0.0, hi=36000.0)  # the estimate forgets with this time constant, in seconds of speech (0 = never): a new device is learned anew
+    over_noise_db: float = knob(6.0, lo=0.0, hi=40.0)  # a word's frames this far over the noise before it are its speech
+    max_boost_db: float = knob(12.0, lo=0.0, hi=30.0)  # the correction lifts no band more than this
+    max_cut_db: float = knob(12.0, lo=0.0, hi=30.0)  # nor lowers one more than this
+    deadband_db: float = knob(2.0, lo=0.0, hi=30.0)  # each band's correction comes this much closer to 0 dB, and none nearer than this: a flat microphone's estimate wanders 1-2 dB
+
+
+@dataclass
 class OutputConfig:
     mode: str = knob("auto", choices=("auto", "ui", "jsonl", "plain", "numbers"))
     transcript_len: int = knob(24, lo=1, hi=1000)
@@ -245,6 +256,7 @@ class Config:
     endpoint: EndpointConfig = field(default_factory=EndpointConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     denoise: DenoiseConfig = field(default_factory=DenoiseConfig)
+    equalize: EqualizeConfig = field(default_factory=EqualizeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     group: GroupConfig = field(default_factory=GroupConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)

@@ -26,6 +26,7 @@ from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
 from digitd.endpoint import Utterance
+from digitd.equalize import Equalizer
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.features import frame_db
@@ -120,6 +121,7 @@ class Pipeline:
         self._talker = TalkerLevel(cfg.classify.talker_words, cfg.classify.talker_memory_s)
         self.numbers = NumberGrouper(cfg.group)
         self.vad, self.endpointer = front_end(cfg)
+        self.equalizer = Equalizer(cfg.equalize)  # the microphone's colouring, learned from the voiced words decided (worker thread)
         self.frame_len = self.vad.frame_len
         # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
         # before its event goes out, on the classifying thread: `digitd enroll` takes its takes
@@ -364,6 +366,7 @@ class Pipeline:
             self._drop_faint(utt)
             return
         heard, trimmed = hear(utt, self.cfg.classify.context)
+        heard = self.equalizer.apply(heard)  # only the members hear the correction: every level rule reads the input as it came
         if utt.faint and not self._cnn_may_agree(heard, trimmed):
             self._drop_faint(utt)  # what the agreement test below would decide, for a tenth of the work
             return
@@ -374,7 +377,7 @@ class Pipeline:
         whole_reason = reject_reason(utt.audio, pred, c, utt.noise_around, utt.noise_around and self._near_talker(utt, whole_level))
         # rejected for want of pitch (a cough, a click, a burst): not tried as two words
         if c.split_min_ms > 0 and whole_reason != "unvoiced" and not utt.faint:
-            pieces = split_words(utt.audio, pred, lambda x: self.model.classify(self.model.features(x)),
+            pieces = split_words(utt.audio, pred, lambda x: self.model.classify(self.model.features(self.equalizer.apply(x))),
                                  c.split_min_ms / 1000, c.split_sure, c.min_voiced_ms)
         else:
             pieces = [Piece(0, utt.audio, pred)]
@@ -413,6 +416,8 @@ class Pipeline:
                 self._last_digit = (u.end_sample, pred.label, max(self._last_digit[2], level))
             else:
                 self._last_digit = None
+            if reason != "unvoiced":  # a voice, the talker's or the room's, through the same microphone; the next word hears what it taught
+                self.equalizer.observe(u.audio, u.background)
             if self.on_utterance is not None:
                 self.on_utterance(u, heard, pred, reason)
             if reason:

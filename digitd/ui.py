@@ -132,6 +132,8 @@ class LiveUI:
             ("  level ", "dim"), meter, (f" {level:6.1f} dBFS", ""), (f"  floor {st['floor_db']:.0f}", "dim"),
             # a quiet microphone: how much the VAD raises it (vad.max_gain_db)
             (f"  vad gain +{st['vad_gain_db']:.0f} dB" if st["vad_gain_db"] >= 1 else "", "dim"),
+            # a coloured microphone: the equaliser's largest lift or cut on what the members hear (equalize.mic)
+            (f"  mic eq {self.p.equalizer.strength_db:.0f} dB" if self.p.equalizer.strength_db >= 1 else "", "dim"),
             ("  stream ", "dim"), (f"{self.p.stream_time:.0f} s", ""),
         )
         if self.last_device:

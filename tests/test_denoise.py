@@ -144,9 +144,13 @@ def test_the_daemon_side_never_imports_scipy_signal():
     import sys
     from pathlib import Path
 
+    # the denoiser and the microphone equaliser (digitd.equalize) at work: both filter without it
     code = ("import sys, numpy as np; import digitd.daemon, digitd.pipeline; from digitd.denoise import noise_psd, suppress; "
+            "from digitd.config import EqualizeConfig; from digitd.equalize import Equalizer; "
             "r = np.random.default_rng(0); p = noise_psd(r.standard_normal(8000), 1.0); "
             "y = suppress(r.standard_normal(4000).astype(np.float32), p); "
+            "e = Equalizer(EqualizeConfig(min_speech_s=0.5, deadband_db=0.0)); x = r.standard_normal(8000) * np.hanning(8000); "
+            "[e.observe(x) for _ in range(3)]; assert e.curve_db() is not None; y = e.apply(y); "
             "print(len(y), 'scipy.signal' in sys.modules); sys.exit(1 if 'scipy.signal' in sys.modules else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

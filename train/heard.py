@@ -9,7 +9,9 @@ digits were heard and rejected as low confidence). Here the room scenario's gene
 dev slice for a --hold-out-dev model; no espeak-ng voice: its voices there are the evaluation
 ones), digitd/hear.py cuts and hears them exactly as `digitd run` does, and each utterance is
 labelled by the truth it overlaps: the digit, OTHER (a non-digit word, a sound, background), or
-dropped when it straddles two items.
+dropped when it straddles two items. The daemon's microphone equaliser (digitd/equalize.py) is not
+applied: it is learned from the decisions a stream's words got, and these streams are heard through
+no microphone, where its dead band leaves what the members hear mostly as it came.
 """
 
 from __future__ import annotations

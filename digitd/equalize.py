@@ -1,0 +1,177 @@
+"""Microphone equalisation: the members hear the room's words as they learned them.
+
+Why: the members learned from recordings made through a few hundred microphones, and one small
+capsule colours every word it hears. A laptop's (thin under 300 Hz, +8 dB at 3 kHz) cost the shipped
+model 8.6 points of DER on the room bench (stop 52), though the SNR in every band stays as it was: the
+members read the microphone's shape, not the noise. The microphone is what colours every word of a
+stream alike, while the words' and voices' own shapes vary from one to the next. So the speech
+heard so far, set against the long-term spectrum of the training side's speech
+(`digitd/data/speech_spectrum.json`, written by `scripts/speech_spectrum.py`), gives the microphone's
+broad shape, and a linear-phase FIR undoes it on the audio the classifier hears. The VAD, the
+endpointer and every level rule hear the input as it comes, so only what the members hear changes.
+
+A small stateful object, as silero-vad's iterator: `observe` each voiced word the pipeline decided
+(its frames over the noise, the noise's power taken out: the talker's and the room's voices come
+through the same microphone), `apply` the current correction to the next word. Nothing changes until
+`min_speech_s` of such frames were heard.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import fft  # already loaded by python_speech_features, as digitd.denoise uses it
+
+from digitd.config import EqualizeConfig
+from digitd.errors import DigitdError
+
+SAMPLE_RATE = 8000
+NPERSEG = 256  # 32 ms frames, half overlapping: the spectrum's 129 bins are 31 Hz apart
+HOP = NPERSEG // 2
+BINS = NPERSEG // 2 + 1
+TAPS = 257  # the FIR's length (32 ms), centred: the word does not move in time
+SMOOTH_OCTAVES = 1 / 3  # the correction is smoothed with a Gaussian this wide (sigma) in log frequency: a microphone's broad shape
+FIT_HZ = (100.0, 3900.0)  # the bins the smoothing reads (a phone's dead bands outside are clipped, not followed)
+LEVEL_HZ = (300.0, 3500.0)  # the correction's mean over this band is 0 dB: it shapes, the VAD's gain sets the level
+REFERENCE = Path(__file__).parent / "data" / "speech_spectrum.json"
+_FREQS = np.fft.rfftfreq(NPERSEG, 1.0 / SAMPLE_RATE)
+_WINDOW = np.hanning(NPERSEG + 2)[1:-1]  # Hann without its zero ends
+_LOGF = np.log2(np.maximum(_FREQS, 60.0) / 1000.0)
+_SMOOTH = np.exp(-0.5 * ((_LOGF[:, None] - _LOGF[None, :]) / SMOOTH_OCTAVES) ** 2) * ((_FREQS >= FIT_HZ[0]) & (_FREQS <= FIT_HZ[1]))[None, :]
+
+
+def frame_power(x: np.ndarray) -> np.ndarray:
+    """(frames, BINS) power spectra of `x`'s 32 ms frames (hop 16 ms); (0, BINS) for a shorter `x`."""
+    x = np.asarray(x, dtype=np.float64)
+    n = 1 + (len(x) - NPERSEG) // HOP if len(x) >= NPERSEG else 0
+    if n <= 0:
+        return np.zeros((0, BINS))
+    frames = np.lib.stride_tricks.sliding_window_view(x, NPERSEG)[::HOP][:n]
+    return np.abs(np.fft.rfft(frames * _WINDOW, axis=1)) ** 2
+
+
+def speech_spectrum(power: np.ndarray, noise: np.ndarray | None = None, over_db: float = 6.0) -> tuple[np.ndarray, int]:
+    """(the word's speech spectrum at unit power, how many frames it has): its frames at least
+    `over_db` over the noise's level, summed, the noise's power taken out of each bin (down to a
+    thousandth of the sum). Without a `noise` estimate, the quietest fifth of the frames is the
+    noise. Each word is scaled to unit power, so a loud word weighs as much as a quiet one of its
+    length; the frames are not (one frame's shape is a phoneme's: a microphone's lift at 3 kHz
+    barely moves the shape of an "s", and scaled frame by frame it would hide)."""
+    if len(power) == 0:
+        return np.zeros(BINS), 0
+    level = 10.0 * np.log10(power.sum(axis=1) + 1e-20)
+    if noise is None:
+        noise = power[level <= np.percentile(level, 20)].mean(axis=0)
+    sel = level >= 10.0 * np.log10(noise.sum() + 1e-20) + over_db
+    n = int(sel.sum())
+    if n == 0:
+        return np.zeros(BINS), 0
+    total = power[sel].sum(axis=0)
+    s = np.maximum(total - n * noise, 1e-3 * total)
+    return s / s.sum(), n
+
+
+@lru_cache(maxsize=4)
+def load_reference(path: str = str(REFERENCE)) -> np.ndarray:
+    """The training side's long-term speech spectrum, dB per bin (BINS,)."""
+    try:
+        d = json.loads(Path(path).read_text())
+        db = np.asarray(d["db"], dtype=np.float64)
+        ok = d.get("nperseg") == NPERSEG and d.get("rate") == SAMPLE_RATE and db.shape == (BINS,) and bool(np.isfinite(db).all())
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise DigitdError(f"{path}: cannot read the speech spectrum ({type(e).__name__}: {e}); reinstall digitd, or set equalize.mic = false") from None
+    if not ok:
+        raise DigitdError(f"{path}: not a {BINS}-bin speech spectrum at {SAMPLE_RATE} Hz; reinstall digitd, or set equalize.mic = false")
+    return db
+
+
+def correction_db(spectrum_db: np.ndarray, reference_db: np.ndarray, max_boost_db: float, max_cut_db: float) -> np.ndarray:
+    """The broad shape that takes `spectrum_db` to `reference_db`: their difference, its mean over
+    LEVEL_HZ made 0 dB, smoothed over SMOOTH_OCTAVES in log frequency across FIT_HZ (a
+    microphone's shape, not what is left of the voices' formants), clipped to
+    [-max_cut_db, +max_boost_db]."""
+    level = (_FREQS >= LEVEL_HZ[0]) & (_FREQS <= LEVEL_HZ[1])
+    d = reference_db - spectrum_db
+    d = np.clip(d - d[level].mean(), -max_cut_db - 6.0, max_boost_db + 6.0)  # a dead band (a phone's) does not drag its neighbours
+    c = (_SMOOTH @ d) / _SMOOTH.sum(axis=1)
+    c -= c[level].mean()
+    return np.clip(c, -max_cut_db, max_boost_db)
+
+
+def fir(db: np.ndarray) -> np.ndarray:
+    """A linear-phase FIR (TAPS, centred) with the response `db` per bin: frequency sampling on a
+    4x finer grid, Hamming-windowed (as scipy.signal.firwin2 designs it; scipy.signal itself, ~50 MB
+    and ~1 s to import, stays out of the daemon)."""
+    n = 4 * (TAPS - 1)
+    grid = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    gain = 10.0 ** (np.interp(grid, _FREQS, db) / 20.0)
+    h = np.fft.irfft(gain, n)  # zero phase: centred on sample 0
+    h = np.concatenate([h[-(TAPS // 2):], h[: TAPS // 2 + 1]])
+    return h * np.hamming(TAPS)
+
+
+def convolve(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """`x` filtered by the centred `taps`, its own length (scipy.signal.fftconvolve's "same")."""
+    n = len(x) + len(taps) - 1
+    size = fft.next_fast_len(n, real=True)
+    y = fft.irfft(fft.rfft(x, size) * fft.rfft(taps, size), size)
+    start = (len(taps) - 1) // 2
+    return y[start : start + len(x)]
+
+
+class Equalizer:
+    """The stream's microphone correction, learned from the voiced words heard so far (worker thread only)."""
+
+    def __init__(self, cfg: EqualizeConfig, reference_db: np.ndarray | None = None) -> None:
+        self.cfg = cfg
+        self.reference_db = load_reference() if reference_db is None and cfg.mic else reference_db
+        self._sum = np.zeros(BINS)
+        self._frames = 0.0
+        self.speech_s = 0.0  # speech frames observed, seconds (before forgetting)
+        self._taps: np.ndarray | None = None
+        self._stale = False
+        self.strength_db = 0.0  # the correction in force: its largest lift or cut (the live UI shows it)
+
+    def observe(self, audio: np.ndarray, background: np.ndarray | None = None) -> None:
+        """Learn from one word as the microphone gave it (before `apply`); `background`: the
+        latest background heard before it, the noise taken out of its frames."""
+        if not self.cfg.mic:
+            return
+        noise = None
+        if background is not None and len(background) >= 2 * NPERSEG:
+            noise = frame_power(background).mean(axis=0)
+        s, n = speech_spectrum(frame_power(audio), noise, self.cfg.over_noise_db)
+        if n == 0:
+            return
+        seconds = n * HOP / SAMPLE_RATE
+        keep = float(np.exp(-seconds / self.cfg.memory_s)) if self.cfg.memory_s > 0 else 1.0
+        self._sum = self._sum * keep + s * n
+        self._frames = self._frames * keep + n
+        self.speech_s += seconds
+        self._stale = True
+
+    def curve_db(self) -> np.ndarray | None:
+        """The correction now, dB per bin, each band `deadband_db` nearer 0 dB (the members read a
+        1-2 dB tilt as a change, and a flat microphone's estimate wanders that much); None until
+        `min_speech_s` of speech was observed, or while every band is within the dead band."""
+        if not self.cfg.mic or self.speech_s < self.cfg.min_speech_s or self._frames <= 0 or self.reference_db is None:
+            return None
+        heard_db = 10.0 * np.log10(self._sum / self._frames + 1e-20)
+        c = correction_db(heard_db, self.reference_db, self.cfg.max_boost_db, self.cfg.max_cut_db)
+        c = np.sign(c) * np.maximum(np.abs(c) - self.cfg.deadband_db, 0.0)
+        return c if np.any(c) else None
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """`x` through the current correction (float32, same length, not moved in time); `x`
+        itself while there is none."""
+        if self._stale:
+            c = self.curve_db()
+            self._taps = None if c is None else fir(c)
+            self.strength_db = 0.0 if c is None else float(np.abs(c).max())
+            self._stale = False
+        if self._taps is None:
+            return x
+        return convolve(np.asarray(x, dtype=np.float64), self._taps).astype(np.float32)

@@ -1,0 +1,221 @@
+"""The microphone equaliser (digitd.equalize): it learns a microphone's broad colouring from real
+words heard through it, undoes it on what the members hear, and changes nothing before it knows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from digitd.audio import load_wav
+from digitd.config import Config, EqualizeConfig
+from digitd.equalize import BINS, Equalizer, correction_db, frame_power, load_reference, speech_spectrum
+from digitd.errors import DigitdError
+from digitd.synth import mic_curve, microphone
+
+_F = np.fft.rfftfreq(256, 1 / 8000)
+BAND = (_F >= 400) & (_F <= 3300)  # where a 1/3-octave smoothing of the corners can follow them
+
+
+def _words(fsdd, n: int = 40) -> list[np.ndarray]:
+    """Real words of all six FSDD voices (test takes), each between 0.2 s of silence."""
+    rng = np.random.default_rng(0)
+    paths = sorted(fsdd.glob("*_[0-4].wav"))
+    out = []
+    for i in rng.choice(len(paths), n, replace=False):
+        x = load_wav(paths[i]).astype(np.float64)
+        pad = np.zeros(1600)
+        out.append(np.concatenate([pad, x / np.abs(x).max() * 0.3, pad]))
+    return out
+
+
+def _learned(words, curve, noise_db: float | None = None) -> np.ndarray:
+    """The correction an Equalizer learns from `words` heard through `curve`, in white noise
+    `noise_db` under each word's power (its background handed over as the pipeline hands it)."""
+    eq = Equalizer(EqualizeConfig(deadband_db=0.0))  # the estimate itself, every dB of it
+    rng = np.random.default_rng(1)
+    for w in words:
+        bg = None
+        if noise_db is not None:
+            nz = rng.standard_normal(len(w) + 8000) * np.sqrt(np.mean(w[w != 0] ** 2) * 10 ** (-noise_db / 10))
+            w, bg = w + nz[: len(w)], nz[len(w):]
+        heard = microphone(w, curve)
+        eq.observe(heard, None if bg is None else microphone(bg, curve))
+    c = eq.curve_db()
+    assert c is not None
+    return c
+
+
+def _speechlike(ref_db: np.ndarray, seconds: float = 2.0) -> np.ndarray:
+    """Noise shaped like `ref_db`'s spectrum, in bursts with quiet between: frames over the noise
+    whose long-term spectrum is the reference's."""
+    from scipy.signal import firwin2
+
+    rng = np.random.default_rng(3)
+    x = np.convolve(rng.standard_normal(int(seconds * 8000)), firwin2(257, _F / 4000, 10 ** (ref_db / 20)), mode="same")
+    x *= (np.arange(len(x)) // 2400) % 2  # 0.3 s on, 0.3 s off
+    return x + rng.standard_normal(len(x)) * 1e-5
+
+
+def _centred_inverse(curve) -> np.ndarray:
+    """What undoes `curve` per bin, its mean over 300-3500 Hz at 0 dB (the correction's level)."""
+    hz, db = zip(*curve)
+    inv = -np.interp(_F, hz, db)
+    return inv - inv[(_F >= 300) & (_F <= 3500)].mean()
+
+
+@pytest.mark.parametrize("name", ["laptop", "dull"])
+def test_it_learns_the_inverse_of_a_microphone_from_real_words(fsdd, name):
+    words = _words(fsdd)
+    flat, coloured = _learned(words, None), _learned(words, mic_curve(name))
+    # the same words flat and through the microphone: the difference is the microphone's alone
+    got = coloured - flat
+    want = np.clip(_centred_inverse(mic_curve(name)), -12, 12)
+    got -= got[BAND].mean()
+    want -= want[BAND].mean()
+    assert np.max(np.abs(got[BAND] - want[BAND])) < 3.0, (np.round(got[BAND], 1), np.round(want[BAND], 1))
+
+
+def test_noise_handed_over_as_background_does_not_pass_for_the_microphone(fsdd):
+    words = _words(fsdd)
+    quiet = _learned(words, mic_curve("laptop"))
+    noisy = _learned(words, mic_curve("laptop"), noise_db=10.0)
+    assert np.max(np.abs(noisy[BAND] - quiet[BAND])) < 3.0
+
+
+def test_nothing_changes_before_enough_speech_or_when_off(fsdd):
+    words = _words(fsdd, 12)
+    eq = Equalizer(EqualizeConfig(min_speech_s=3.0))
+    heard = [microphone(w, mic_curve("laptop")) for w in words]
+    x = heard[0].astype(np.float32)
+    for w in heard:
+        assert eq.curve_db() is not None or eq.apply(x) is x  # the input itself until it knows
+        eq.observe(w)
+    assert eq.speech_s >= 3.0 and eq.curve_db() is not None
+    y = eq.apply(x)
+    assert y.dtype == np.float32 and len(y) == len(x) and not np.array_equal(y, x)
+
+    off = Equalizer(EqualizeConfig(mic=False))
+    for w in heard:
+        off.observe(w)
+    assert off.curve_db() is None and off.apply(x) is x
+
+
+def test_the_correction_does_not_move_the_word_in_time(fsdd):
+    words = _words(fsdd, 20)
+    eq = Equalizer(EqualizeConfig())
+    for w in words:
+        eq.observe(microphone(w, mic_curve("laptop")))
+    x = words[0].astype(np.float32)
+    y = eq.apply(x)
+    lags = np.arange(-40, 41)
+    xc = [np.dot(x[40:-40], y[40 + k : len(y) - 40 + k]) for k in lags]
+    assert lags[int(np.argmax(xc))] == 0
+
+
+def test_it_forgets_an_old_microphone(fsdd):
+    words = _words(fsdd, 40)
+    eq = Equalizer(EqualizeConfig(memory_s=5.0, deadband_db=0.0))
+    for w in words[:20]:
+        eq.observe(microphone(w, mic_curve("dull")))
+    dull = eq.curve_db()
+    for w in words[20:]:
+        eq.observe(microphone(w, mic_curve("laptop")))
+    now, laptop = eq.curve_db(), _learned(words[20:], mic_curve("laptop"))
+    assert np.max(np.abs(now[BAND] - laptop[BAND])) < np.max(np.abs(dull[BAND] - laptop[BAND])) / 3
+
+
+def test_speech_spectrum_counts_only_frames_over_the_noise():
+    rng = np.random.default_rng(0)
+    hiss = rng.standard_normal(8000) * 1e-3
+    assert speech_spectrum(frame_power(hiss), frame_power(hiss).mean(axis=0))[1] == 0
+    tone = hiss.copy()
+    tone[3000:5000] += np.sin(2 * np.pi * 1000 * np.arange(2000) / 8000)
+    s, n = speech_spectrum(frame_power(tone), frame_power(hiss).mean(axis=0))  # 250 ms of tone: 15 frames, and 2 that half hold it
+    assert 14 <= n <= 18 and abs(_F[np.argmax(s)] - 1000) < 40 and np.isclose(s.sum(), 1.0)
+    assert speech_spectrum(frame_power(np.zeros(100)))[1] == 0  # shorter than a frame
+
+
+def test_the_shipped_reference_is_a_speech_spectrum():
+    ref = load_reference()
+    assert ref.shape == (BINS,) and ref.max() == 0.0
+    # speech: most of its power under 1 kHz, 10+ dB less at 3 kHz
+    assert ref[np.argmin(abs(_F - 500))] > ref[np.argmin(abs(_F - 3000))] + 10
+
+
+def test_a_broken_reference_is_refused(tmp_path):
+    p = tmp_path / "ref.json"
+    p.write_text(json.dumps({"rate": 8000, "nperseg": 256, "db": [0.0] * 10}))
+    with pytest.raises(DigitdError, match="speech spectrum"):
+        load_reference(str(p))
+    with pytest.raises(DigitdError, match="cannot read"):
+        load_reference(str(tmp_path / "missing.json"))
+
+
+def test_a_flat_microphone_gets_a_flat_correction():
+    ref = load_reference()
+    c = correction_db(ref, ref, 12, 12)
+    assert np.allclose(c, 0.0, atol=1e-9)
+    wobbly = ref + 1.5 * np.sin(np.arange(BINS) / 7.0)  # a flat microphone's estimate wanders 1-2 dB
+    eq = Equalizer(EqualizeConfig(min_speech_s=0.0), reference_db=wobbly)
+    eq.observe(_speechlike(ref))
+    x = np.ones(100, np.float32)
+    assert eq.curve_db() is None and eq.apply(x) is x  # within the dead band: nothing applied
+    eq = Equalizer(EqualizeConfig(min_speech_s=0.0, deadband_db=0.0), reference_db=wobbly)
+    eq.observe(_speechlike(ref))
+    assert eq.curve_db() is not None
+    lifted = correction_db(ref - 30 * (_F < 250), ref, 12, 6)  # a dead band under 250 Hz: lifted at most 12 dB
+    assert lifted.max() <= 12 and lifted.min() >= -6 and lifted[np.argmin(abs(_F - 100))] > 6
+
+
+def test_the_pipeline_corrects_only_after_it_has_heard_digits(model, fsdd):
+    from digitd.pipeline import Pipeline
+    from digitd.sources import FileSource
+
+    audio = microphone(np.concatenate(_words(fsdd, 16)), mic_curve("laptop")).astype(np.float32)
+    heard: dict[bool, dict[int, np.ndarray]] = {True: {}, False: {}}
+    for mic in (True, False):
+        cfg = Config()
+        cfg.equalize = dataclasses.replace(cfg.equalize, mic=mic)
+        pipe = Pipeline(cfg, model, history=None)
+        pipe.on_utterance = lambda u, x, pred, reason, got=heard[mic]: got.setdefault(u.start_sample, np.array(x))
+        pipe.run(FileSource(audio, speed="max"))
+        if mic:
+            assert pipe.equalizer.speech_s >= cfg.equalize.min_speech_s
+    on, off = heard[True], heard[False]
+    starts = sorted(set(on) & set(off))
+    assert len(starts) >= 12  # the VAD and the endpointer hear the input as it came: the same utterances
+    assert np.array_equal(on[starts[0]], off[starts[0]])  # the first word, before any digit was heard: as it came
+    assert not np.array_equal(on[starts[-1]], off[starts[-1]])  # the last, corrected
+
+
+def test_the_filter_is_scipys_design_without_scipy_signal():
+    from scipy.signal import fftconvolve, firwin2
+
+    from digitd.equalize import convolve, fir
+
+    db = np.clip(_centred_inverse(mic_curve("laptop")), -12, 12)
+    ours, theirs = fir(db), firwin2(257, _F / 4000, 10 ** (db / 20))
+    assert np.max(np.abs(ours - theirs)) < 0.01 * np.max(np.abs(theirs))
+    x = np.random.default_rng(0).standard_normal(3000)
+    np.testing.assert_allclose(convolve(x, ours), fftconvolve(x, ours, mode="same"), atol=1e-9)
+
+
+def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd):
+    import io
+
+    from rich.console import Console
+
+    from digitd.pipeline import Pipeline
+    from digitd.sources import FileSource
+    from digitd.ui import LiveUI
+
+    audio = microphone(np.concatenate(_words(fsdd, 16)), mic_curve("laptop")).astype(np.float32)
+    cfg = Config()
+    p = Pipeline(cfg, model, [], history=None)
+    p.run(FileSource(audio, speed="max", name="laptop"))
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(LiveUI(p, cfg)._header())
+    assert p.equalizer.strength_db >= 3 and f"mic eq {p.equalizer.strength_db:.0f} dB" in out.getvalue()
