@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 from scipy import fft  # already loaded by python_speech_features, as digitd.denoise uses it
 
+from digitd import SAMPLE_RATE
 from digitd.config import EqualizeConfig
 from digitd.errors import DigitdError
 
-SAMPLE_RATE = 8000
 NPERSEG = 256  # 32 ms frames, half overlapping: the spectrum's 129 bins are 31 Hz apart
 HOP = NPERSEG // 2
 BINS = NPERSEG // 2 + 1
@@ -41,6 +41,8 @@ _FREQS = np.fft.rfftfreq(NPERSEG, 1.0 / SAMPLE_RATE)
 _WINDOW = np.hanning(NPERSEG + 2)[1:-1]  # Hann without its zero ends
 _LOGF = np.log2(np.maximum(_FREQS, 60.0) / 1000.0)
 _SMOOTH = np.exp(-0.5 * ((_LOGF[:, None] - _LOGF[None, :]) / SMOOTH_OCTAVES) ** 2) * ((_FREQS >= FIT_HZ[0]) & (_FREQS <= FIT_HZ[1]))[None, :]
+_SMOOTH_SUM = _SMOOTH.sum(axis=1)
+_LEVEL = (_FREQS >= LEVEL_HZ[0]) & (_FREQS <= LEVEL_HZ[1])
 
 
 def frame_power(x: np.ndarray) -> np.ndarray:
@@ -93,11 +95,10 @@ def correction_db(spectrum_db: np.ndarray, reference_db: np.ndarray, max_boost_d
     LEVEL_HZ made 0 dB, smoothed over SMOOTH_OCTAVES in log frequency across FIT_HZ (a
     microphone's shape, not what is left of the voices' formants), clipped to
     [-max_cut_db, +max_boost_db]."""
-    level = (_FREQS >= LEVEL_HZ[0]) & (_FREQS <= LEVEL_HZ[1])
     d = reference_db - spectrum_db
-    d = np.clip(d - d[level].mean(), -max_cut_db - 6.0, max_boost_db + 6.0)  # a dead band (a phone's) does not drag its neighbours
-    c = (_SMOOTH @ d) / _SMOOTH.sum(axis=1)
-    c -= c[level].mean()
+    d = np.clip(d - d[_LEVEL].mean(), -max_cut_db - 6.0, max_boost_db + 6.0)  # a dead band (a phone's) does not drag its neighbours
+    c = (_SMOOTH @ d) / _SMOOTH_SUM
+    c -= c[_LEVEL].mean()
     return np.clip(c, -max_cut_db, max_boost_db)
 
 

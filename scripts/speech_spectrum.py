@@ -23,9 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import numpy as np  # noqa: E402
 from rich.progress import track  # noqa: E402
 
+from digitd import SAMPLE_RATE  # noqa: E402
 from digitd.audio import load_wav  # noqa: E402
 from digitd.corpora import side_clips  # noqa: E402
-from digitd.equalize import BINS, NPERSEG, REFERENCE, SAMPLE_RATE, frame_power, speech_spectrum  # noqa: E402
+from digitd.equalize import BINS, NPERSEG, REFERENCE, frame_power, speech_spectrum  # noqa: E402
 
 
 def main() -> int:
