@@ -121,6 +121,7 @@ class EqualizeConfig:
     over_noise_db: float = knob(6.0, lo=0.0, hi=40.0)  # a word's frames this far over the noise before it are its speech
     max_boost_db: float = knob(12.0, lo=0.0, hi=30.0)  # the correction lifts no band more than this
     max_cut_db: float = knob(12.0, lo=0.0, hi=30.0)  # nor lowers one more than this
+    where: str = knob("members", choices=("members", "stream"))  # who hears the correction: the members only, or the whole stream from the VAD on (one microphone: a laptop's, a phone's)
     deadband_db: float = knob(2.0, lo=0.0, hi=30.0)  # each band's correction comes this much closer to 0 dB, and none nearer than this: a flat microphone's estimate wanders 1-2 dB
 
 

@@ -193,6 +193,7 @@ class Pipeline:
                 if lost:
                     buf = np.zeros(0, np.float32)  # discontinuity: realign frames
                     self.endpointer.skip(lost)
+                    self.equalizer.gap()
                     self._pos = self.endpointer.pos
                     if chunk.dropped:
                         self.dropped_samples += chunk.dropped
@@ -244,6 +245,7 @@ class Pipeline:
         if self.first_frame_unix is None:
             self.first_frame_unix = time.time()  # cold start ends here (bench)
         t0 = time.perf_counter()
+        frame = self.equalizer.frame(frame, self._pos, self.endpointer.state == "silence")
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()
         utts = self.endpointer.push(frame, info)
@@ -366,7 +368,7 @@ class Pipeline:
             self._drop_faint(utt)
             return
         heard, trimmed = hear(utt, self.cfg.classify.context)
-        heard = self.equalizer.apply(heard)  # only the members hear the correction: every level rule reads the input as it came
+        heard = self.equalizer.apply(heard)  # members mode: only the members hear the correction (in stream mode the stream was corrected)
         if utt.faint and not self._cnn_may_agree(heard, trimmed):
             self._drop_faint(utt)  # what the agreement test below would decide, for a tenth of the work
             return
@@ -417,7 +419,7 @@ class Pipeline:
             else:
                 self._last_digit = None
             if reason != "unvoiced":  # a voice, the talker's or the room's, through the same microphone; the next word hears what it taught
-                self.equalizer.observe(u.audio, u.background)
+                self.equalizer.observe(u.audio, u.background, u.start_sample, job.utt.detected_sample)
             if self.on_utterance is not None:
                 self.on_utterance(u, heard, pred, reason)
             if reason:

@@ -11,7 +11,7 @@ import pytest
 
 from digitd.audio import load_wav
 from digitd.config import Config, EqualizeConfig
-from digitd.equalize import BINS, Equalizer, correction_db, frame_power, load_reference, speech_spectrum
+from digitd.equalize import BINS, TAPS, Equalizer, StreamFilter, correction_db, fir, frame_power, load_reference, minimum_phase_fir, speech_spectrum
 from digitd.errors import DigitdError
 from digitd.synth import mic_curve, microphone
 
@@ -171,6 +171,7 @@ def test_a_flat_microphone_gets_a_flat_correction():
 
 
 def test_the_pipeline_corrects_only_after_it_has_heard_digits(model, fsdd):
+    """Members mode: the members hear the correction, the VAD and the endpointer do not."""
     from digitd.pipeline import Pipeline
     from digitd.sources import FileSource
 
@@ -178,7 +179,7 @@ def test_the_pipeline_corrects_only_after_it_has_heard_digits(model, fsdd):
     heard: dict[bool, dict[int, np.ndarray]] = {True: {}, False: {}}
     for mic in (True, False):
         cfg = Config()
-        cfg.equalize = dataclasses.replace(cfg.equalize, mic=mic)
+        cfg.equalize = dataclasses.replace(cfg.equalize, mic=mic, where="members")
         pipe = Pipeline(cfg, model, history=None)
         pipe.on_utterance = lambda u, x, pred, reason, got=heard[mic]: got.setdefault(u.start_sample, np.array(x))
         pipe.run(FileSource(audio, speed="max"))
@@ -219,3 +220,101 @@ def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd):
     out = io.StringIO()
     Console(file=out, width=200, force_terminal=False).print(LiveUI(p, cfg)._header())
     assert p.equalizer.strength_db >= 3 and f"mic eq {p.equalizer.strength_db:.0f} dB" in out.getvalue()
+
+
+def _run(model, audio, where="stream", speed="max", **kw):
+    from digitd.pipeline import Pipeline
+    from digitd.sources import FileSource
+
+    class Collect:
+        events: list = []
+
+        def handle(self, e) -> None:
+            self.events.append(e)
+
+        def close(self) -> None:
+            pass
+
+    cfg = Config()
+    cfg.equalize = dataclasses.replace(cfg.equalize, where=where, **kw)
+    sink = Collect()
+    sink.events = []
+    pipe = Pipeline(cfg, model, [sink], history=None)
+    frames: list[np.ndarray] = []
+    vad = pipe.vad
+    pipe.vad = lambda pcm: (frames.append(pcm), vad(pcm))[1]  # what the VAD hears, frame by frame
+    pipe.run(FileSource(audio, speed=speed))
+    return pipe, sink.events, np.concatenate(frames)
+
+
+def test_in_stream_mode_every_stage_hears_the_correction_once_it_is_known(model, fsdd):
+    """Stream mode: the VAD, the endpointer and the members hear the corrected stream, from the
+    first quiet frame SETTLE_S after the word that completed `min_speech_s`; before it, the stream
+    exactly as it came."""
+    from digitd.equalize import SETTLE_S
+
+    audio = microphone(np.concatenate(_words(fsdd, 16)), mic_curve("laptop")).astype(np.float32)
+    on, _, heard_on = _run(model, audio)
+    off, _, heard_off = _run(model, audio, mic=False)
+    switches = [at for at, c in on.equalizer._history if c is not None]
+    assert switches and on.equalizer.strength_db >= 3
+    first = switches[0]
+    assert first >= int(SETTLE_S * 8000) and first % 240 == 0  # on a frame
+    np.testing.assert_array_equal(heard_on[:first], heard_off[:first])
+    after = slice(first + 240, None)  # past the cross-fade
+    assert not np.array_equal(heard_on[after], heard_off[after])
+    # after the last switch, what the VAD hears is the input through the correction then in force
+    last, c = on.equalizer._history[-1]
+    tail = slice(last + 240, None)
+    ratio = 10 * np.log10(frame_power(heard_on[tail].astype(np.float64)).mean(axis=0) / frame_power(heard_off[tail].astype(np.float64)).mean(axis=0))
+    band = (_F >= 300) & (_F <= 3500)
+    assert np.max(np.abs(c[band])) >= 3 and np.max(np.abs(ratio[band] - c[band])) < 0.5
+
+
+def test_a_paced_stream_switches_where_the_file_does(model, fsdd):
+    """The worker decides a correction whenever it finishes a word; the stream takes it up
+    SETTLE_S later at a quiet frame, so a live (threaded, paced) run and an unpaced one switch at
+    the same samples and read the same digits."""
+    audio = microphone(np.concatenate(_words(fsdd, 10)), mic_curve("laptop")).astype(np.float32)
+    fast, fast_ev, _ = _run(model, audio, min_speech_s=1.0)
+    paced, paced_ev, _ = _run(model, audio, speed=2.0, min_speech_s=1.0)
+    assert [at for at, _ in paced.equalizer._history] == [at for at, _ in fast.equalizer._history]
+    assert len(fast.equalizer._history) >= 3
+    from digitd.events import DigitEvent
+
+    digits = lambda ev: [(e.digit, round(e.start, 3)) for e in ev if isinstance(e, DigitEvent)]
+    assert digits(paced_ev) == digits(fast_ev) and len(digits(fast_ev)) >= 6
+
+
+def test_the_stream_filter_is_the_minimum_phase_twin_of_the_members_filter():
+    db = np.clip(_centred_inverse(mic_curve("laptop")), -12, 12)
+    h = minimum_phase_fir(db)
+    assert len(h) == TAPS
+    got = 20 * np.log10(np.abs(np.fft.rfft(h, 256)))
+    lin = 20 * np.log10(np.abs(np.fft.rfft(fir(db), 256)))
+    band = (_F >= 100) & (_F <= 3900)
+    assert np.max(np.abs(got[band] - db[band])) < 0.5 and np.max(np.abs(got[band] - lin[band])) < 0.5
+    e = np.cumsum(h**2) / np.sum(h**2)
+    assert e[23] > 0.99  # its energy within 3 ms: nothing in the stream is delayed (the linear-phase one: 16 ms)
+    x = np.random.default_rng(0).standard_normal(2400)
+    f = StreamFilter()
+    assert f.process(x[:240].astype(np.float32)) is not None
+    f.reset()
+    f.set(h)
+    y = np.concatenate([f.process(x[i : i + 240].astype(np.float32)) for i in range(0, 2400, 240)])
+    np.testing.assert_allclose(y[240:], np.convolve(x, h)[240:2400], atol=1e-5)  # past the first frame's cross-fade
+
+
+def test_a_swap_is_cross_faded_and_a_gap_forgets_the_past():
+    tone = np.sin(2 * np.pi * 500 * np.arange(4800) / 8000).astype(np.float32)
+    f = StreamFilter()
+    f.set(minimum_phase_fir(np.full(BINS, 0.0)))
+    out = [f.process(tone[i : i + 240]) for i in range(0, 2400, 240)]
+    f.set(minimum_phase_fir(np.full(BINS, -6.0)))  # half the amplitude
+    out += [f.process(tone[i : i + 240]) for i in range(2400, 4800, 240)]
+    y = np.concatenate(out)
+    assert np.max(np.abs(np.diff(y[2300:2700]))) < 1.1 * np.max(np.abs(np.diff(tone)))  # no step at the swap
+    assert 0.45 < np.abs(y[4000:]).max() < 0.55
+    f.reset()
+    z = f.process(np.zeros(240, np.float32))
+    assert np.abs(z).max() == 0.0  # the tone before the gap does not ring on after it
