@@ -248,7 +248,8 @@ class Equalizer:
         """One frame of the stream (frame thread), from stream sample `pos`, through the correction
         in force (stream mode; as it came otherwise). A new correction is taken up at the first
         `quiet` frame (no utterance open: a word is heard through one filter) `SETTLE_S` after the
-        worker decided it, so a live stream and a file switch at the same sample."""
+        worker decided it (a live pipeline waits for a late worker: `Pipeline._await_decisions`),
+        so a live stream and a file switch at the same sample."""
         if self._filter is None:
             return frame
         p = self._pending

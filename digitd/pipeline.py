@@ -26,7 +26,7 @@ from digitd import SAMPLE_RATE
 from digitd.audio import float_to_int16
 from digitd.config import Config
 from digitd.endpoint import Utterance
-from digitd.equalize import Equalizer
+from digitd.equalize import SETTLE_S, Equalizer
 from digitd.errors import DigitdError
 from digitd.events import DigitEvent, Event, NumberEvent, OverflowEvent, RejectedEvent, SummaryEvent
 from digitd.features import frame_db
@@ -39,6 +39,7 @@ from digitd.sysinfo import peak_rss_mb
 from digitd.talker import TalkerLevel, near_talker, under_talker
 
 
+AWAIT_WORKER_S = 1.0  # stream correction: the longest the pipeline thread waits for a late classification (_await_decisions)
 TAIL_FRAME = 80  # the tail rule compares words by their loudest 10 ms (features.frame_db frames at 8 kHz)
 
 
@@ -115,6 +116,9 @@ class Pipeline:
         # start samples of utterances handed to the classifier and not yet emitted, oldest first
         # (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
         self._inflight: deque[int] = deque()
+        self._inflight_decided: deque[int] = deque()  # their `detected_sample`s, in the same order
+        self._finished = threading.Condition()  # notified each time the classifier is done with one
+        self._gave_up_on = -1  # the decided sample the pipeline thread stopped waiting for (stream correction)
         # (end_sample, label, loudest 10 ms in dB) of the last word the classifier emitted as a digit; worker thread only
         self._last_digit: tuple[int, str, float] | None = None
         # the levels of the talker's recent digits; worker thread only
@@ -244,8 +248,11 @@ class Pipeline:
     def _frame(self, frame: np.ndarray, threaded: bool) -> None:
         if self.first_frame_unix is None:
             self.first_frame_unix = time.time()  # cold start ends here (bench)
+        quiet = self.endpointer.state == "silence"
+        if threaded and quiet and self.equalizer.stream:
+            self._await_decisions(self._pos - int(SETTLE_S * SAMPLE_RATE))
         t0 = time.perf_counter()
-        frame = self.equalizer.frame(frame, self._pos, self.endpointer.state == "silence")
+        frame = self.equalizer.frame(frame, self._pos, quiet)
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()
         utts = self.endpointer.push(frame, info)
@@ -265,6 +272,7 @@ class Pipeline:
     def _submit(self, job: _Job, threaded: bool) -> None:
         self.counts["utterances"] += 1
         self._inflight.append(job.utt.start_sample)
+        self._inflight_decided.append(job.utt.detected_sample)
         if not threaded:
             self._classify_safely(job)
             return
@@ -272,8 +280,34 @@ class Pipeline:
             self._queue.put_nowait(job)
         except queue.Full:
             self._inflight.pop()  # ours: the worker holds >= queue_size older entries
+            self._inflight_decided.pop()
             self.counts["queue_dropped"] += 1
             self.emit(OverflowEvent(1000.0 * job.utt.duration_s, "queue", self.stream_time))
+
+    def _done_with_one(self) -> None:
+        self._inflight.popleft()
+        self._inflight_decided.popleft()
+        if self.equalizer.stream:
+            with self._finished:
+                self._finished.notify_all()
+
+    def _await_decisions(self, upto: int) -> None:
+        """Stream correction, live: let the worker finish every utterance decided at or before
+        stream sample `upto` (what it teaches the equaliser is taken up SETTLE_S after the
+        decision), so a live stream switches filters at the same samples as a file. It takes ~20
+        ms a word; a late one is waited for at most AWAIT_WORKER_S once (the capture ring holds
+        seconds; the audio callback never waits)."""
+        q = self._inflight_decided
+        if not q or q[0] > upto or q[0] == self._gave_up_on:
+            return
+        deadline = time.monotonic() + AWAIT_WORKER_S
+        with self._finished:
+            while q and q[0] <= upto and not self.stop_event.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._gave_up_on = q[0]
+                    return
+                self._finished.wait(left)
 
     def _worker(self) -> None:
         while True:
@@ -286,7 +320,7 @@ class Pipeline:
         """Classify, or after a failure skip: a dead worker would leave `run` waiting on a full
         queue forever, so the first error stops the run and `run` raises it as one line."""
         if self._classify_error is not None:
-            self._inflight.popleft()
+            self._done_with_one()
             return
         try:
             self._classify(job)
@@ -298,7 +332,7 @@ class Pipeline:
         try:
             self._classify_one(job)
         finally:
-            self._inflight.popleft()  # after the event is out, so a tick never outruns it
+            self._done_with_one()  # after the event is out, so a tick never outruns it
 
     def _repeats_the_word_before(self, u: Utterance, label: str, level_db: float) -> bool:
         """Is `u` the rest of the digit just emitted? The same digit starting right where it ended

@@ -273,11 +273,25 @@ def test_in_stream_mode_every_stage_hears_the_correction_once_it_is_known(model,
 
 def test_a_paced_stream_switches_where_the_file_does(model, fsdd):
     """The worker decides a correction whenever it finishes a word; the stream takes it up
-    SETTLE_S later at a quiet frame, so a live (threaded, paced) run and an unpaced one switch at
-    the same samples and read the same digits."""
+    SETTLE_S later at a quiet frame, and a live pipeline thread waits for a worker running late,
+    so a paced (threaded) run switches at the same samples as an unpaced one and reads the same
+    digits, even with a worker slower than SETTLE_S."""
+    import time
+
+    class Slow:  # the shipped model, 80 ms slower per look: later than SETTLE_S at twice real time
+        def __init__(self, m):
+            self.m = m
+
+        def __getattr__(self, name):
+            return getattr(self.m, name)
+
+        def features(self, x, trimmed=False):
+            time.sleep(0.08)
+            return self.m.features(x, trimmed=trimmed)
+
     audio = microphone(np.concatenate(_words(fsdd, 10)), mic_curve("laptop")).astype(np.float32)
     fast, fast_ev, _ = _run(model, audio, min_speech_s=1.0)
-    paced, paced_ev, _ = _run(model, audio, speed=2.0, min_speech_s=1.0)
+    paced, paced_ev, _ = _run(Slow(model), audio, speed=2.0, min_speech_s=1.0)
     assert [at for at, _ in paced.equalizer._history] == [at for at, _ in fast.equalizer._history]
     assert len(fast.equalizer._history) >= 3
     from digitd.events import DigitEvent
