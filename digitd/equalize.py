@@ -130,7 +130,9 @@ def fir(db: np.ndarray) -> np.ndarray:
 def minimum_phase_fir(db: np.ndarray) -> np.ndarray:
     """A minimum-phase FIR (TAPS) with the magnitude `db` per bin: the real cepstrum of the
     log-magnitude folded onto its causal half. Its energy comes first, so filtering the live
-    stream delays nothing (a linear-phase filter would delay every frame by TAPS // 2 samples)."""
+    stream delays nothing (a linear-phase filter would delay every frame by TAPS // 2 samples).
+    scipy.signal.minimum_phase(fir(db), half=False) designs the like from the linear-phase filter;
+    scipy.signal stays out of the daemon (see `fir`)."""
     n = 4 * (TAPS - 1)
     grid = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
     log_mag = np.interp(grid, _FREQS, db) * (np.log(10.0) / 20.0)
@@ -165,14 +167,17 @@ class StreamFilter:
         self._hist = x[len(x) - (TAPS - 1):]
         if self.taps is None and not self._swapped:
             return frame
-        def run(t: np.ndarray | None) -> np.ndarray:
-            return x[TAPS - 1:] if t is None else np.convolve(x, t, mode="valid")
-        y = run(self.taps)
+        y = _causal(x, self.taps)
         if self._swapped:
             w = np.linspace(0.0, 1.0, len(frame), endpoint=False)
-            y = w * y + (1.0 - w) * run(self._old)
+            y = w * y + (1.0 - w) * _causal(x, self._old)
             self._swapped = False
         return y.astype(np.float32)
+
+
+def _causal(x: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+    """The last len(x) - TAPS + 1 samples of `x` through `taps` (x holds the TAPS - 1 before them)."""
+    return x[TAPS - 1 :] if taps is None else np.convolve(x, taps, mode="valid")
 
 
 def convolve(x: np.ndarray, taps: np.ndarray) -> np.ndarray:
