@@ -204,7 +204,8 @@ def test_the_filter_is_scipys_design_without_scipy_signal():
     np.testing.assert_allclose(convolve(x, ours), fftconvolve(x, ours, mode="same"), atol=1e-9)
 
 
-def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd):
+@pytest.mark.parametrize("where", ["members", "stream"])
+def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd, where):
     import io
 
     from rich.console import Console
@@ -215,6 +216,7 @@ def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd):
 
     audio = microphone(np.concatenate(_words(fsdd, 16)), mic_curve("laptop")).astype(np.float32)
     cfg = Config()
+    cfg.equalize = dataclasses.replace(cfg.equalize, where=where)
     p = Pipeline(cfg, model, [], history=None)
     p.run(FileSource(audio, speed="max", name="laptop"))
     out = io.StringIO()
