@@ -113,10 +113,9 @@ class Pipeline:
         self._pos = 0  # stream samples consumed (incl. dropped); read by the worker for `emitted`
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.classify.queue_size)
-        # start samples of utterances handed to the classifier and not yet emitted, oldest first
-        # (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
-        self._inflight: deque[int] = deque()
-        self._inflight_decided: deque[int] = deque()  # their `detected_sample`s, in the same order
+        # (start sample, decided sample) of utterances handed to the classifier and not yet emitted,
+        # oldest first (appended by the pipeline thread, popped by whoever classifies: deque ops are atomic)
+        self._inflight: deque[tuple[int, int]] = deque()
         self._finished = threading.Condition()  # notified each time the classifier is done with one
         self._gave_up_on = -1  # the decided sample the pipeline thread stopped waiting for (stream correction)
         # (end_sample, label, loudest 10 ms in dB) of the last word the classifier emitted as a digit; worker thread only
@@ -153,7 +152,7 @@ class Pipeline:
         if d is None or self._pos < d * SAMPLE_RATE:
             return
         inflight = self._inflight
-        horizon = min(self.endpointer.horizon, inflight[0] if inflight else self._pos)
+        horizon = min(self.endpointer.horizon, inflight[0][0] if inflight else self._pos)
         if horizon < d * SAMPLE_RATE or not self._lock.acquire(blocking=False):
             return
         try:
@@ -271,8 +270,7 @@ class Pipeline:
 
     def _submit(self, job: _Job, threaded: bool) -> None:
         self.counts["utterances"] += 1
-        self._inflight.append(job.utt.start_sample)
-        self._inflight_decided.append(job.utt.detected_sample)
+        self._inflight.append((job.utt.start_sample, job.utt.detected_sample))
         if not threaded:
             self._classify_safely(job)
             return
@@ -280,13 +278,11 @@ class Pipeline:
             self._queue.put_nowait(job)
         except queue.Full:
             self._inflight.pop()  # ours: the worker holds >= queue_size older entries
-            self._inflight_decided.pop()
             self.counts["queue_dropped"] += 1
             self.emit(OverflowEvent(1000.0 * job.utt.duration_s, "queue", self.stream_time))
 
     def _done_with_one(self) -> None:
         self._inflight.popleft()
-        self._inflight_decided.popleft()
         if self.equalizer.stream:
             with self._finished:
                 self._finished.notify_all()
@@ -297,15 +293,15 @@ class Pipeline:
         decision), so a live stream switches filters at the same samples as a file. It takes ~20
         ms a word; a late one is waited for at most AWAIT_WORKER_S once (the capture ring holds
         seconds; the audio callback never waits)."""
-        q = self._inflight_decided
-        if not q or q[0] > upto or q[0] == self._gave_up_on:
+        q = self._inflight
+        if not q or q[0][1] > upto or q[0][1] == self._gave_up_on:
             return
         deadline = time.monotonic() + AWAIT_WORKER_S
         with self._finished:
-            while q and q[0] <= upto and not self.stop_event.is_set():
+            while q and q[0][1] <= upto and not self.stop_event.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._gave_up_on = q[0]
+                    self._gave_up_on = q[0][1]
                     return
                 self._finished.wait(left)
 
