@@ -115,14 +115,21 @@ def correction_db(spectrum_db: np.ndarray, reference_db: np.ndarray, max_boost_d
     return np.clip(c, -max_cut_db, max_boost_db)
 
 
+_FINE = 4 * (TAPS - 1)  # both filters are designed by frequency sampling on this many points: 4x finer than the taps
+_FINE_FREQS = np.fft.rfftfreq(_FINE, 1.0 / SAMPLE_RATE)
+
+
+def _on_fine_grid(db: np.ndarray) -> np.ndarray:
+    """`db` per bin, interpolated onto the design grid's frequencies."""
+    return np.interp(_FINE_FREQS, _FREQS, db)
+
+
 def fir(db: np.ndarray) -> np.ndarray:
     """A linear-phase FIR (TAPS, centred) with the response `db` per bin: frequency sampling on a
     4x finer grid, Hamming-windowed (as scipy.signal.firwin2 designs it; scipy.signal itself, ~50 MB
     and ~1 s to import, stays out of the daemon)."""
-    n = 4 * (TAPS - 1)
-    grid = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    gain = 10.0 ** (np.interp(grid, _FREQS, db) / 20.0)
-    h = np.fft.irfft(gain, n)  # zero phase: centred on sample 0
+    gain = 10.0 ** (_on_fine_grid(db) / 20.0)
+    h = np.fft.irfft(gain, _FINE)  # zero phase: centred on sample 0
     h = np.concatenate([h[-(TAPS // 2):], h[: TAPS // 2 + 1]])
     return h * np.hamming(TAPS)
 
@@ -133,10 +140,8 @@ def minimum_phase_fir(db: np.ndarray) -> np.ndarray:
     stream delays nothing (a linear-phase filter would delay every frame by TAPS // 2 samples).
     scipy.signal.minimum_phase(fir(db), half=False) designs the like from the linear-phase filter;
     scipy.signal stays out of the daemon (see `fir`)."""
-    n = 4 * (TAPS - 1)
-    grid = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    log_mag = np.interp(grid, _FREQS, db) * (np.log(10.0) / 20.0)
-    c = np.fft.irfft(log_mag, n)
+    n = _FINE
+    c = np.fft.irfft(_on_fine_grid(db) * (np.log(10.0) / 20.0), n)  # the real cepstrum of the log-magnitude
     fold = np.zeros(n)
     fold[0] = 1.0
     fold[1 : n // 2] = 2.0

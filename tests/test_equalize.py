@@ -229,7 +229,8 @@ def _run(model, audio, where="stream", speed="max", **kw):
     from digitd.sources import FileSource
 
     class Collect:
-        events: list = []
+        def __init__(self) -> None:
+            self.events: list = []
 
         def handle(self, e) -> None:
             self.events.append(e)
@@ -240,7 +241,6 @@ def _run(model, audio, where="stream", speed="max", **kw):
     cfg = Config()
     cfg.equalize = dataclasses.replace(cfg.equalize, where=where, **kw)
     sink = Collect()
-    sink.events = []
     pipe = Pipeline(cfg, model, [sink], history=None)
     frames: list[np.ndarray] = []
     vad = pipe.vad
