@@ -225,22 +225,13 @@ def test_the_live_screen_says_how_much_the_microphone_is_corrected(model, fsdd, 
 
 
 def _run(model, audio, where="stream", speed="max", **kw):
+    from digitd.bench import Recorder
     from digitd.pipeline import Pipeline
     from digitd.sources import FileSource
 
-    class Collect:
-        def __init__(self) -> None:
-            self.events: list = []
-
-        def handle(self, e) -> None:
-            self.events.append(e)
-
-        def close(self) -> None:
-            pass
-
     cfg = Config()
     cfg.equalize = dataclasses.replace(cfg.equalize, where=where, **kw)
-    sink = Collect()
+    sink = Recorder()
     pipe = Pipeline(cfg, model, [sink], history=None)
     frames: list[np.ndarray] = []
     vad = pipe.vad
