@@ -39,6 +39,7 @@ class AudioConfig:
     ring_seconds: float = knob(5.0, lo=0.1, hi=600.0)
     frame_ms: int = knob(30, choices=(10, 20, 30))
     reconnect_max_s: float = knob(5.0, lo=0.1, hi=300.0)
+    dc_block_hz: float = knob(5.0, lo=0.0, hi=50.0)  # the stream's DC offset removed before everything (one-pole high-pass); 0 = off
 
 
 @dataclass
@@ -186,6 +187,7 @@ class BenchConfig:
     room_voice_speed: float = knob(1.0, lo=0.5, hi=2.0)  # every spoken word played this much faster (tempo and pitch together): > 1 a quicker, higher voice, < 1 a slower, deeper one
     room_rt60_s: float = knob(0.0, lo=0.0, hi=3.0)  # > 0: every word and sound is heard through a room with this reverberation time; 0 = dry
     room_drr_db: float = knob(3.0, lo=-20.0, hi=40.0)  # with room_rt60_s: direct sound over reverberation (talker ~1 m from the microphone)
+    room_dc_offset: float = knob(0.0, lo=-0.5, hi=0.5)  # a converter's DC offset (full scale = 1) in the stream, as a live microphone delivers it
     room_mic: str = knob("flat", choices=("flat", "phone", "laptop", "dull", "boomy", "random"))  # the microphone every stream is heard through (words and background alike); random = one drawn per stream
     room_speakers: str = knob("unseen", choices=("unseen", "train", "dev", "fit"))  # unseen: the judged split; train / dev: for tuning knobs; fit: training side without dev
 

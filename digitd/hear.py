@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from digitd.audio import float_to_int16
+from digitd.audio import DcBlock, float_to_int16
 from digitd.config import Config, DenoiseConfig
 from digitd.denoise import noise_psd, suppress
 from digitd.endpoint import Endpointer, Utterance
@@ -41,12 +41,14 @@ def heard(utt: Utterance, context: str) -> tuple[np.ndarray, bool]:
     return utt.audio, True
 
 
-def front_end(cfg: Config) -> tuple[Vad, Endpointer]:
-    """The VAD and the endpointer as `cfg` sets them up: the live pipeline's and `utterances`'."""
+def front_end(cfg: Config) -> tuple[DcBlock, Vad, Endpointer]:
+    """The DC blocker every frame passes first, the VAD and the endpointer as `cfg` sets them
+    up: the live pipeline's and `utterances`'."""
     vad = Vad(cfg.vad.aggressiveness, cfg.audio.frame_ms, steady_aggressiveness=cfg.vad.steady_aggressiveness,
               gain_target_db=cfg.vad.gain_target_db, max_gain_db=cfg.vad.max_gain_db,
               highpass_hz=cfg.vad.highpass_hz, highpass_order=cfg.vad.highpass_order, gain_after_ms=cfg.vad.gain_after_ms)
-    return vad, Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms)
+    return (DcBlock(cfg.audio.dc_block_hz), vad,
+            Endpointer(cfg.endpoint, cfg.audio.frame_ms, keep_background_ms=cfg.denoise.background_ms))
 
 
 def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
@@ -56,9 +58,9 @@ def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
     the talker's level and the members' agreement. The trainer's heard words are what the gate
     passes, as every shipped model learned them, cut under `cfg` (v13's command pins the VAD's
     gain ceiling it was trained with: README)."""
-    vad, ep = front_end(cfg)
+    dc, vad, ep = front_end(cfg)
     n = vad.frame_len
-    x = np.asarray(audio, dtype=np.float32)
+    x = dc(np.asarray(audio, dtype=np.float32))  # one pass: the same samples as frame by frame
     out: list[Utterance] = []
     for i in range(len(x) // n):
         frame = x[i * n : (i + 1) * n]

@@ -123,7 +123,7 @@ class Pipeline:
         # the levels of the talker's recent digits; worker thread only
         self._talker = TalkerLevel(cfg.classify.talker_words, cfg.classify.talker_memory_s)
         self.numbers = NumberGrouper(cfg.group)
-        self.vad, self.endpointer = front_end(cfg)
+        self.dc, self.vad, self.endpointer = front_end(cfg)
         self.equalizer = Equalizer(cfg.equalize)  # the microphone's colouring, learned from the voiced words decided (worker thread)
         self.frame_len = self.vad.frame_len
         # called with (utterance, the audio the classifier heard, prediction, reject reason or None)
@@ -251,7 +251,7 @@ class Pipeline:
         if threaded and quiet and self.equalizer.stream:
             self._await_decisions(self._pos - int(SETTLE_S * SAMPLE_RATE))
         t0 = time.perf_counter()
-        frame = self.equalizer.frame(frame, self._pos, quiet)
+        frame = self.equalizer.frame(self.dc(frame), self._pos, quiet)
         info = self.vad(float_to_int16(frame))
         t1 = time.perf_counter()
         utts = self.endpointer.push(frame, info)

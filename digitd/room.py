@@ -11,7 +11,8 @@ Commands non-digit words), plus espeak-ng's evaluation voices for a few digits. 
   Commands noise recordings, white/pink/brown noise, or babble of 3+ talkers (real non-digit
   words and espeak-ng sentences). SNR is against the mean power of the spoken words;
 - heard through a microphone (`room_mic`): flat as recorded, or a named or random response
-  (`synth.mic_curve`) that colours words and background alike, after the SNR is set.
+  (`synth.mic_curve`) that colours words and background alike, after the SNR is set; and with
+  a converter's DC offset (`room_dc_offset`), as a live stream carries it.
 Truth boundaries are the clean clip's own trim (`features.trim_bounds`), as in `synth.py`.
 Everything is drawn from one generator seeded by (seed, condition name), so a condition is the
 same stream whichever other conditions run with it.
@@ -414,8 +415,10 @@ def make_room_stream(cond: Condition, b: BenchConfig, root: str | None = None, e
     if b.room_mic != "flat":  # the microphone colours all it hears; the SNR stays the one set before it
         curve = mic_curve(b.room_mic, np.random.default_rng([b.seed, zlib.crc32(cond.name.encode()), 61]))
         speech, sounds, background, tone = (microphone(t, curve) for t in (speech, sounds, background, tone))
-    pcm = float_to_int16(speech + sounds + background + tone)
+    pcm = float_to_int16(speech + sounds + background + tone + b.room_dc_offset)
     audio = prepare_clip(to_mono_float(pcm), SAMPLE_RATE, cond.name)  # = load_wav of the saved WAV
+    if b.room_dc_offset:  # the loader takes a file's mean out; a live microphone's offset stays in what the pipeline hears
+        audio = audio + np.float32(b.room_dc_offset)
     truth.sort(key=lambda t: t.start)
     return RoomStream(cond, b.seed, pcm, audio, truth, p_speech, speech.astype(np.float32),
                       background.astype(np.float32), placed, espeak)

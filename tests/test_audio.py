@@ -140,3 +140,22 @@ def test_hours_long_file_is_streamed_not_loaded(tmp_path):
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     assert total == n
     assert (after - before) * 1024 < 40e6  # far less than the file's 57.6 MB (+ float32 copy 115 MB)
+
+
+def test_dc_block_removes_an_offset_block_by_block_and_passes_speech():
+    """A live stream's DC offset is gone ~0.1 s in, whatever the blocking, and the speech band
+    passes as it was (`audio.dc_block_hz`): the file loader's mean removal, for streams."""
+    from digitd.audio import DcBlock
+
+    t = np.arange(16000) / 8000
+    speech = (0.3 * np.sin(2 * np.pi * 300 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))).astype(np.float32)
+    x = speech + np.float32(0.05)
+    whole = DcBlock(5.0)(x)
+    for block in (1, 37, 240, 5000):
+        d = DcBlock(5.0)
+        assert np.max(np.abs(np.concatenate([d(x[i : i + block]) for i in range(0, len(x), block)]) - whole)) < 1e-6
+    assert abs(float(whole[0])) < 1e-7  # the first sample sets the state: an offset there from the start makes no step
+    assert abs(float(np.mean(whole[800:]))) < 1e-3 < abs(float(np.mean(x[800:])))
+    gain_db = 20 * np.log10(np.std(whole[8000:]) / np.std(speech[8000:]))
+    assert abs(gain_db) < 0.05
+    assert DcBlock(0.0)(x) is x  # 0 = off

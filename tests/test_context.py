@@ -22,11 +22,11 @@ FRAME = 240
 
 
 def segment(audio: np.ndarray) -> list:
-    """The utterances the pipeline cuts: its own VAD (the gain included) and endpointer."""
-    vad, ep = front_end(Config())
+    """The utterances the pipeline cuts: its own DC blocker, VAD (the gain included) and endpointer."""
+    dc, vad, ep = front_end(Config())
     out = []
     for i in range(0, len(audio) - FRAME + 1, FRAME):
-        f = audio[i : i + FRAME]
+        f = dc(audio[i : i + FRAME])
         out += ep.push(f, vad(float_to_int16(f)))
     return out + ep.flush()
 

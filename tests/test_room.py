@@ -434,3 +434,14 @@ def test_a_microphone_colours_words_and_background_alike_and_keeps_the_truth(pin
     for flat, coloured in ((pink.speech, phone.speech), (pink.background, phone.background)):
         assert low_share(coloured) < 0.1 * low_share(flat)
     assert np.corrcoef(pink.speech, phone.speech)[0, 1] > 0.7
+
+
+def test_a_converters_dc_offset_rides_on_the_stream_as_a_live_microphone_gives_it(pink, tmp_path):
+    """bench.room_dc_offset: the same draws and truth, the offset on every sample the pipeline is
+    handed; the saved WAV holds it too, and loads without it (a file loses its mean at load)."""
+    dc = make_room_stream(Condition("pink_5db", "pink", 5.0), bench(**SMALL, dc_offset=0.02))
+    assert [t.to_dict() for t in dc.truth] == [t.to_dict() for t in pink.truth]
+    lsb = 2.0 / 32768  # the int16 stream is rounded with and without the offset
+    assert np.max(np.abs(dc.audio - np.float32(0.02) - pink.audio)) <= lsb
+    wav, _ = write_stream(dc, tmp_path)
+    assert np.max(np.abs(load_wav(wav) - pink.audio)) <= lsb
