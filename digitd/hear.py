@@ -60,9 +60,9 @@ def utterances(audio: np.ndarray, cfg: Config) -> list[Utterance]:
     gain ceiling it was trained with: README)."""
     dc, vad, ep = front_end(cfg)
     n = vad.frame_len
-    x = dc(np.asarray(audio, dtype=np.float32))  # one pass: the same samples as frame by frame
+    x = np.asarray(audio, dtype=np.float32)
     out: list[Utterance] = []
     for i in range(len(x) // n):
-        frame = x[i * n : (i + 1) * n]
+        frame = dc(x[i * n : (i + 1) * n])  # frame by frame, as the pipeline blocks it: the same samples
         out += ep.push(frame, vad(float_to_int16(frame)))
     return [u for u in out + ep.flush() if not u.faint]
