@@ -283,8 +283,8 @@ class DcBlock:
 
     def __init__(self, cutoff_hz: float, rate: int = SAMPLE_RATE) -> None:
         self.r = float(np.exp(-2.0 * np.pi * cutoff_hz / rate)) if cutoff_hz > 0 else None
-        self._x = self._y = 0.0  # x[-1], y[-1]
-        self._started = False
+        self._x: float | None = None  # x[-1]; None until the first sample, which sets it
+        self._y = 0.0  # y[-1]
         self._powers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -299,10 +299,8 @@ class DcBlock:
             self._powers[n] = (self.r**k, self.r**-k)
         up, down = self._powers[n]
         x64 = np.asarray(x, dtype=np.float64)
-        if not self._started:
-            self._x, self._started = float(x64[0]), True
         u = np.empty(n)  # the first difference x[n] - x[n-1]
-        u[0] = x64[0] - self._x
+        u[0] = 0.0 if self._x is None else x64[0] - self._x
         np.subtract(x64[1:], x64[:-1], out=u[1:])
         # y[i] = sum_{j <= i} r ** (i - j) u[j] + r ** (i + 1) y[-1], as one cumulative sum
         y = up * np.cumsum(u * down) + (self.r * self._y) * up

@@ -120,10 +120,9 @@ def prepare(rt: Runtime) -> Runtime:
         if rt.get("kind") == "svc":
             sv = np.asarray(rt["sv"])  # stored as half (`half_support_vectors`): scored in float32
             if sv.dtype == np.float16 or not sv.flags.f_contiguous:
-                rt["sv"] = sv.astype(np.float32 if sv.dtype == np.float16 else sv.dtype, order="F")
-        if rt.get("kind") == "svc" and rt.get("kernel") == "rbf" and "sv_sq" not in rt:
-            sv = rt["sv"]  # squared in blocks of rows: the same sums, without a model-sized temporary
-            rt["sv_sq"] = np.concatenate([(sv[i : i + 512] ** 2).sum(1) for i in range(0, len(sv), 512)] or [sv.sum(1)])
+                rt["sv"] = sv = sv.astype(np.float32 if sv.dtype == np.float16 else sv.dtype, order="F")
+            if rt.get("kernel") == "rbf" and "sv_sq" not in rt:  # squared in blocks of rows: the same sums, no model-sized temporary
+                rt["sv_sq"] = np.concatenate([(sv[i : i + 512] ** 2).sum(1) for i in range(0, len(sv), 512)] or [sv.sum(1)])
         for v in rt.values():
             if isinstance(v, (dict, list)):
                 prepare(v)  # type: ignore[arg-type]
